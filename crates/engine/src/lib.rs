@@ -1,0 +1,117 @@
+//! The engine every Tributary chain service runs on: configuration, the transactional
+//! consume → process → produce loop, windowed dedup state with its changelog, the DLQ,
+//! metrics, health and shutdown. A chain supplies only its per-stage functions ([`Chain`]).
+
+pub mod avro;
+pub mod chain;
+pub mod config;
+pub mod dedup;
+pub mod error;
+pub mod metrics;
+pub mod normalize;
+pub mod record;
+pub mod runner;
+pub mod testing;
+pub mod topics;
+
+pub use chain::{Chain, Encoded, PipelineSettings};
+pub use config::Config;
+pub use error::{Error, ErrorClass, RecordError, Result};
+pub use record::{Common, Parsed, RawRecord, Source};
+
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Logs as JSON lines when `LOG_FORMAT=json`, else human-readable; level from `RUST_LOG`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("Signal received; shutting down");
+            t.cancel();
+        });
+    })?;
+    Ok(token)
+}
+
+/// The whole `main` of a chain service: `<chain> [--config FILE]`, settings from the file
+/// and the environment; exits non-zero, loudly, on any error it cannot handle.
+pub fn service_main<C: Chain>() -> ExitCode {
+    init_tracing();
+    let mut args = std::env::args().skip(1);
+    let mut file = std::env::var_os("TRIBUTARY_CONFIG").map(std::path::PathBuf::from);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" | "-c" => file = args.next().map(Into::into),
+            "--help" | "-h" => {
+                println!(
+                    "{name}: the {name} chain service of Tributary\n\nUsage: {name} [--config FILE]\n\n\
+                     Reads raw.{name}, writes clean.{name}, dlq.{name}, audit.{name} and changelog.{name}, exactly once.\n\
+                     Settings (file keys in brackets): KAFKA_BOOTSTRAP [kafka_bootstrap], SCHEMA_REGISTRY_URL [schema_registry_url],\n\
+                     TENANTS [tenants], DEDUP_WINDOW [dedup_window], COMMIT_INTERVAL [commit_interval],\n\
+                     MAX_BATCH_RECORDS [max_batch_records], MAX_RECORD_BYTES [max_record_bytes], INSTANCE_ID [instance_id],\n\
+                     GROUP_ID [group_id], METRICS_PORT [metrics_port], KAFKA_PROP_<NAME> [kafka.<name>], TRIBUTARY_CONFIG (the file).\n\
+                     Serves /metrics, /health/live and /health/ready on METRICS_PORT (default {port}).",
+                    name = C::NAME,
+                    port = C::PORT
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("{}: unknown argument '{other}' (try --help)", C::NAME);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cfg = match Config::load(C::NAME, C::WINDOW, C::PORT, file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid configuration");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = match shutdown_on_signals() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runner::run::<C>(cfg, shutdown) {
+        Ok(()) => {
+            tracing::info!("Stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Stopping on an error it cannot handle");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Metrics of a chain service and the HTTP server for `/metrics`, `/health/live` and
+//! `/health/ready`. Counters are added per transaction, not per record, to keep the hot path
+//! free of atomics.
+
+use crate::error::ErrorClass;
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct ChainMetrics {
+    pub registry: Registry,
+    /// Records by outcome: clean, dlq, duplicate.
+    pub records: IntCounterVec,
+    /// Dead-lettered records by reason class.
+    pub dlq: IntCounterVec,
+    /// Late records (older than the window, let through).
+    pub late: IntCounter,
+    pub commit_seconds: Histogram,
+    pub batch_records: Histogram,
+    pub transactions: IntCounterVec,
+    pub state_keys: IntGaugeVec,
+    pub state_bytes: IntGaugeVec,
+    pub restore_seconds: HistogramVec,
+    pub consumer_lag: IntGaugeVec,
+    pub ingest_to_clean_seconds: Histogram,
+    pub assigned_partitions: IntGauge,
+}
+
+impl ChainMetrics {
+    pub fn new(chain: &'static str) -> Self {
+        let registry = Registry::new_custom(
+            Some("tributary".into()),
+            Some([("chain".to_owned(), chain.to_owned())].into()),
+        )
+        .expect("valid registry prefix");
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("valid metric");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric registered once");
+                m
+            }};
+        }
+        let secs = |name: &str, help: &str, start: f64| {
+            HistogramOpts::new(name, help).buckets(exponential_buckets(start, 2.0, 16).expect("buckets"))
+        };
+        let m = ChainMetrics {
+            records: reg!(IntCounterVec::new(
+                Opts::new("chain_records_total", "Input records by outcome"),
+                &["outcome"]
+            )),
+            dlq: reg!(IntCounterVec::new(
+                Opts::new("chain_dlq_records_total", "Dead-lettered records by reason class"),
+                &["reason"]
+            )),
+            late: reg!(IntCounter::new(
+                "chain_late_records_total",
+                "Records older than the dedup window, let through"
+            )),
+            commit_seconds: reg!(Histogram::with_opts(secs(
+                "chain_commit_duration_seconds",
+                "Transaction commit latency",
+                0.001
+            ))),
+            batch_records: reg!(Histogram::with_opts(
+                HistogramOpts::new("chain_batch_records", "Input records per transaction")
+                    .buckets(exponential_buckets(1.0, 4.0, 10).expect("buckets"))
+            )),
+            transactions: reg!(IntCounterVec::new(
+                Opts::new("chain_transactions_total", "Transactions by result"),
+                &["result"]
+            )),
+            state_keys: reg!(IntGaugeVec::new(
+                Opts::new("chain_dedup_state_keys", "Keys in dedup state"),
+                &["partition"]
+            )),
+            state_bytes: reg!(IntGaugeVec::new(
+                Opts::new("chain_dedup_state_bytes", "Bytes held by dedup state"),
+                &["partition"]
+            )),
+            restore_seconds: reg!(HistogramVec::new(
+                secs("chain_state_restore_duration_seconds", "Dedup state restore time", 0.01),
+                &["partition"]
+            )),
+            consumer_lag: reg!(IntGaugeVec::new(
+                Opts::new("chain_consumer_lag_records", "Records behind the raw topic's end"),
+                &["partition"]
+            )),
+            ingest_to_clean_seconds: reg!(Histogram::with_opts(secs(
+                "chain_ingest_to_clean_seconds",
+                "From the raw record's Kafka timestamp to its clean commit",
+                0.005
+            ))),
+            assigned_partitions: reg!(IntGauge::new("chain_assigned_partitions", "Input partitions owned")),
+            registry,
+        };
+        for outcome in ["clean", "dlq", "duplicate"] {
+            m.records.with_label_values(&[outcome]);
+        }
+        for c in ErrorClass::ALL {
+            m.dlq.with_label_values(&[c.as_str()]);
+        }
+        for r in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[r]);
+        }
+        m
+    }
+}
+
+/// Per-transaction tallies, added to the counters when the transaction commits.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Tally {
+    pub received: u64,
+    pub clean: u64,
+    pub dlq: u64,
+    pub duplicate: u64,
+    pub late: u64,
+    pub dlq_by_class: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    pub fn publish(&self, m: &ChainMetrics) {
+        m.records.with_label_values(&["clean"]).inc_by(self.clean);
+        m.records.with_label_values(&["dlq"]).inc_by(self.dlq);
+        m.records.with_label_values(&["duplicate"]).inc_by(self.duplicate);
+        m.late.inc_by(self.late);
+        for (class, n) in &self.dlq_by_class {
+            m.dlq.with_label_values(&[class]).inc_by(*n);
+        }
+        m.batch_records.observe(self.received as f64);
+    }
+}
+
+/// Readiness: set once the producer is initialised and every assigned partition's state is
+/// restored; cleared while a restore runs.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves the endpoints until `shutdown` is cancelled, on its own thread and runtime so the
+/// blocking consume loop never starves it.
+pub fn serve(
+    port: u16,
+    registry: Registry,
+    health: Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use axum::{http::StatusCode, routing::get, Router};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
+    std::thread::Builder::new().name("http".into()).spawn(move || {
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let registry = registry.clone();
+                    async move {
+                        let mut buf = Vec::new();
+                        let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+                        let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+                        ([("content-type", "text/plain; version=0.0.4")], buf)
+                    }
+                }),
+            )
+            .route("/health/live", get(|| async { "live\n" }))
+            .route(
+                "/health/ready",
+                get(move || {
+                    let ready = health.is_ready();
+                    async move {
+                        if ready {
+                            (StatusCode::OK, "ready\n")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                        }
+                    }
+                }),
+            );
+        rt.block_on(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+        });
+    })
+}

@@ -1,0 +1,349 @@
+//! The stages a raw record passes through, as types: [`RawRecord`] → [`Parsed`] (fields by
+//! name, from whichever source format) → the chain's validated record, whose
+//! [`Common`] part every chain shares → encoded Avro.
+
+use crate::avro::AvroWriter;
+use crate::error::{ErrorClass, RecordError};
+use crate::normalize;
+use serde_json::{Map, Value};
+
+/// The source formats a raw record may declare in its `source` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Json,
+    Csv,
+    Sendgrid,
+    Mailgun,
+    Ses,
+    Postmark,
+    Mailchimp,
+    Mandrill,
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Option<Source> {
+        Some(match s {
+            "json" => Source::Json,
+            "csv" => Source::Csv,
+            "sendgrid" => Source::Sendgrid,
+            "mailgun" => Source::Mailgun,
+            "ses" => Source::Ses,
+            "postmark" => Source::Postmark,
+            "mailchimp" => Source::Mailchimp,
+            "mandrill" => Source::Mandrill,
+            _ => return None,
+        })
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Json => "json",
+            Source::Csv => "csv",
+            Source::Sendgrid => "sendgrid",
+            Source::Mailgun => "mailgun",
+            Source::Ses => "ses",
+            Source::Postmark => "postmark",
+            Source::Mailchimp => "mailchimp",
+            Source::Mandrill => "mandrill",
+        }
+    }
+    /// The error for a format this chain does not read.
+    pub fn unsupported(self, chain: &str) -> RecordError {
+        RecordError::new(
+            ErrorClass::UnknownSource,
+            format!("the {chain} chain does not read source format '{}'", self.as_str()),
+        )
+    }
+}
+
+/// One record as it came off the raw topic, with the headers the engine understands.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub payload: &'a [u8],
+    /// The `tenant` header.
+    pub tenant: Option<&'a str>,
+    /// The `csv-header` header: the header row of an upload, when the record holds one data row.
+    pub csv_header: Option<&'a str>,
+}
+
+/// Fields by name, before validation. Absent, `null` and empty-string values are the same.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Parsed {
+    fields: Map<String, Value>,
+}
+
+impl Parsed {
+    pub fn from_map(fields: Map<String, Value>) -> Self {
+        Parsed { fields }
+    }
+
+    /// The canonical `json` format: one object whose keys are the unified field names.
+    pub fn from_json(payload: &[u8]) -> Result<Parsed, RecordError> {
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(fields)) => Ok(Parsed { fields }),
+            Ok(other) => Err(RecordError::malformed(format!(
+                "expected a JSON object, found {}",
+                json_kind(&other)
+            ))),
+            Err(e) => Err(RecordError::malformed(format!("invalid JSON: {e}"))),
+        }
+    }
+
+    /// The `csv` format: a header row and one data row in the payload, or one data row with
+    /// the header row in the `csv-header` header. Column names are matched case-blind, with
+    /// spaces and dashes read as underscores, then mapped through `columns` (alias → field).
+    pub fn from_csv(raw: &RawRecord<'_>, columns: &[(&str, &str)]) -> Result<Parsed, RecordError> {
+        let text = std::str::from_utf8(raw.payload).map_err(|_| RecordError::malformed("CSV is not UTF-8"))?;
+        let joined;
+        let input = match raw.csv_header {
+            Some(h) => {
+                joined = format!("{}\n{}", h.trim_end(), text);
+                joined.as_str()
+            }
+            None => text,
+        };
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(false)
+            .from_reader(input.as_bytes());
+        let mut rows = rdr.records();
+        let header = rows
+            .next()
+            .ok_or_else(|| RecordError::malformed("CSV has no header row"))?
+            .map_err(|e| RecordError::malformed(format!("CSV header: {e}")))?;
+        let row = rows
+            .next()
+            .ok_or_else(|| RecordError::malformed("CSV has a header row but no data row"))?
+            .map_err(|e| RecordError::malformed(format!("CSV row: {e}")))?;
+        if rows.next().is_some() {
+            return Err(RecordError::malformed("CSV record holds more than one data row"));
+        }
+        let mut fields = Map::new();
+        for (name, value) in header.iter().zip(row.iter()) {
+            let key = column_key(name);
+            let field = columns
+                .iter()
+                .find(|(alias, _)| *alias == key)
+                .map(|(_, f)| (*f).to_owned())
+                .unwrap_or(key);
+            if !value.trim().is_empty() {
+                fields.insert(field, Value::String(value.to_owned()));
+            }
+        }
+        Ok(Parsed { fields })
+    }
+
+    /// Sets a default for a field the source did not give.
+    pub fn set_if_absent(&mut self, name: &str, value: &str) {
+        if !self.has(name) {
+            self.fields.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+
+    /// Copies `from` into `name` when `name` is absent (e.g. an opt-in time as event time).
+    pub fn copy_if_absent(&mut self, name: &str, from: &str) {
+        if !self.has(name) {
+            if let Some(v) = self.fields.get(from).cloned() {
+                self.fields.insert(name.to_owned(), v);
+            }
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        }
+    }
+
+    /// Removes and returns a field; `null` and blank strings count as absent.
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        match self.fields.remove(name)? {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() => None,
+            v => Some(v),
+        }
+    }
+
+    pub fn opt_str(&mut self, name: &str) -> Result<Option<String>, RecordError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(RecordError::invalid(
+                name,
+                format!("expected a string, found {}", json_kind(&other)),
+            )),
+        }
+    }
+
+    pub fn req_str(&mut self, name: &str) -> Result<String, RecordError> {
+        self.opt_str(name)?.ok_or_else(|| RecordError::missing(name))
+    }
+
+    pub fn opt_time(&mut self, name: &str, now_micros: i64) -> Result<Option<i64>, RecordError> {
+        self.take(name)
+            .map(|v| normalize::timestamp(name, &v, now_micros))
+            .transpose()
+    }
+
+    pub fn req_time(&mut self, name: &str, now_micros: i64) -> Result<i64, RecordError> {
+        self.opt_time(name, now_micros)?
+            .ok_or_else(|| RecordError::missing(name))
+    }
+
+    /// A closed value: matched case-blind against `symbols`, returns the symbol's index.
+    pub fn opt_enum(&mut self, name: &str, symbols: &[&str]) -> Result<Option<usize>, RecordError> {
+        let Some(s) = self.opt_str(name)? else {
+            return Ok(None);
+        };
+        let up = s.to_ascii_uppercase().replace(['-', ' '], "_");
+        symbols.iter().position(|sym| *sym == up).map(Some).ok_or_else(|| {
+            RecordError::invalid(
+                name,
+                format!("'{}' is not one of {}", normalize::truncate(&s, 40), symbols.join(", ")),
+            )
+        })
+    }
+
+    pub fn req_enum(&mut self, name: &str, symbols: &[&str]) -> Result<usize, RecordError> {
+        self.opt_enum(name, symbols)?.ok_or_else(|| RecordError::missing(name))
+    }
+
+    /// A map of strings; scalar values are turned into strings.
+    pub fn opt_map(&mut self, name: &str) -> Result<Vec<(String, String)>, RecordError> {
+        match self.take(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Object(m)) => Ok(m
+                .into_iter()
+                .filter_map(|(k, v)| scalar_string(v).map(|v| (k, v)))
+                .collect()),
+            Some(other) => Err(RecordError::invalid(
+                name,
+                format!("expected an object, found {}", json_kind(&other)),
+            )),
+        }
+    }
+
+    /// What no field claimed, as strings (for `users.attributes`).
+    pub fn into_rest(self) -> Vec<(String, String)> {
+        self.fields
+            .into_iter()
+            .filter_map(|(k, v)| scalar_string(v).map(|v| (k, v)))
+            .collect()
+    }
+}
+
+fn scalar_string(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `Email Address` → `email_address`.
+pub fn column_key(name: &str) -> String {
+    name.trim().to_lowercase().replace([' ', '-'], "_")
+}
+
+/// The fields every unified record begins with, in schema order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    pub tenant_id: String,
+    /// Empty until derived, when the source had none.
+    pub event_id: String,
+    pub event_time: i64,
+    pub ingested_at: i64,
+    pub source: Source,
+    pub email: Option<String>,
+    pub email_sha256: Option<String>,
+}
+
+/// What the engine knows when it builds [`Common`].
+pub struct CommonContext<'a> {
+    pub tenants: &'a [String],
+    pub source: Source,
+    pub now_micros: i64,
+    pub email_required: bool,
+}
+
+impl Common {
+    pub fn take(p: &mut Parsed, raw: &RawRecord<'_>, cx: &CommonContext<'_>) -> Result<Common, RecordError> {
+        let tenant_field = p.opt_str("tenant_id")?;
+        let tenant_raw = tenant_field.as_deref().or(raw.tenant).ok_or_else(|| {
+            RecordError::new(
+                ErrorClass::InvalidTenant,
+                "no tenant: neither a 'tenant' header nor a 'tenant_id' field",
+            )
+        })?;
+        let tenant = normalize::tenant_id(tenant_raw)?;
+        if !cx.tenants.iter().any(|t| t == tenant) {
+            return Err(RecordError::new(
+                ErrorClass::UnknownTenant,
+                format!("tenant '{tenant}' is not configured"),
+            ));
+        }
+        if let (Some(h), Some(f)) = (raw.tenant, tenant_field.as_deref()) {
+            if h.trim() != f {
+                return Err(RecordError::new(
+                    ErrorClass::InvalidTenant,
+                    format!(
+                        "the 'tenant' header '{}' and the 'tenant_id' field '{f}' disagree",
+                        normalize::truncate(h, 64)
+                    ),
+                ));
+            }
+        }
+        let tenant_id = tenant.to_owned();
+        let event_id = p.opt_str("event_id")?.unwrap_or_default();
+        let event_time = p.req_time("event_time", cx.now_micros)?;
+        // Derived fields are recomputed, never trusted.
+        p.take("ingested_at");
+        let given_sha = p.opt_str("email_sha256")?;
+        let email = p.opt_str("email")?.map(|e| normalize::email(&e)).transpose()?;
+        let email_sha256 = match (&email, given_sha) {
+            (Some(e), _) => Some(normalize::sha256_hex(e)),
+            (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(h.to_ascii_lowercase())
+            }
+            (None, Some(_)) => return Err(RecordError::invalid("email_sha256", "not 64 hex digits")),
+            (None, None) => None,
+        };
+        if cx.email_required && email.is_none() {
+            return Err(RecordError::missing("email"));
+        }
+        Ok(Common {
+            tenant_id,
+            event_id,
+            event_time,
+            ingested_at: cx.now_micros,
+            source: cx.source,
+            email,
+            email_sha256,
+        })
+    }
+
+    pub fn write(&self, w: &mut AvroWriter<'_>) {
+        w.string(&self.tenant_id);
+        w.string(&self.event_id);
+        w.long(self.event_time);
+        w.long(self.ingested_at);
+        w.string(self.source.as_str());
+        w.opt_string(self.email.as_deref());
+        w.opt_string(self.email_sha256.as_deref());
+    }
+}

@@ -1,0 +1,727 @@
+//! The transactional consume → process → produce loop of a chain service.
+//!
+//! Invariants:
+//! - Every input record lands in exactly one of clean (possibly late), DLQ or duplicate, and
+//!   what it produced (clean or DLQ record, changelog entries) is written in the same Kafka
+//!   transaction as the input offset that covers it (EOS v2: `send_offsets_to_transaction`
+//!   with the consumer's current group metadata). Each transaction also carries one audit
+//!   record with its input ranges and tallies.
+//! - Dedup state changes are journaled per transaction: committed with it, rolled back when
+//!   it aborts; after an abort the consumer is sought back to the first offset of the
+//!   transaction in each partition, so the records are processed again.
+//! - A partition is processed only after its state is restored from the committed changelog.
+//! - On revocation the open transaction is committed before the partitions go, so the next
+//!   owner starts exactly where this one stopped.
+//! - A fenced producer or any fatal error stops the service: another instance owns the work.
+
+use crate::chain::{self, Chain, PipelineSettings};
+use crate::config::Config;
+use crate::dedup::{self, DedupState, Verdict};
+use crate::error::{Error, KafkaContext, RecordError, Result};
+use crate::metrics::{ChainMetrics, Health, Tally};
+use crate::record::RawRecord;
+use crate::topics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Producer_ = ThreadedProducer<DefaultProducerContext>;
+
+fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka_bootstrap);
+    for (k, v) in &cfg.kafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Names of the chain's topics, resolved once.
+struct Topics {
+    raw: String,
+    clean: String,
+    dlq: String,
+    audit: String,
+    changelog: String,
+}
+
+/// The open transaction.
+#[derive(Default)]
+struct Txn {
+    open: bool,
+    started: Option<Instant>,
+    /// First offset consumed in this transaction, per partition: where to seek on abort.
+    first: BTreeMap<i32, i64>,
+    /// Next offset to consume, per partition: what the transaction commits.
+    next: BTreeMap<i32, i64>,
+    tally: Tally,
+    oldest_input_ms: Option<i64>,
+}
+
+struct Core<C: Chain> {
+    cfg: Config,
+    topics: Topics,
+    settings: PipelineSettings,
+    producer: Producer_,
+    states: HashMap<i32, DedupState>,
+    txn: Txn,
+    changes: Vec<dedup::ChangelogEntry>,
+    metrics: ChainMetrics,
+    health: Health,
+    /// A failure met inside a rebalance callback, raised by the main loop.
+    fatal: Option<Error>,
+    _chain: PhantomData<C>,
+}
+
+struct Ctx<C: Chain> {
+    core: Arc<Mutex<Core<C>>>,
+}
+
+impl<C: Chain> ClientContext for Ctx<C> {}
+
+impl<C: Chain> ConsumerContext for Ctx<C> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut core = lock(&self.core);
+            if let Err(e) = core.commit(consumer) {
+                core.fatal.get_or_insert(e);
+            }
+            for el in tpl.elements() {
+                core.states.remove(&el.partition());
+                core.metrics
+                    .state_keys
+                    .with_label_values(&[&el.partition().to_string()])
+                    .set(0);
+                core.metrics
+                    .state_bytes
+                    .with_label_values(&[&el.partition().to_string()])
+                    .set(0);
+            }
+            let n = core.states.len() as i64;
+            core.metrics.assigned_partitions.set(n);
+            tracing::info!(partitions = ?partitions_of(tpl), "Partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut core = lock(&self.core);
+                core.health.set_ready(false);
+                for p in partitions_of(tpl) {
+                    if core.states.contains_key(&p) {
+                        continue;
+                    }
+                    match core.restore(p) {
+                        Ok(state) => {
+                            core.states.insert(p, state);
+                        }
+                        Err(e) => {
+                            core.fatal.get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+                let n = core.states.len() as i64;
+                core.metrics.assigned_partitions.set(n);
+                core.health.set_ready(true);
+                tracing::info!(partitions = ?partitions_of(tpl), "Partitions assigned and restored");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::error!(error = %e, "Rebalance failed"),
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a panic mid-update: the process is going down anyway.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+impl<C: Chain> Core<C> {
+    fn begin(&mut self) -> Result<()> {
+        if !self.txn.open {
+            self.producer
+                .begin_transaction()
+                .map_err(txn_error("begin transaction"))?;
+            self.txn.open = true;
+            self.txn.started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn deadline_in(&self) -> Option<Duration> {
+        self.txn
+            .started
+            .map(|s| self.cfg.commit_interval.saturating_sub(s.elapsed()))
+    }
+
+    fn due(&self) -> bool {
+        self.txn.open
+            && (self.txn.tally.received as usize >= self.cfg.max_batch_records
+                || self
+                    .txn
+                    .started
+                    .is_some_and(|s| s.elapsed() >= self.cfg.commit_interval))
+    }
+
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+        let mut record = record;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    return Err(Error::Kafka {
+                        context: "producing",
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        self.begin()?;
+        let (p, offset) = (m.partition(), m.offset());
+        let Some(state) = self.states.get_mut(&p) else {
+            return Err(Error::Internal(format!(
+                "record from partition {p}, which has no restored state"
+            )));
+        };
+        self.txn.first.entry(p).or_insert(offset);
+        self.txn.next.insert(p, offset + 1);
+        self.txn.tally.received += 1;
+        if let Some(ts) = m.timestamp().to_millis() {
+            let o = self.txn.oldest_input_ms.get_or_insert(ts);
+            *o = (*o).min(ts);
+        }
+        let raw = RawRecord {
+            payload: m.payload().unwrap_or(&[]),
+            tenant: header(m, "tenant"),
+            csv_header: header(m, "csv-header"),
+        };
+        let now = crate::normalize::now_micros();
+        let encoded = match chain::process::<C>(&self.settings, header(m, "source"), &raw, now) {
+            Ok(e) => e,
+            Err(e) => return self.dead_letter(m, &e),
+        };
+        self.changes.clear();
+        let verdict = state.observe(
+            encoded.key,
+            dedup::micros_to_secs2000(encoded.event_time),
+            &mut self.changes,
+        );
+        match verdict {
+            Verdict::Duplicate => {
+                self.txn.tally.duplicate += 1;
+                return Ok(());
+            }
+            Verdict::Late => self.txn.tally.late += 1,
+            Verdict::New => {}
+        }
+        self.txn.tally.clean += 1;
+        let key = m.key().unwrap_or(encoded.tenant_id.as_bytes());
+        self.send(BaseRecord::to(&self.topics.clean).key(key).payload(&encoded.value))?;
+        for i in 0..self.changes.len() {
+            let (k, v) = self.changes[i];
+            let key = dedup::changelog_key(k);
+            let value = v.map(dedup::changelog_value);
+            let rec = BaseRecord::<[u8], [u8]>::to(&self.topics.changelog)
+                .partition(p)
+                .key(&key[..]);
+            let rec = match &value {
+                Some(v) => rec.payload(&v[..]),
+                None => rec,
+            };
+            self.send(rec)?;
+        }
+        Ok(())
+    }
+
+    /// The DLQ record: the original key, value and headers, plus the error and where the
+    /// record came from.
+    fn dead_letter(&mut self, m: &BorrowedMessage<'_>, e: &RecordError) -> Result<()> {
+        self.txn.tally.dlq += 1;
+        *self.txn.tally.dlq_by_class.entry(e.class.as_str()).or_default() += 1;
+        let mut headers = OwnedHeaders::new();
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let (partition, offset, time) = (
+            m.partition().to_string(),
+            m.offset().to_string(),
+            crate::normalize::now_micros().to_string(),
+        );
+        for (k, v) in [
+            ("error.class", e.class.as_str()),
+            ("error.reason", e.reason.as_str()),
+            ("error.time", time.as_str()),
+            ("source.topic", m.topic()),
+            ("source.partition", partition.as_str()),
+            ("source.offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let mut rec = BaseRecord::<[u8], [u8]>::to(&self.topics.dlq).headers(headers);
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        if let Some(v) = m.payload() {
+            rec = rec.payload(v);
+        }
+        self.send(rec)
+    }
+
+    /// Commits the open transaction (audit record, offsets, commit). An abortable failure
+    /// aborts, rolls state back and rewinds the consumer; a fatal one is returned.
+    fn commit<X: ConsumerContext>(&mut self, consumer: &BaseConsumer<X>) -> Result<()> {
+        if !self.txn.open {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = self.try_commit(consumer);
+        match result {
+            Ok(()) => {
+                for s in self.states.values_mut() {
+                    s.commit();
+                }
+                let t = &self.txn.tally;
+                t.publish(&self.metrics);
+                self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                self.metrics.transactions.with_label_values(&["committed"]).inc();
+                if let Some(ms) = self.txn.oldest_input_ms {
+                    let now_ms = crate::normalize::now_micros() / 1000;
+                    self.metrics
+                        .ingest_to_clean_seconds
+                        .observe(((now_ms - ms).max(0) as f64) / 1e3);
+                }
+                self.txn = Txn::default();
+                Ok(())
+            }
+            Err(e) => {
+                if let Error::Kafka {
+                    source: KafkaError::Transaction(ref re),
+                    ..
+                } = e
+                {
+                    if is_fenced(re.code()) {
+                        return Err(Error::Fenced(format!(
+                            "{e}: another instance with transactional id {} took over",
+                            self.transactional_id()
+                        )));
+                    }
+                    if re.is_fatal() {
+                        return Err(e);
+                    }
+                }
+                tracing::warn!(error = %e, "Transaction failed; aborting and processing its records again");
+                self.abort(consumer)
+            }
+        }
+    }
+
+    fn try_commit<X: ConsumerContext>(&mut self, consumer: &BaseConsumer<X>) -> Result<()> {
+        let inputs: Vec<serde_json::Value> = self
+            .txn
+            .first
+            .iter()
+            .map(|(p, first)| {
+                serde_json::json!({"topic": self.topics.raw, "partition": p, "first_offset": first, "next_offset": self.txn.next[p]})
+            })
+            .collect();
+        let audit = serde_json::json!({
+            "chain": C::NAME,
+            "instance": self.cfg.instance_id,
+            "inputs": inputs,
+            "received": self.txn.tally.received,
+            "clean": self.txn.tally.clean,
+            "dlq": self.txn.tally.dlq,
+            "duplicate": self.txn.tally.duplicate,
+            "late": self.txn.tally.late,
+            "dlq_by_class": self.txn.tally.dlq_by_class,
+            "committed_at": crate::normalize::now_micros(),
+        })
+        .to_string();
+        self.send(
+            BaseRecord::to(&self.topics.audit)
+                .key(self.cfg.instance_id.as_bytes())
+                .payload(audit.as_bytes()),
+        )?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in &self.txn.next {
+            tpl.add_partition_offset(&self.topics.raw, *p, Offset::Offset(*next))
+                .ctx("building offsets")?;
+        }
+        let cgm = consumer
+            .group_metadata()
+            .ok_or_else(|| Error::Internal("consumer has no group metadata".into()))?;
+        self.producer
+            .send_offsets_to_transaction(&tpl, &cgm, TXN_TIMEOUT)
+            .map_err(txn_error("send offsets to transaction"))?;
+        loop {
+            match self.producer.commit_transaction(TXN_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "Commit failed with a retriable error; retrying");
+                }
+                Err(e) => {
+                    return Err(Error::Kafka {
+                        context: "commit transaction",
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    fn abort<X: ConsumerContext>(&mut self, consumer: &BaseConsumer<X>) -> Result<()> {
+        self.producer
+            .abort_transaction(TXN_TIMEOUT)
+            .map_err(txn_error("abort transaction"))?;
+        for s in self.states.values_mut() {
+            s.rollback();
+        }
+        for (p, first) in &self.txn.first {
+            if self.states.contains_key(p) {
+                consumer
+                    .seek(&self.topics.raw, *p, Offset::Offset(*first), Duration::from_secs(10))
+                    .ctx("seeking back after abort")?;
+            }
+        }
+        self.metrics.transactions.with_label_values(&["aborted"]).inc();
+        self.txn = Txn::default();
+        Ok(())
+    }
+
+    fn transactional_id(&self) -> String {
+        transactional_id(&self.cfg.topic_namespace, C::NAME, &self.cfg.instance_id)
+    }
+
+    /// Rebuilds a partition's dedup state from the committed changelog.
+    fn restore(&mut self, partition: i32) -> Result<DedupState> {
+        let started = Instant::now();
+        let topic = &self.topics.changelog;
+        let fail = |reason: String| Error::Restore {
+            topic: topic.clone(),
+            partition,
+            reason,
+        };
+        let mut state = DedupState::new(self.cfg.dedup_window.as_secs() as u32);
+        let consumer: BaseConsumer = client_config(&self.cfg)
+            .set("group.id", format!("{}-restore", self.cfg.group_id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "10485760")
+            .create()
+            .ctx("creating restore consumer")?;
+        let (_low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Beginning)
+            .ctx("building restore assignment")?;
+        consumer.assign(&tpl).ctx("assigning changelog partition")?;
+        let limit = Instant::now() + TXN_TIMEOUT * 2;
+        let mut n = 0u64;
+        loop {
+            if Instant::now() > limit {
+                return Err(fail(format!("not at the end ({high}) after {:?}", TXN_TIMEOUT * 2)));
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if let Some((k, v)) = dedup::decode_changelog(m.key(), m.payload()) {
+                        state.apply_changelog(k, v);
+                        n += 1;
+                    } else {
+                        return Err(fail(format!("malformed changelog record at offset {}", m.offset())));
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    let pos = consumer
+                        .position()
+                        .ctx("restore position")?
+                        .find_partition(topic, partition)
+                        .and_then(|e| e.offset().to_raw())
+                        .unwrap_or(0);
+                    if pos >= high || high == 0 {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(fail(e.to_string())),
+            }
+        }
+        state.finish_restore();
+        let elapsed = started.elapsed();
+        let label = partition.to_string();
+        self.metrics
+            .restore_seconds
+            .with_label_values(&[&label])
+            .observe(elapsed.as_secs_f64());
+        self.metrics
+            .state_keys
+            .with_label_values(&[&label])
+            .set(state.len() as i64);
+        self.metrics
+            .state_bytes
+            .with_label_values(&[&label])
+            .set(state.allocated_bytes() as i64);
+        tracing::info!(
+            partition,
+            records = n,
+            keys = state.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "State restored"
+        );
+        Ok(state)
+    }
+
+    fn update_gauges<X: ConsumerContext>(&self, consumer: &BaseConsumer<X>) {
+        for (p, s) in &self.states {
+            let label = p.to_string();
+            self.metrics.state_keys.with_label_values(&[&label]).set(s.len() as i64);
+            self.metrics
+                .state_bytes
+                .with_label_values(&[&label])
+                .set(s.allocated_bytes() as i64);
+        }
+        if let Ok(pos) = consumer.position() {
+            for el in pos.elements() {
+                if let (Some(at), Ok((_, high))) = (
+                    el.offset().to_raw(),
+                    consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)),
+                ) {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&el.partition().to_string()])
+                        .set((high - at).max(0));
+                }
+            }
+        }
+    }
+}
+
+fn is_fenced(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fenced
+    )
+}
+
+fn txn_error(context: &'static str) -> impl Fn(KafkaError) -> Error {
+    move |source| Error::Kafka { context, source }
+}
+
+pub fn transactional_id(namespace: &str, chain: &str, instance: &str) -> String {
+    topics::namespaced(namespace, &format!("tributary-{chain}-{instance}"))
+}
+
+/// Registers the chain's schema under `clean.<chain>-value` and returns its id, retrying
+/// while the registry is unreachable.
+pub fn register_schema(url: &str, subject: &str, schema: &str, shutdown: &CancellationToken) -> Result<u32> {
+    use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
+    use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let settings = SrSettings::new(url.to_owned());
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema.to_owned());
+        match rt.block_on(post_schema(&settings, subject.to_owned(), supplied)) {
+            Ok(r) => return Ok(r.id),
+            Err(e) if e.retriable && attempt < 30 && !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, attempt, "Schema registry unreachable; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(Error::Registry(format!("registering {subject}: {e}"))),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Checks that the chain's topics exist and that the changelog can hold every input partition.
+fn check_topics<X: ConsumerContext>(consumer: &BaseConsumer<X>, t: &Topics) -> Result<()> {
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(30))
+        .ctx("fetching metadata")?;
+    let count = |name: &str| {
+        md.topics()
+            .iter()
+            .find(|x| x.name() == name && x.error().is_none())
+            .map(|x| x.partitions().len())
+    };
+    let mut missing = Vec::new();
+    for name in [&t.raw, &t.clean, &t.dlq, &t.audit, &t.changelog] {
+        if count(name).is_none() {
+            missing.push(name.as_str());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Config(format!(
+            "missing topics {missing:?}: create them with `tributary topics`"
+        )));
+    }
+    let (raw, log) = (count(&t.raw).unwrap_or(0), count(&t.changelog).unwrap_or(0));
+    if log < raw {
+        return Err(Error::Config(format!(
+            "{} has {log} partitions but {} has {raw}: the changelog needs one partition per input partition",
+            t.changelog, t.raw
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a chain service until `shutdown` is cancelled or a fatal error occurs.
+pub fn run<C: Chain>(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    let metrics = ChainMetrics::new(C::NAME);
+    let health = Health::default();
+    let http = crate::metrics::serve(
+        cfg.metrics_port,
+        metrics.registry.clone(),
+        health.clone(),
+        shutdown.clone(),
+    )?;
+    let result = run_loop::<C>(cfg, metrics, health, shutdown.clone());
+    shutdown.cancel();
+    let _ = http.join();
+    result
+}
+
+fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdown: CancellationToken) -> Result<()> {
+    let subject = topics::namespaced(&cfg.topic_namespace, &topics::subject(C::NAME));
+    let schema_id = register_schema(&cfg.schema_registry_url, &subject, C::SCHEMA, &shutdown)?;
+    tracing::info!(chain = C::NAME, schema_id, "Schema registered");
+    let ns = |t: String| topics::namespaced(&cfg.topic_namespace, &t);
+    let topics = Topics {
+        raw: ns(topics::raw(C::NAME)),
+        clean: ns(topics::clean(C::NAME)),
+        dlq: ns(topics::dlq(C::NAME)),
+        audit: ns(topics::audit(C::NAME)),
+        changelog: ns(topics::changelog(C::NAME)),
+    };
+    let producer: Producer_ = client_config(&cfg)
+        .set(
+            "transactional.id",
+            transactional_id(&cfg.topic_namespace, C::NAME, &cfg.instance_id),
+        )
+        .set("enable.idempotence", "true")
+        .set("transaction.timeout.ms", TXN_TIMEOUT.as_millis().to_string())
+        .set("linger.ms", "5")
+        .set("compression.type", "zstd")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .ctx("creating producer")?;
+    producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::Kafka {
+        context: "init transactions",
+        source: e,
+    })?;
+    let core = Arc::new(Mutex::new(Core::<C> {
+        settings: PipelineSettings {
+            tenants: cfg.tenants.clone(),
+            max_record_bytes: cfg.max_record_bytes,
+            schema_id,
+        },
+        cfg: cfg.clone(),
+        topics,
+        producer,
+        states: HashMap::new(),
+        txn: Txn::default(),
+        changes: Vec::new(),
+        metrics,
+        health: health.clone(),
+        fatal: None,
+        _chain: PhantomData,
+    }));
+    let consumer: BaseConsumer<Ctx<C>> = client_config(&cfg)
+        .set("group.id", &cfg.group_id)
+        // Static membership: a restarted instance takes its partitions back at once instead
+        // of waiting for the session of its dead predecessor to expire.
+        .set(
+            "group.instance.id",
+            transactional_id(&cfg.topic_namespace, C::NAME, &cfg.instance_id),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(Ctx { core: core.clone() })
+        .ctx("creating consumer")?;
+    check_topics(&consumer, &lock(&core).topics)?;
+    let raw_topic = lock(&core).topics.raw.clone();
+    consumer.subscribe(&[&raw_topic]).ctx("subscribing")?;
+    health.set_ready(true);
+    tracing::info!(chain = C::NAME, group = %cfg.group_id, instance = %cfg.instance_id, "Consuming");
+    let mut last_gauges = Instant::now();
+    while !shutdown.is_cancelled() {
+        let timeout = lock(&core).deadline_in().unwrap_or(Duration::from_millis(100));
+        let polled = consumer.poll(timeout.max(Duration::from_millis(1)));
+        let mut core = lock(&core);
+        if let Some(e) = core.fatal.take() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(m)) => core.process(&m)?,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Consumer error");
+                if let KafkaError::MessageConsumptionFatal(_) = e {
+                    return Err(Error::Kafka {
+                        context: "consuming",
+                        source: e,
+                    });
+                }
+            }
+            None => {}
+        }
+        if core.due() {
+            core.commit(&consumer)?;
+        }
+        if last_gauges.elapsed() > Duration::from_secs(10) {
+            core.update_gauges(&consumer);
+            last_gauges = Instant::now();
+        }
+    }
+    tracing::info!("Shutting down: committing the open transaction");
+    lock(&core).commit(&consumer)?;
+    consumer.unsubscribe();
+    if let Some(e) = lock(&core).fatal.take() {
+        return Err(e);
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, checks formatting and lints, builds, starts the real
+# infrastructure, runs every test against it, and stops it again, whatever the outcome.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+t0=$(date +%s)
+bash dev/system-deps.sh
+echo "== lint"
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+echo "== build"
+cargo build --release --workspace --all-targets
+echo "== infrastructure"
+trap 'echo "== stopping infrastructure"; bash dev/infra.sh down >/dev/null 2>&1 || true' EXIT
+bash dev/infra.sh up
+set -a; . .infra/env; set +a
+echo "== tests"
+cargo test --release --workspace -- --test-threads 2
+echo "== make test passed in $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,4 @@
+//! The `tributary` command line's library: topic creation and the load generator, shared
+//! with the tests and the benchmarks.
+
+pub mod loadgen;

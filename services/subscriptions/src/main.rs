@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    tributary_engine::service_main::<tributary_subscriptions::Subscriptions>()
+}

@@ -1,0 +1,310 @@
+//! Helpers for the tests against the real infrastructure: addresses, fresh topic namespaces,
+//! the service binaries as child processes, and exact reads of what they wrote.
+
+use anyhow::{bail, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tributary_engine::topics;
+
+pub fn kafka() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn registry() -> String {
+    std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://localhost:8081/apis/ccompat/v7".into())
+}
+
+/// A random namespace whose chain topics exist, `partitions` each.
+pub fn namespace(chain: &str, partitions: i32) -> Result<String> {
+    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let all: Vec<(String, bool)> = topics::chain_topics(chain)
+        .into_iter()
+        .map(|(t, c)| (topics::namespaced(&ns, &t), c))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
+    Ok(ns)
+}
+
+pub fn topic(ns: &str, t: String) -> String {
+    topics::namespaced(ns, &t)
+}
+
+fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary> → target/<profile>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One chain service process.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+    chain: String,
+    ns: String,
+    instance: String,
+    env: Vec<(String, String)>,
+}
+
+impl Service {
+    pub fn start(chain: &str, ns: &str, instance: &str, env: &[(&str, &str)]) -> Result<Service> {
+        let mut s = Service {
+            child: spawn_placeholder()?,
+            port: 0,
+            chain: chain.into(),
+            ns: ns.into(),
+            instance: instance.into(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        s.child.kill().ok();
+        s.child.wait().ok();
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        self.port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join(format!("{}-{}-{}.log", self.ns, self.chain, self.instance)))?;
+        self.child = Command::new(bin_dir().join(&self.chain))
+            .env("KAFKA_BOOTSTRAP", kafka())
+            .env("SCHEMA_REGISTRY_URL", registry())
+            .env("TOPIC_NAMESPACE", &self.ns)
+            .env("INSTANCE_ID", &self.instance)
+            .env("METRICS_PORT", self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.chain))?;
+        Ok(())
+    }
+
+    /// `kill -9`, then start again under the same instance id.
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.spawn()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait()? {
+                anyhow::ensure!(st.success(), "{} exited with {st}", self.chain);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} did not stop within 30 s of SIGTERM", self.chain)
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn()
+    }
+
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait()? {
+                bail!("{} exited early with {st}", self.chain);
+            }
+            if let Ok(r) = reqwest::blocking_get(&format!("http://127.0.0.1:{}/health/ready", self.port)) {
+                if r {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("{} not ready within {timeout:?}", self.chain)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_placeholder() -> Result<Child> {
+    Ok(Command::new("true").spawn()?)
+}
+
+mod reqwest {
+    /// A minimal GET returning whether the status is 200, without an async runtime.
+    pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+        use std::io::{Read, Write};
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        Ok(buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200"))
+    }
+}
+
+/// Every record of a topic, read `read_committed` from the beginning up to its end.
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+pub fn read_all(topic: &str) -> Result<Vec<Record>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+        let (_, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        ends.insert(*p, high);
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut done: BTreeMap<i32, bool> = parts.iter().map(|p| (*p, ends[p] == 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done.values().any(|d| !d) {
+        anyhow::ensure!(Instant::now() < deadline, "reading {topic} did not reach its end");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                let pos = consumer
+                    .position()?
+                    .find_partition(topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(0);
+                if pos >= ends[&p] {
+                    done.insert(p, true);
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Sums of the audit records of a namespace's chain.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSums {
+    pub received: u64,
+    pub clean: u64,
+    pub dlq: u64,
+    pub duplicate: u64,
+    pub late: u64,
+}
+
+pub fn audit_sums(topic: &str) -> Result<AuditSums> {
+    let mut s = AuditSums::default();
+    for r in read_all(topic)? {
+        let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b"{}"))?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        s.received += n("received");
+        s.clean += n("clean");
+        s.dlq += n("dlq");
+        s.duplicate += n("duplicate");
+        s.late += n("late");
+    }
+    Ok(s)
+}
+
+/// Waits until the audit records account for `expected` input records.
+pub fn wait_accounted(audit_topic: &str, expected: u64, timeout: Duration) -> Result<AuditSums> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = audit_sums(audit_topic)?;
+        if s.received >= expected {
+            return Ok(s);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {expected} records accounted for after {timeout:?}",
+            s.received
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// (partition, key, tenant_id, event_id) of one clean record.
+pub type CleanRow = (i32, Vec<u8>, String, String);
+
+/// Decodes clean values through the registry, the way any Confluent consumer would, into
+/// (tenant_id, event_id) in topic order per partition.
+pub fn decode_clean(records: &[Record]) -> Result<Vec<CleanRow>> {
+    use schema_registry_converter::async_impl::avro::AvroDecoder;
+    use schema_registry_converter::async_impl::schema_registry::SrSettings;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let decoder = AvroDecoder::new(SrSettings::new(registry()));
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let d = rt.block_on(decoder.decode(r.value.as_deref()))?;
+        let apache_avro::types::Value::Record(fields) = d.value else {
+            bail!("not a record")
+        };
+        let get = |n: &str| -> Result<String> {
+            match fields.iter().find(|(k, _)| k == n).map(|(_, v)| v) {
+                Some(apache_avro::types::Value::String(s)) => Ok(s.clone()),
+                other => bail!("field {n}: {other:?}"),
+            }
+        };
+        out.push((
+            r.partition,
+            r.key.clone().unwrap_or_default(),
+            get("tenant_id")?,
+            get("event_id")?,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,297 @@
+//! The chain services against the real broker and registry: exact clean sets, DLQ reasons,
+//! audit accounting, dedup across a restart, and exactly once under `kill -9`.
+
+use anyhow::Result;
+use rand::Rng;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tributary_ctl::loadgen::{self, Generator, Kind, Spec};
+use tributary_engine::topics;
+use tributary_tests::*;
+
+/// A hand-made raw record: headers, payload, and the DLQ class it must get (`None`: clean).
+type Special = (Vec<(&'static str, String)>, Vec<u8>, Option<&'static str>);
+
+/// Hand-made records, each with the DLQ class it must get.
+fn special_records(chain: &str) -> Vec<Special> {
+    let h = |t: &str, s: &str| vec![("tenant", t.to_owned()), ("source", s.to_owned())];
+    let mut v = vec![
+        (h("acme", "json"), vec![b'x'; 70_000], Some("oversize")),
+        (h("acme", "fax"), b"{}".to_vec(), Some("unknown_source")),
+        (h("acme", "json"), b"{\"event_time\": 1".to_vec(), Some("malformed")),
+        (
+            h("Bad Tenant", "json"),
+            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
+            Some("invalid_tenant"),
+        ),
+        (
+            h("hooli", "json"),
+            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
+            Some("unknown_tenant"),
+        ),
+        (
+            h("acme", "json"),
+            b"{\"event_time\":1763000000,\"email\":\"not-an-address\"}".to_vec(),
+            Some("invalid_email"),
+        ),
+        (
+            h("acme", "json"),
+            b"{\"event_time\":\"1999-01-01T00:00:00Z\",\"email\":\"a@b.com\"}".to_vec(),
+            Some("invalid_timestamp"),
+        ),
+    ];
+    // A valid record in CSV with the header row carried in the record.
+    let csv = match chain {
+        "users" => "Email Address,First Name,event_id,Timestamp\ncsv@example.com,Csv,csv-1,NOW",
+        "unsubscribes" => "Email Address,UNSUB_TIME,event_id\ncsv@example.com,NOW,csv-1",
+        "blocklists" => "Email,Timestamp,event_id,reason\ncsv@example.com,NOW,csv-1,spam",
+        "subscriptions" => "Email Address,OPTIN_TIME,event_id,list\ncsv@example.com,NOW,csv-1,news",
+        _ => "recipient,timestamp,event_id,msg_id,event\ncsv@example.com,NOW,csv-1,m-csv,delivered",
+    };
+    let now = chrono_like_now();
+    v.push((h("globex", "csv"), csv.replace("NOW", &now).into_bytes(), None));
+    v
+}
+
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    secs.to_string()
+}
+
+fn produce(topic: &str, records: &[Special]) -> Result<()> {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    for (headers, payload, _) in records {
+        let mut hs = OwnedHeaders::new();
+        for (k, v) in headers {
+            hs = hs.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        p.send(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .key(b"special")
+                .payload(payload)
+                .headers(hs),
+        )
+        .map_err(|(e, _)| e)?;
+    }
+    p.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Checks the clean topic holds exactly `expected` (tenant/event_id), once each.
+fn assert_exact_clean(ns: &str, chain: &str, expected: &BTreeSet<String>) -> Result<Vec<CleanRow>> {
+    let clean = decode_clean(&read_all(&topic(ns, topics::clean(chain)))?)?;
+    let mut seen = BTreeMap::<String, u32>::new();
+    for (_, _, t, id) in &clean {
+        *seen.entry(format!("{t}/{id}")).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
+    let got: BTreeSet<String> = seen.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(expected).take(5).collect();
+    assert!(
+        twice.is_empty(),
+        "{chain}: {} records twice in the clean topic, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{chain}: missing {missing:?}, unexpected {extra:?}"
+    );
+    Ok(clean)
+}
+
+fn exact_sets_for(chain: &str) -> Result<()> {
+    let ns = namespace(chain, 3)?;
+    let mut svc = Service::start(
+        chain,
+        &ns,
+        "0",
+        &[("DEDUP_WINDOW", "1h"), ("MAX_RECORD_BYTES", "65536")],
+    )?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    let mut spec = Spec::new(chain, 3_000);
+    spec.seed = 11;
+    spec.invalid_share = 0.05;
+    spec.spread_secs = 600;
+    let summary = loadgen::send(&kafka(), &topic(&ns, topics::raw(chain)), spec, |_| {})?;
+    let specials = special_records(chain);
+    produce(&topic(&ns, topics::raw(chain)), &specials)?;
+    // A late event: an hour and a half older than the newest, with a 1 h window.
+    let late_time = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        - 5_400)
+        .to_string();
+    let late = format!("{{\"event_id\":\"late-1\",\"event_time\":{late_time},\"email\":\"late@example.com\",\"list_id\":\"l\",\"message_id\":\"m\",\"event_type\":\"SENT\"}}");
+    produce(
+        &topic(&ns, topics::raw(chain)),
+        &[(
+            vec![("tenant", "acme".into()), ("source", "json".into())],
+            late.into_bytes(),
+            None,
+        )],
+    )?;
+    let total = summary.sent + specials.len() as u64 + 1;
+    let sums = wait_accounted(&topic(&ns, topics::audit(chain)), total, Duration::from_secs(120))?;
+
+    let mut expected = summary.expected.clone();
+    expected.insert("globex/csv-1".into());
+    expected.insert("acme/late-1".into());
+    let special_dlq = specials.iter().filter(|s| s.2.is_some()).count() as u64;
+    assert_eq!(sums.received, total, "{chain}: audit received");
+    assert_eq!(sums.clean, expected.len() as u64, "{chain}: audit clean");
+    assert_eq!(sums.dlq, summary.invalid + special_dlq, "{chain}: audit dlq");
+    assert_eq!(sums.duplicate, summary.duplicates, "{chain}: audit duplicates");
+    assert_eq!(
+        sums.clean + sums.dlq + sums.duplicate,
+        sums.received,
+        "{chain}: audit adds up"
+    );
+    assert_eq!(sums.late, 1, "{chain}: late events");
+    assert_exact_clean(&ns, chain, &expected)?;
+
+    let dlq = read_all(&topic(&ns, topics::dlq(chain)))?;
+    assert_eq!(dlq.len() as u64, summary.invalid + special_dlq, "{chain}: DLQ size");
+    for r in &dlq {
+        for h in [
+            "error.class",
+            "error.reason",
+            "source.topic",
+            "source.partition",
+            "source.offset",
+            "tenant",
+        ] {
+            assert!(
+                r.headers.contains_key(h),
+                "{chain}: DLQ record without header {h}: {:?}",
+                r.headers
+            );
+        }
+        assert_eq!(r.headers["source.topic"], topic(&ns, topics::raw(chain)));
+    }
+    let specials_seen: BTreeSet<&str> = dlq
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"special"))
+        .map(|r| r.headers["error.class"].as_str())
+        .collect();
+    let specials_want: BTreeSet<&str> = specials.iter().filter_map(|s| s.2).collect();
+    assert_eq!(specials_seen, specials_want, "{chain}: DLQ classes");
+    assert!(
+        dlq.iter()
+            .any(|r| r.value.as_deref() == Some(&b"{\"event_time\": 1"[..])),
+        "original bytes kept"
+    );
+    svc.stop()?;
+    Ok(())
+}
+
+#[test]
+fn users_exact_sets() -> Result<()> {
+    exact_sets_for("users")
+}
+#[test]
+fn unsubscribes_exact_sets() -> Result<()> {
+    exact_sets_for("unsubscribes")
+}
+#[test]
+fn blocklists_exact_sets() -> Result<()> {
+    exact_sets_for("blocklists")
+}
+#[test]
+fn subscriptions_exact_sets() -> Result<()> {
+    exact_sets_for("subscriptions")
+}
+#[test]
+fn mailings_exact_sets() -> Result<()> {
+    exact_sets_for("mailings")
+}
+
+/// A duplicate that arrives after a restart, within the window, is still dropped: the state
+/// came back from the changelog.
+#[test]
+fn dedup_survives_a_restart() -> Result<()> {
+    let chain = "subscriptions";
+    let ns = namespace(chain, 2)?;
+    let raw = topic(&ns, topics::raw(chain));
+    let audit = topic(&ns, topics::audit(chain));
+    let mut svc = Service::start(chain, &ns, "0", &[])?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    let mut spec = Spec::new(chain, 2_000);
+    spec.duplicate_share = 0.0;
+    spec.invalid_share = 0.0;
+    let first = loadgen::send(&kafka(), &raw, spec.clone(), |_| {})?;
+    wait_accounted(&audit, first.sent, Duration::from_secs(60))?;
+    svc.restart()?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    let again = loadgen::send(&kafka(), &raw, spec, |_| {})?;
+    let sums = wait_accounted(&audit, first.sent + again.sent, Duration::from_secs(60))?;
+    assert_eq!(
+        sums.duplicate, again.sent,
+        "every replayed record is a duplicate after the restart"
+    );
+    assert_exact_clean(&ns, chain, &first.expected)?;
+    svc.stop()
+}
+
+/// `kill -9` at random moments while 100k events (10 % duplicates) stream in: afterwards the
+/// clean topic holds exactly the expected set, once each, in per-key order.
+#[test]
+fn exactly_once_under_kill_dash_nine() -> Result<()> {
+    let chain = "mailings";
+    let ns = namespace(chain, 4)?;
+    let raw = topic(&ns, topics::raw(chain));
+    let mut svc = Service::start(chain, &ns, "0", &[("COMMIT_INTERVAL", "50ms")])?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    let mut spec = Spec::new(chain, 100_000);
+    spec.seed = 99;
+    spec.duplicate_share = 0.1;
+    spec.invalid_share = 0.01;
+    let (kafka_, raw_, spec_) = (kafka(), raw.clone(), spec.clone());
+    let producer = std::thread::spawn(move || loadgen::send_paced(&kafka_, &raw_, spec_, Some(5_000), |_| {}));
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    while kills < 6 && !producer.is_finished() {
+        std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
+        svc.kill9_and_restart()?;
+        kills += 1;
+    }
+    let summary = producer.join().expect("producer thread")?;
+    assert!(kills >= 5, "only {kills} kills happened while the load was running");
+    let sums = wait_accounted(
+        &topic(&ns, topics::audit(chain)),
+        summary.sent,
+        Duration::from_secs(180),
+    )?;
+    assert_eq!(
+        sums.received, summary.sent,
+        "audit covers every input record exactly once"
+    );
+    let clean = assert_exact_clean(&ns, chain, &summary.expected)?;
+    // Per-key order: the order of first occurrences in the input, per key.
+    let mut want: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    for g in Generator::new(spec) {
+        if g.kind == Kind::Valid {
+            want.entry(g.key.into_bytes()).or_default().push(format!(
+                "{}/{}",
+                g.tenant,
+                g.event_id.unwrap_or_default()
+            ));
+        }
+    }
+    let mut got: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    for (_, key, t, id) in clean {
+        got.entry(key).or_default().push(format!("{t}/{id}"));
+    }
+    assert_eq!(got, want, "per-key order");
+    svc.stop()
+}
