@@ -60,37 +60,20 @@ pub struct Service {
 
 impl Service {
     pub fn start(chain: &str, ns: &str, instance: &str, env: &[(&str, &str)]) -> Result<Service> {
-        let mut s = Service {
-            child: spawn_placeholder()?,
-            port: 0,
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let (child, port) = spawn(chain, ns, instance, &env)?;
+        Ok(Service {
+            child,
+            port,
             chain: chain.into(),
             ns: ns.into(),
             instance: instance.into(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        };
-        s.child.kill().ok();
-        s.child.wait().ok();
-        s.spawn()?;
-        Ok(s)
+            env,
+        })
     }
 
     fn spawn(&mut self) -> Result<()> {
-        self.port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(std::env::temp_dir().join(format!("{}-{}-{}.log", self.ns, self.chain, self.instance)))?;
-        self.child = Command::new(bin_dir().join(&self.chain))
-            .env("KAFKA_BOOTSTRAP", kafka())
-            .env("SCHEMA_REGISTRY_URL", registry())
-            .env("TOPIC_NAMESPACE", &self.ns)
-            .env("INSTANCE_ID", &self.instance)
-            .env("METRICS_PORT", self.port.to_string())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.chain))?;
+        (self.child, self.port) = spawn(&self.chain, &self.ns, &self.instance, &self.env)?;
         Ok(())
     }
 
@@ -145,8 +128,26 @@ impl Drop for Service {
     }
 }
 
-fn spawn_placeholder() -> Result<Child> {
-    Ok(Command::new("true").spawn()?)
+/// Starts the chain's binary from this build, on a free metrics port, logging to a file
+/// named after the namespace in the temp dir.
+fn spawn(chain: &str, ns: &str, instance: &str, env: &[(String, String)]) -> Result<(Child, u16)> {
+    let port = free_port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::env::temp_dir().join(format!("{ns}-{chain}-{instance}.log")))?;
+    let child = Command::new(bin_dir().join(chain))
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry())
+        .env("TOPIC_NAMESPACE", ns)
+        .env("INSTANCE_ID", instance)
+        .env("METRICS_PORT", port.to_string())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {chain}"))?;
+    Ok((child, port))
 }
 
 mod reqwest {

@@ -295,3 +295,38 @@ fn exactly_once_under_kill_dash_nine() -> Result<()> {
     assert_eq!(got, want, "per-key order");
     svc.stop()
 }
+
+/// Two instances share the partitions; one of them is stopped and started again and again
+/// while events stream in: the clean topic still holds exactly the expected set.
+#[test]
+fn two_instances_with_one_restarting() -> Result<()> {
+    let chain = "users";
+    let ns = namespace(chain, 4)?;
+    let raw = topic(&ns, topics::raw(chain));
+    let mut a = Service::start(chain, &ns, "a", &[])?;
+    let mut b = Service::start(chain, &ns, "b", &[])?;
+    a.wait_ready(Duration::from_secs(60))?;
+    b.wait_ready(Duration::from_secs(60))?;
+    let mut spec = Spec::new(chain, 30_000);
+    spec.seed = 5;
+    let (kafka_, raw_, spec_) = (kafka(), raw.clone(), spec.clone());
+    let producer = std::thread::spawn(move || loadgen::send_paced(&kafka_, &raw_, spec_, Some(3_000), |_| {}));
+    let mut restarts = 0;
+    while !producer.is_finished() {
+        std::thread::sleep(Duration::from_millis(1_500));
+        b.restart()?;
+        restarts += 1;
+    }
+    let summary = producer.join().expect("producer thread")?;
+    assert!(restarts >= 3, "only {restarts} restarts while the load was running");
+    let sums = wait_accounted(
+        &topic(&ns, topics::audit(chain)),
+        summary.sent,
+        Duration::from_secs(180),
+    )?;
+    assert_eq!(sums.received, summary.sent);
+    assert_eq!(sums.duplicate, summary.duplicates);
+    assert_exact_clean(&ns, chain, &summary.expected)?;
+    a.stop()?;
+    b.stop()
+}
