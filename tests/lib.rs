@@ -309,3 +309,145 @@ pub fn decode_clean(records: &[Record]) -> Result<Vec<CleanRow>> {
     }
     Ok(out)
 }
+
+/// The sink as a child process.
+pub struct Sink {
+    pub child: Child,
+    pub port: u16,
+    env: Vec<(String, String)>,
+    log: String,
+}
+
+impl Sink {
+    pub fn start(ns: &str, lake_uri: &str, chains: &str, extra: &[(&str, &str)]) -> Result<Sink> {
+        let mut env: Vec<(String, String)> = vec![
+            ("TOPIC_NAMESPACE".into(), ns.into()),
+            ("LAKE_URI".into(), lake_uri.into()),
+            ("CHAINS".into(), chains.into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let log = format!(
+            "{ns}-sink-{}",
+            extra
+                .iter()
+                .find(|(k, _)| *k == "INSTANCE")
+                .map(|(_, v)| *v)
+                .unwrap_or("0")
+        );
+        let (child, port) = spawn_sink(&env, &log)?;
+        Ok(Sink { child, port, env, log })
+    }
+
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        (self.child, self.port) = spawn_sink(&self.env, &self.log)?;
+        Ok(())
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let st = self.child.wait()?;
+        anyhow::ensure!(st.success(), "sink exited with {st}");
+        Ok(())
+    }
+
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(st) = self.child.try_wait()? {
+            bail!("sink exited with {st}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_sink(env: &[(String, String)], log: &str) -> Result<(Child, u16)> {
+    let port = free_port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::env::temp_dir().join(format!("{log}.log")))?;
+    let child = Command::new(bin_dir().join("sink"))
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry())
+        .env("METRICS_PORT", port.to_string())
+        .env("FLUSH_MAX_AGE", "300ms")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting the sink")?;
+    Ok((child, port))
+}
+
+pub fn hdfs() -> String {
+    std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into())
+}
+
+/// `tenant/event_id` of every row of a chain's table, counted.
+pub fn table_rows(lake_uri: &str, chain: &str) -> Result<BTreeMap<String, u32>> {
+    use arrow::array::{Array, StringArray};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let lake = tributary_lake::Lake::new(lake_uri)?;
+    let url = lake.table_url(chain)?;
+    let mut out = BTreeMap::new();
+    let Ok(table) = rt.block_on(deltalake::open_table(url)) else {
+        return Ok(out);
+    };
+    for f in rt.block_on(tributary_lake::table::read_all(&table))? {
+        let tenant = f.partition.get("tenant_id").cloned().unwrap_or_default();
+        for b in &f.batches {
+            let ids = b
+                .column_by_name("event_id")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .context("event_id column")?;
+            for i in 0..ids.len() {
+                *out.entry(format!("{tenant}/{}", ids.value(i))).or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until the table holds `want` distinct rows (or fails with what it holds).
+pub fn wait_table(lake_uri: &str, chain: &str, want: usize, timeout: Duration) -> Result<BTreeMap<String, u32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = table_rows(lake_uri, chain)?;
+        if rows.values().map(|n| *n as usize).sum::<usize>() >= want {
+            return Ok(rows);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "table has {} rows, want {want}, after {timeout:?}",
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Asserts a table holds exactly `expected`, once each.
+pub fn assert_exact_table(rows: &BTreeMap<String, u32>, expected: &std::collections::BTreeSet<String>) {
+    let twice: Vec<_> = rows
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| format!("{k}×{n}"))
+        .take(5)
+        .collect();
+    let got: std::collections::BTreeSet<String> = rows.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(expected).take(5).collect();
+    assert!(twice.is_empty(), "rows twice in the table: {twice:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "table: missing {missing:?}, unexpected {extra:?}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod config;
 pub mod dedup;
 pub mod error;
+pub mod esp;
 pub mod metrics;
 pub mod normalize;
 pub mod record;
@@ -77,7 +78,8 @@ pub fn service_main<C: Chain>() -> ExitCode {
                      Settings (file keys in brackets): KAFKA_BOOTSTRAP [kafka_bootstrap], SCHEMA_REGISTRY_URL [schema_registry_url],\n\
                      TENANTS [tenants], DEDUP_WINDOW [dedup_window], COMMIT_INTERVAL [commit_interval],\n\
                      MAX_BATCH_RECORDS [max_batch_records], MAX_RECORD_BYTES [max_record_bytes], INSTANCE_ID [instance_id],\n\
-                     GROUP_ID [group_id], METRICS_PORT [metrics_port], KAFKA_PROP_<NAME> [kafka.<name>], TRIBUTARY_CONFIG (the file).\n\
+                     GROUP_ID [group_id], METRICS_PORT [metrics_port], TOPIC_NAMESPACE [topic_namespace],\n\
+                     KAFKA_PROP_<NAME> [kafka.<name>], TRIBUTARY_CONFIG (the file), RUST_LOG, LOG_FORMAT=json.\n\
                      Serves /metrics, /health/live and /health/ready on METRICS_PORT (default {port}).",
                     name = C::NAME,
                     port = C::PORT

@@ -521,10 +521,10 @@ impl<C: Chain> Core<C> {
         }
         if let Ok(pos) = consumer.position() {
             for el in pos.elements() {
-                if let (Some(at), Ok((_, high))) = (
-                    el.offset().to_raw(),
-                    consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)),
-                ) {
+                // A partition with no position yet (nothing consumed since assignment) has
+                // no lag to report from here.
+                let Offset::Offset(at) = el.offset() else { continue };
+                if let Ok((_, high)) = consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[&el.partition().to_string()])

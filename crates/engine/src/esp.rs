@@ -1,0 +1,890 @@
+//! ESP webhook events (SendGrid, Mailgun, Amazon SES, Postmark, Mailchimp, Mandrill): what
+//! reading one provider event takes, whichever chain it feeds.
+//!
+//! The gateway splits a provider's batch into single events; a raw record holds ONE:
+//!
+//! - `sendgrid`: one object of the Event Webhook's array.
+//! - `mailgun`: one webhook body, `{"signature": …, "event-data": {…}}`, or `event-data` alone.
+//! - `ses`: an SNS notification whose `Message` is the SES JSON, an EventBridge event whose
+//!   `detail` is, or the SES JSON itself (event publishing `eventType` or identity
+//!   notification `notificationType`). It must name ONE recipient: see [`ses`].
+//! - `postmark`: one webhook body.
+//! - `mailchimp`: the form-encoded body of one webhook call (`type`, `fired_at`,
+//!   `data[...]`); a JSON object of the same shape is read too.
+//! - `mandrill`: one element of the `mandrill_events` array.
+//!
+//! Each reader returns an [`Event`]: the provider's event name, the event object, and the
+//! recipient, time and identity as the provider gives them. A chain's provider module
+//! (`services/<chain>/src/<provider>.rs`) takes the events that belong to its chain and maps
+//! their fields onto its unified names through [`Fields`]. Times are passed on as given
+//! (integer or float seconds, ISO 8601 with or without offset, `YYYY-MM-DD HH:MM:SS` as UTC):
+//! the engine's timestamp reader takes them all.
+
+use crate::error::{ErrorClass, RecordError};
+use crate::normalize::truncate;
+use crate::record::{Parsed, Source};
+use serde_json::{Map, Value};
+
+/// One provider event, read but not yet mapped onto a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub source: Source,
+    /// The provider's event name: SendGrid `event`, Mailgun `event`, SES `eventType` or
+    /// `notificationType` in snake case (`bounce`, `delivery_delay`, `rendering_failure`, …),
+    /// Postmark `RecordType`, Mailchimp `type`, Mandrill `event` (sync events: `blacklist` or
+    /// `whitelist`, whichever name the payload uses).
+    pub kind: String,
+    /// The event object: Mailgun's `event-data`, the SES message, Mailchimp's form as nested
+    /// objects (`data[merges][FNAME]` → `data.merges.FNAME`).
+    pub body: Map<String, Value>,
+    /// The one recipient the event is about, without a display name.
+    pub email: Option<String>,
+    /// When the event happened, as the provider wrote it.
+    pub time: Option<Value>,
+    /// The provider's identity of this event, made unique per recipient and, for events that
+    /// repeat (opens, clicks, deferrals), per occurrence. `None`: the engine hashes the record.
+    pub event_id: Option<String>,
+}
+
+/// What a failed delivery means for the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounce {
+    /// Permanent: the address does not take mail. A suppression.
+    Hard,
+    /// Temporary or possibly temporary: not a suppression.
+    Soft,
+    /// The provider cannot tell: not a suppression.
+    Undetermined,
+    /// Not attempted: the address is already on the provider's suppression list. Not new
+    /// evidence, so not a new blocklist entry.
+    Suppressed,
+}
+
+impl Bounce {
+    /// The `mailings.bounce_class` value; `None` for a message that was never attempted.
+    pub const fn class(self) -> Option<&'static str> {
+        match self {
+            Bounce::Hard => Some("hard"),
+            Bounce::Soft => Some("soft"),
+            Bounce::Undetermined => Some("undetermined"),
+            Bounce::Suppressed => None,
+        }
+    }
+
+    const fn describe(self) -> &'static str {
+        match self {
+            Bounce::Hard => "hard bounce",
+            Bounce::Soft => "soft bounce",
+            Bounce::Undetermined => "undetermined bounce",
+            Bounce::Suppressed => "address already suppressed at the provider",
+        }
+    }
+}
+
+impl Event {
+    /// The value at a path of object keys (and array indexes, as digits).
+    pub fn get(&self, path: &[&str]) -> Option<&Value> {
+        get(&self.body, path)
+    }
+
+    /// A scalar at `path` as a trimmed, non-empty string.
+    pub fn str(&self, path: &[&str]) -> Option<String> {
+        self.get(path).and_then(scalar)
+    }
+
+    /// A boolean at `path`, also when written as the string `true` or `false`.
+    pub fn flag(&self, path: &[&str]) -> Option<bool> {
+        match self.get(path)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A field that is sometimes a string and sometimes a list (SendGrid `category`, tags):
+    /// the list's scalars joined by `,`.
+    pub fn list(&self, path: &[&str]) -> Option<String> {
+        match self.get(path)? {
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().filter_map(scalar).collect();
+                (!parts.is_empty()).then(|| parts.join(","))
+            }
+            v => scalar(v),
+        }
+    }
+
+    /// The fields every chain's record starts with: `event_id`, `event_time`, `email`.
+    pub fn fields(&self) -> Fields {
+        let mut f = Fields::default();
+        f.set("event_id", self.event_id.clone());
+        f.set_value("event_time", self.time.clone());
+        f.set("email", self.email.clone());
+        f
+    }
+
+    /// The guard for an event the gateway should not have routed to `chain`.
+    pub fn not_for(&self, chain: &str) -> RecordError {
+        self.not_for_as("", chain)
+    }
+
+    /// As [`Event::not_for`], naming what about the event decides it (e.g. `SuppressSending false`).
+    pub fn not_for_as(&self, detail: &str, chain: &str) -> RecordError {
+        let p = self.source.as_str();
+        let k = truncate(&self.kind, 40);
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        let reason = if known_kinds(self.source).contains(&self.kind.as_str()) {
+            format!("{p} event '{k}'{detail} does not belong to the {chain} chain")
+        } else {
+            format!("'{k}' is not a {p} event this chain knows")
+        };
+        RecordError::new(ErrorClass::InvalidValue, reason)
+    }
+
+    /// The error for an event that looks like a suppression but is not one.
+    pub fn not_a_suppression(&self, why: &str) -> RecordError {
+        RecordError::new(
+            ErrorClass::InvalidValue,
+            format!(
+                "{why}: not a suppression ({} event '{}')",
+                self.source.as_str(),
+                truncate(&self.kind, 40)
+            ),
+        )
+    }
+
+    /// `Ok` for a hard bounce, else the not-a-suppression error.
+    pub fn require_hard_bounce(&self) -> Result<(), RecordError> {
+        match self.bounce() {
+            Some(Bounce::Hard) => Ok(()),
+            Some(b) => Err(self.not_a_suppression(b.describe())),
+            None => Err(self.not_a_suppression("not a bounce")),
+        }
+    }
+
+    /// For the provider's bounce events, what the failure means for the address.
+    pub fn bounce(&self) -> Option<Bounce> {
+        let s = |path: &[&str]| self.str(path).unwrap_or_default();
+        match (self.source, self.kind.as_str()) {
+            // `type` is `bounce` (hard) or `blocked` (a block: temporary or reputation); a
+            // 4.x.x `status` is temporary whatever the type.
+            (Source::Sendgrid, "bounce") => Some(match (s(&["type"]).as_str(), s(&["status"]).as_bytes().first()) {
+                ("blocked", _) | (_, Some(b'4')) => Bounce::Soft,
+                ("bounce", _) | ("", Some(b'5')) => Bounce::Hard,
+                _ => Bounce::Undetermined,
+            }),
+            (Source::Mailgun, "failed") => {
+                let reason = s(&["reason"]);
+                Some(if reason.starts_with("suppress-") {
+                    Bounce::Suppressed
+                } else if s(&["severity"]) == "temporary" || reason == "old" {
+                    Bounce::Soft
+                } else if reason == "bounce" {
+                    Bounce::Hard
+                } else {
+                    Bounce::Undetermined
+                })
+            }
+            (Source::Ses, "bounce") => Some(match s(&["bounce", "bounceType"]).as_str() {
+                "Permanent" => match s(&["bounce", "bounceSubType"]).as_str() {
+                    "Suppressed" | "OnAccountSuppressionList" => Bounce::Suppressed,
+                    _ => Bounce::Hard,
+                },
+                "Transient" => Bounce::Soft,
+                _ => Bounce::Undetermined,
+            }),
+            (Source::Postmark, "Bounce") => Some(match s(&["Type"]).as_str() {
+                "HardBounce" | "BadEmailAddress" => Bounce::Hard,
+                "SoftBounce" | "Transient" | "DnsError" => Bounce::Soft,
+                "ManuallyDeactivated" => Bounce::Suppressed,
+                _ => Bounce::Undetermined,
+            }),
+            (Source::Mandrill, "hard_bounce") => Some(Bounce::Hard),
+            (Source::Mandrill, "soft_bounce") => Some(Bounce::Soft),
+            _ => None,
+        }
+    }
+
+    /// The campaign: the provider's campaign id where it has one, else its tags (SendGrid
+    /// `category`, Mailgun `tags`, Postmark `Tag`, Mandrill `msg.tags`), a list joined by `,`.
+    pub fn campaign(&self) -> Option<String> {
+        match self.source {
+            Source::Sendgrid => self
+                .str(&["marketing_campaign_id"])
+                .or_else(|| self.str(&["singlesend_id"]))
+                .or_else(|| self.list(&["category"])),
+            Source::Mailgun => self.str(&["campaigns", "0", "id"]).or_else(|| self.list(&["tags"])),
+            Source::Ses => self
+                .list(&["mail", "tags", "campaign_id"])
+                .or_else(|| self.list(&["mail", "tags", "campaign"])),
+            Source::Postmark => self.str(&["Tag"]),
+            Source::Mailchimp => self.str(&["data", "campaign_id"]),
+            Source::Mandrill => self.list(&["msg", "tags"]),
+            Source::Json | Source::Csv => None,
+        }
+    }
+
+    /// For an SES `Subscription` event, what the recipient opted out of: the contact list
+    /// when `unsubscribeAll` turned true, else each topic newly `OptOut`, as
+    /// `<contactList>:<topic>`. Empty when the event is no opt-out.
+    pub fn ses_opt_outs(&self) -> Vec<String> {
+        let list = self.str(&["subscription", "contactList"]).unwrap_or_default();
+        let all = |prefs: &str| self.flag(&["subscription", prefs, "unsubscribeAll"]).unwrap_or(false);
+        if all("newTopicPreferences") && !all("oldTopicPreferences") {
+            return vec![list];
+        }
+        let opted_out = |prefs: &str| -> Vec<String> {
+            match self.get(&["subscription", prefs, "topicSubscriptionStatus"]) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter(|t| {
+                        t.get("subscriptionStatus")
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| s.eq_ignore_ascii_case("OptOut"))
+                    })
+                    .filter_map(|t| t.get("topicName").and_then(scalar))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let before = opted_out("oldTopicPreferences");
+        opted_out("newTopicPreferences")
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .map(|t| format!("{list}:{t}"))
+            .collect()
+    }
+}
+
+/// Unified fields under construction; absent values are simply not set.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    pub fn set(&mut self, name: &str, value: Option<String>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(name.to_owned(), Value::String(v));
+        }
+        self
+    }
+
+    pub fn set_str(&mut self, name: &str, value: &str) -> &mut Self {
+        self.0.insert(name.to_owned(), Value::String(value.to_owned()));
+        self
+    }
+
+    /// Sets a value as the provider gave it (a time, a map).
+    pub fn set_value(&mut self, name: &str, value: Option<Value>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(name.to_owned(), v);
+        }
+        self
+    }
+
+    pub fn parsed(self) -> Parsed {
+        Parsed::from_map(self.0)
+    }
+}
+
+const SENDGRID_KINDS: &[&str] = &[
+    "processed",
+    "dropped",
+    "delivered",
+    "deferred",
+    "bounce",
+    "open",
+    "click",
+    "spamreport",
+    "unsubscribe",
+    "group_unsubscribe",
+    "group_resubscribe",
+];
+const MAILGUN_KINDS: &[&str] = &[
+    "accepted",
+    "rejected",
+    "delivered",
+    "failed",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "complained",
+    "stored",
+    "list_member_uploaded",
+    "list_member_upload_error",
+    "list_uploaded",
+];
+const SES_KINDS: &[&str] = &[
+    "send",
+    "reject",
+    "delivery",
+    "bounce",
+    "complaint",
+    "delivery_delay",
+    "open",
+    "click",
+    "rendering_failure",
+    "subscription",
+    "received",
+];
+const POSTMARK_KINDS: &[&str] = &[
+    "Delivery",
+    "Bounce",
+    "SpamComplaint",
+    "Open",
+    "Click",
+    "SubscriptionChange",
+    "Inbound",
+];
+const MAILCHIMP_KINDS: &[&str] = &["subscribe", "unsubscribe", "profile", "upemail", "cleaned", "campaign"];
+const MANDRILL_KINDS: &[&str] = &[
+    "send",
+    "deferral",
+    "hard_bounce",
+    "soft_bounce",
+    "open",
+    "click",
+    "spam",
+    "unsub",
+    "reject",
+    "inbound",
+    "blacklist",
+    "whitelist",
+    "denylist",
+    "safelist",
+];
+
+fn known_kinds(source: Source) -> &'static [&'static str] {
+    match source {
+        Source::Sendgrid => SENDGRID_KINDS,
+        Source::Mailgun => MAILGUN_KINDS,
+        Source::Ses => SES_KINDS,
+        Source::Postmark => POSTMARK_KINDS,
+        Source::Mailchimp => MAILCHIMP_KINDS,
+        Source::Mandrill => MANDRILL_KINDS,
+        Source::Json | Source::Csv => &[],
+    }
+}
+
+/// SendGrid: identity `sg_event_id`, recipient `email`, time `timestamp` (integer seconds).
+pub fn sendgrid(payload: &[u8]) -> Result<Event, RecordError> {
+    let body = object(payload, Source::Sendgrid)?;
+    let kind = required(&body, &["event"], "event")?;
+    Ok(Event {
+        source: Source::Sendgrid,
+        email: str_at(&body, &["email"]).map(|e| bare_address(&e)),
+        time: present(&body, &["timestamp"]),
+        event_id: str_at(&body, &["sg_event_id"]),
+        kind,
+        body,
+    })
+}
+
+/// Mailgun (the JSON webhooks): recipient `recipient` (for `rejected`, which has none, the
+/// `To` header), time `timestamp` (float seconds). Mailgun's event `id` is unique only within
+/// a day, so the identity is `<id>:<timestamp>`.
+pub fn mailgun(payload: &[u8]) -> Result<Event, RecordError> {
+    let mut obj = object(payload, Source::Mailgun)?;
+    let body = match obj.remove("event-data") {
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(RecordError::malformed("mailgun 'event-data' is not an object")),
+        None => obj,
+    };
+    let kind = required(&body, &["event"], "event")?;
+    let email = str_at(&body, &["recipient"])
+        .or_else(|| str_at(&body, &["message", "headers", "to"]))
+        .map(|e| bare_address(&e));
+    let time = present(&body, &["timestamp"]);
+    let event_id = str_at(&body, &["id"]).map(|id| match time.as_ref().and_then(scalar) {
+        Some(t) => format!("{id}:{t}"),
+        None => id,
+    });
+    Ok(Event {
+        source: Source::Mailgun,
+        kind,
+        email,
+        time,
+        event_id,
+        body,
+    })
+}
+
+/// Amazon SES. The recipient comes from the event's own list (`bounce.bouncedRecipients`,
+/// `complaint.complainedRecipients`, `delivery.recipients`, `deliveryDelay.delayedRecipients`),
+/// else `mail.destination`; that list must hold exactly one address. The gateway sends one
+/// record a recipient, each with the list cut down to that recipient; a record that still
+/// names several is refused (an open, click or subscription event of a message to several
+/// recipients cannot be attributed at all). Identity: `<mail.messageId>:<type>:<recipient>`,
+/// plus `:<event timestamp>` for the types that repeat (open, click, delivery_delay). Time: the
+/// event object's `timestamp`, else `mail.timestamp` (ISO 8601).
+pub fn ses(payload: &[u8]) -> Result<Event, RecordError> {
+    let mut obj = object(payload, Source::Ses)?;
+    if let Some(t) = obj.get("Type").and_then(Value::as_str) {
+        if t != "Notification" {
+            return Err(RecordError::new(
+                ErrorClass::InvalidValue,
+                format!("an SNS '{}' message is not an SES event", truncate(t, 40)),
+            ));
+        }
+        obj = match obj.remove("Message") {
+            Some(Value::String(m)) => match serde_json::from_str::<Value>(&m) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(RecordError::malformed(format!(
+                        "the SNS 'Message' is not SES JSON: '{}'",
+                        truncate(&m, 60)
+                    )))
+                }
+            },
+            Some(Value::Object(m)) => m,
+            _ => return Err(RecordError::missing("Message")),
+        };
+    } else if obj.contains_key("detail-type") {
+        // EventBridge: the SES JSON is the `detail`.
+        obj = match obj.remove("detail") {
+            Some(Value::Object(m)) => m,
+            _ => return Err(RecordError::malformed("the EventBridge 'detail' is not an object")),
+        };
+    }
+    let given = str_at(&obj, &["eventType"])
+        .or_else(|| str_at(&obj, &["notificationType"]))
+        .ok_or_else(|| RecordError::missing("eventType"))?;
+    let kind = ses_kind(&given);
+    let (object_key, list, item_key) = match kind.as_str() {
+        "bounce" => ("bounce", Some("bouncedRecipients"), Some("emailAddress")),
+        "complaint" => ("complaint", Some("complainedRecipients"), Some("emailAddress")),
+        "delivery" => ("delivery", Some("recipients"), None),
+        "delivery_delay" => ("deliveryDelay", Some("delayedRecipients"), Some("emailAddress")),
+        "rendering_failure" => ("failure", None, None),
+        other => (other, None, None),
+    };
+    let recipients = match list {
+        Some(l) => addresses(get(&obj, &[object_key, l]), item_key),
+        None => addresses(get(&obj, &["mail", "destination"]), None),
+    };
+    let repeats = matches!(kind.as_str(), "open" | "click" | "delivery_delay");
+    // Opens, clicks and subscription changes do not say which of the message's recipients acted.
+    let unattributable = matches!(kind.as_str(), "open" | "click" | "subscription");
+    let email = match recipients.len() {
+        0 => None,
+        1 => recipients.into_iter().next(),
+        n if unattributable => {
+            return Err(RecordError::new(
+                ErrorClass::InvalidValue,
+                format!("ses {kind} event of a message to {n} recipients cannot be attributed to one of them"),
+            ))
+        }
+        n => {
+            return Err(RecordError::new(
+                ErrorClass::InvalidValue,
+                format!("ses {kind} event names {n} recipients: the gateway sends one record a recipient"),
+            ))
+        }
+    };
+    let time = present(&obj, &[object_key, "timestamp"]).or_else(|| present(&obj, &["mail", "timestamp"]));
+    let event_id = str_at(&obj, &["mail", "messageId"]).map(|m| {
+        let mut id = format!("{m}:{kind}");
+        if let Some(e) = &email {
+            id.push(':');
+            id.push_str(&e.to_lowercase());
+        }
+        if repeats {
+            if let Some(t) = time.as_ref().and_then(scalar) {
+                id.push(':');
+                id.push_str(&t);
+            }
+        }
+        id
+    });
+    Ok(Event {
+        source: Source::Ses,
+        kind,
+        body: obj,
+        email,
+        time,
+        event_id,
+    })
+}
+
+fn ses_kind(given: &str) -> String {
+    let squashed: String = given
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match squashed.as_str() {
+        "renderingfailure" => "rendering_failure".to_owned(),
+        "deliverydelay" => "delivery_delay".to_owned(),
+        s if SES_KINDS.contains(&s) => s.to_owned(),
+        _ => given.to_owned(),
+    }
+}
+
+/// Postmark: recipient `Email` (Bounce, SpamComplaint) or `Recipient`; time `BouncedAt`,
+/// `DeliveredAt`, `ReceivedAt` or `ChangedAt` (ISO 8601 with offset). Identity: `<ID>:<RecordType>`
+/// for bounces and complaints (`ID` is the bounce id), else
+/// `<MessageID>:<RecordType>:<recipient>`, plus `:<time>` for opens, clicks and subscription
+/// changes, which repeat.
+pub fn postmark(payload: &[u8]) -> Result<Event, RecordError> {
+    let body = object(payload, Source::Postmark)?;
+    let kind = required(&body, &["RecordType"], "RecordType")?;
+    let bounce_like = matches!(kind.as_str(), "Bounce" | "SpamComplaint");
+    let email = if bounce_like {
+        str_at(&body, &["Email"]).or_else(|| str_at(&body, &["Recipient"]))
+    } else {
+        str_at(&body, &["Recipient"]).or_else(|| str_at(&body, &["Email"]))
+    }
+    .map(|e| bare_address(&e));
+    let time_key = match kind.as_str() {
+        "Bounce" | "SpamComplaint" => "BouncedAt",
+        "Delivery" => "DeliveredAt",
+        "SubscriptionChange" => "ChangedAt",
+        _ => "ReceivedAt",
+    };
+    let time = present(&body, &[time_key]).or_else(|| {
+        ["BouncedAt", "DeliveredAt", "ReceivedAt", "ChangedAt"]
+            .iter()
+            .find_map(|k| present(&body, &[k]))
+    });
+    let event_id = if bounce_like {
+        str_at(&body, &["ID"]).map(|id| format!("{id}:{kind}"))
+    } else {
+        None
+    }
+    .or_else(|| {
+        str_at(&body, &["MessageID"]).map(|m| {
+            let mut id = format!("{m}:{kind}");
+            if let Some(e) = &email {
+                id.push(':');
+                id.push_str(&e.to_lowercase());
+            }
+            if matches!(kind.as_str(), "Open" | "Click" | "SubscriptionChange") {
+                if let Some(t) = time.as_ref().and_then(scalar) {
+                    id.push(':');
+                    id.push_str(&t);
+                }
+            }
+            id
+        })
+    });
+    Ok(Event {
+        source: Source::Postmark,
+        kind,
+        body,
+        email,
+        time,
+        event_id,
+    })
+}
+
+/// Mailchimp (audience webhooks): recipient `data[email]` (`data[new_email]` for `upemail`),
+/// time `fired_at` (`YYYY-MM-DD HH:MM:SS`, read as UTC). No event id: the engine hashes the
+/// normalized record.
+pub fn mailchimp(payload: &[u8]) -> Result<Event, RecordError> {
+    let is_json = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let body = if is_json {
+        object(payload, Source::Mailchimp)?
+    } else {
+        form(payload)?
+    };
+    let kind = required(&body, &["type"], "type")?;
+    let email = str_at(&body, &["data", "email"])
+        .or_else(|| str_at(&body, &["data", "new_email"]))
+        .map(|e| bare_address(&e));
+    Ok(Event {
+        source: Source::Mailchimp,
+        email,
+        time: present(&body, &["fired_at"]),
+        event_id: None,
+        kind,
+        body,
+    })
+}
+
+/// Mandrill (Mailchimp Transactional): message events (`event`) and sync events (`type`
+/// `blacklist`/`denylist` or `whitelist`/`safelist`, `action`, `reject`/`entry`). Recipient
+/// `msg.email` (sync: `reject.email`), time `ts` (integer or float seconds). Identity:
+/// `<_id>:<event>` (`_id` from the event, else `msg._id`), plus `:<ts>` for opens, clicks and
+/// deferrals, which repeat; sync events have none.
+pub fn mandrill(payload: &[u8]) -> Result<Event, RecordError> {
+    let body = object(payload, Source::Mandrill)?;
+    let kind = match str_at(&body, &["event"]) {
+        Some(k) => k,
+        None => required(&body, &["type"], "event")?,
+    };
+    let email = str_at(&body, &["msg", "email"])
+        .or_else(|| str_at(&body, &["reject", "email"]))
+        .or_else(|| str_at(&body, &["entry", "email"]))
+        .map(|e| bare_address(&e));
+    let time = present(&body, &["ts"]);
+    // Message events have an `event` and an `_id`; sync events a `type` and neither.
+    let event_id = if body.contains_key("event") {
+        str_at(&body, &["_id"])
+            .or_else(|| str_at(&body, &["msg", "_id"]))
+            .map(|id| {
+                let mut id = format!("{id}:{kind}");
+                if matches!(kind.as_str(), "open" | "click" | "deferral") {
+                    if let Some(t) = time.as_ref().and_then(scalar) {
+                        id.push(':');
+                        id.push_str(&t);
+                    }
+                }
+                id
+            })
+    } else {
+        None
+    };
+    Ok(Event {
+        source: Source::Mandrill,
+        kind,
+        body,
+        email,
+        time,
+        event_id,
+    })
+}
+
+/// `Name <a@b.example>` → `a@b.example`; anything else as given.
+pub fn bare_address(s: &str) -> String {
+    let t = s.trim();
+    match (t.rfind('<'), t.ends_with('>')) {
+        (Some(i), true) => t[i + 1..t.len() - 1].trim().to_owned(),
+        _ => t.to_owned(),
+    }
+}
+
+/// `<id@host>` → `id@host`.
+pub fn strip_angle(s: &str) -> String {
+    s.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
+}
+
+fn object(payload: &[u8], source: Source) -> Result<Map<String, Value>, RecordError> {
+    let p = source.as_str();
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Array(a)) => Err(RecordError::malformed(format!(
+            "a JSON array of {} {p} events: the gateway sends one event a record",
+            a.len()
+        ))),
+        Ok(other) => Err(RecordError::malformed(format!(
+            "expected a {p} event object, found {}",
+            kind_of(&other)
+        ))),
+        Err(e) => Err(RecordError::malformed(format!("invalid JSON: {e}"))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn get<'a>(m: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut cur = m.get(*first)?;
+    for seg in rest {
+        cur = match cur {
+            Value::Object(o) => o.get(*seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_owned())
+        }
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn str_at(m: &Map<String, Value>, path: &[&str]) -> Option<String> {
+    get(m, path).and_then(scalar)
+}
+
+/// A value that is there and not `null` or blank.
+fn present(m: &Map<String, Value>, path: &[&str]) -> Option<Value> {
+    match get(m, path)? {
+        Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        v => Some(v.clone()),
+    }
+}
+
+fn required(m: &Map<String, Value>, path: &[&str], name: &str) -> Result<String, RecordError> {
+    str_at(m, path).ok_or_else(|| RecordError::missing(name))
+}
+
+/// A list of addresses: strings, or objects whose `item_key` is one; a lone string is a list of one.
+fn addresses(v: Option<&Value>, item_key: Option<&str>) -> Vec<String> {
+    let one = |item: &Value| match (item, item_key) {
+        (Value::Object(o), Some(k)) => o.get(k).and_then(scalar),
+        (v, _) => scalar(v),
+    };
+    match v {
+        Some(Value::Array(items)) => items.iter().filter_map(one).map(|a| bare_address(&a)).collect(),
+        Some(v) => one(v).map(|a| bare_address(&a)).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body as nested objects: `data[merges][FNAME]=Ann`
+/// → `{"data": {"merges": {"FNAME": "Ann"}}}`. A key whose brackets do not parse is kept
+/// whole; of a repeated key the last value wins.
+pub fn form(body: &[u8]) -> Result<Map<String, Value>, RecordError> {
+    let mut root = Map::new();
+    for pair in body.split(|b| *b == b'&') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = form_decode(k)?;
+        let value = form_decode(v)?;
+        let path = bracket_path(&key).unwrap_or_else(|| vec![key.as_str()]);
+        if path.len() > MAX_FORM_DEPTH {
+            return Err(RecordError::malformed(format!(
+                "form field '{}' is nested deeper than {MAX_FORM_DEPTH} levels",
+                truncate(&key, 60)
+            )));
+        }
+        insert_path(&mut root, &path, value, &key)?;
+    }
+    Ok(root)
+}
+
+/// Mailchimp nests three levels (`data[merges][ADDRESS][city]`); deeper keys are refused so
+/// that no body can build a structure deep enough to exhaust the stack.
+const MAX_FORM_DEPTH: usize = 8;
+
+fn form_decode(s: &[u8]) -> Result<String, RecordError> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (s.get(i + 1).and_then(|b| hex(*b)), s.get(i + 2).and_then(|b| hex(*b))) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                // Not an escape: kept as written.
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| RecordError::malformed("the form body is not UTF-8"))
+}
+
+/// `a[b][c]` → `["a", "b", "c"]`; `None` when the key is not of that shape.
+fn bracket_path(key: &str) -> Option<Vec<&str>> {
+    let open = key.find('[')?;
+    if open == 0 {
+        return None;
+    }
+    let mut path = vec![&key[..open]];
+    let mut rest = &key[open..];
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let close = inner.find(']')?;
+        path.push(&inner[..close]);
+        rest = &inner[close + 1..];
+    }
+    Some(path)
+}
+
+fn insert_path(root: &mut Map<String, Value>, path: &[&str], value: String, key: &str) -> Result<(), RecordError> {
+    let conflict = || {
+        RecordError::malformed(format!(
+            "form field '{}' is both a value and a group",
+            truncate(key, 60)
+        ))
+    };
+    let (last, parents) = path.split_last().ok_or_else(conflict)?;
+    let mut cur = root;
+    for seg in parents {
+        let next = cur
+            .entry((*seg).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        cur = match next {
+            Value::Object(o) => o,
+            _ => return Err(conflict()),
+        };
+    }
+    if matches!(cur.get(*last), Some(Value::Object(_))) {
+        return Err(conflict());
+    }
+    cur.insert((*last).to_owned(), Value::String(value));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_become_nested_objects() {
+        let m = form(b"type=profile&fired_at=2009-03-26+21%3A31%3A21&data%5Bmerges%5D%5BFNAME%5D=Ann+Lee&data[merges][INTERESTS]=a%2Cb&odd]key=1&100%=x%zz").unwrap();
+        assert_eq!(m["type"], "profile");
+        assert_eq!(m["fired_at"], "2009-03-26 21:31:21");
+        assert_eq!(m["data"]["merges"]["FNAME"], "Ann Lee");
+        assert_eq!(m["data"]["merges"]["INTERESTS"], "a,b");
+        assert_eq!(m["odd]key"], "1");
+        assert_eq!(m["100%"], "x%zz");
+        assert_eq!(form(b"data=1&data[x]=2").unwrap_err().class, ErrorClass::Malformed);
+        assert_eq!(form(b"a=%ff").unwrap_err().class, ErrorClass::Malformed);
+        let deep = format!("a{}=1", "[x]".repeat(100_000));
+        assert_eq!(form(deep.as_bytes()).unwrap_err().class, ErrorClass::Malformed);
+        assert!(form(b"a[b][c][d][e][f][g][h]=1").is_ok());
+        assert!(form(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn addresses_lose_their_display_names() {
+        assert_eq!(bare_address(" Ann <ann@example.com> "), "ann@example.com");
+        assert_eq!(bare_address("ann@example.com"), "ann@example.com");
+        assert_eq!(strip_angle("<a.b@host>"), "a.b@host");
+    }
+
+    #[test]
+    fn ses_from_sns_eventbridge_or_bare() {
+        let ses_json = r#"{"eventType":"Bounce","mail":{"messageId":"m1","timestamp":"2024-01-01T00:00:00Z","destination":["a@b.com","c@d.com"]},
+            "bounce":{"bounceType":"Permanent","bounceSubType":"General","timestamp":"2024-01-01T00:00:01Z","bouncedRecipients":[{"emailAddress":"Ann <a@b.com>"}]}}"#;
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": ses_json}).to_string();
+        let eb = format!(r#"{{"detail-type":"Email Bounced","source":"aws.ses","detail":{ses_json}}}"#);
+        for p in [ses_json.to_owned(), sns, eb] {
+            let ev = ses(p.as_bytes()).unwrap();
+            assert_eq!(ev.kind, "bounce");
+            assert_eq!(ev.email.as_deref(), Some("a@b.com"));
+            assert_eq!(ev.event_id.as_deref(), Some("m1:bounce:a@b.com"));
+            assert_eq!(ev.bounce(), Some(Bounce::Hard));
+        }
+        let confirm = br#"{"Type":"SubscriptionConfirmation","Message":"You have chosen to subscribe"}"#;
+        assert_eq!(ses(confirm).unwrap_err().class, ErrorClass::InvalidValue);
+    }
+}

@@ -1,0 +1,51 @@
+//! The Tributary lake: one Delta table per chain at `<lake root>/<chain>`, partitioned by
+//! `tenant_id` and `event_date`, on HDFS (`hdfs://`) or a local directory.
+//!
+//! Invariant: every commit that adds data also records, as Delta `txn` actions in the same
+//! atomic commit, the next Kafka offset to read for each topic-partition it covers (app id
+//! `<topic>-<partition>`). A writer resumes from those versions, never from Kafka's own
+//! committed offsets, so a crash at any point neither loses nor doubles rows; two writers
+//! committing the same app id concurrently conflict and the loser retries from the table.
+
+pub mod convert;
+pub mod table;
+
+pub use table::{CommitSummary, Lake};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("delta: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("record: {0}")]
+    Record(String),
+    #[error("lake uri '{0}': {1}")]
+    Uri(String, String),
+    /// Another writer committed the same topic-partitions first: our batch must be dropped
+    /// and the partitions re-read from the offsets the table now holds.
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The unified Avro schema of a chain (`schemas/<chain>.avsc`).
+pub fn chain_schema(chain: &str) -> Option<&'static str> {
+    Some(match chain {
+        "users" => include_str!("../../../schemas/users.avsc"),
+        "unsubscribes" => include_str!("../../../schemas/unsubscribes.avsc"),
+        "blocklists" => include_str!("../../../schemas/blocklists.avsc"),
+        "subscriptions" => include_str!("../../../schemas/subscriptions.avsc"),
+        "mailings" => include_str!("../../../schemas/mailings.avsc"),
+        _ => return None,
+    })
+}
+
+/// Registers the `hdfs://` object store once per process.
+pub fn register_storage() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| deltalake::hdfs::register_handlers(None));
+}

@@ -1,0 +1,262 @@
+//! Opening, creating, evolving and committing to the chain tables.
+
+use crate::convert::PARTITION_COLUMNS;
+use crate::{Error, Result};
+use arrow::datatypes::Schema;
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructField, StructType, Transaction};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use url::Url;
+
+/// Columns people look records up by: bloom filters in every file.
+pub const BLOOM_COLUMNS: [&str; 3] = ["email_sha256", "user_id", "message_id"];
+
+/// The lake root: `hdfs://host:port/path`, `file:///abs/path`, or a local path.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+}
+
+/// What one commit wrote.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSummary {
+    pub version: i64,
+    pub rows: usize,
+    pub files: usize,
+    pub bytes: u64,
+    pub file_sizes: Vec<u64>,
+}
+
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+impl Lake {
+    pub fn new(uri: &str) -> Result<Lake> {
+        crate::register_storage();
+        let root = if uri.contains("://") {
+            Url::parse(uri).map_err(|e| Error::Uri(uri.into(), e.to_string()))?
+        } else {
+            let path = std::path::Path::new(uri);
+            std::fs::create_dir_all(path).map_err(|e| Error::Uri(uri.into(), e.to_string()))?;
+            let abs = path.canonicalize().map_err(|e| Error::Uri(uri.into(), e.to_string()))?;
+            Url::from_directory_path(&abs).map_err(|_| Error::Uri(uri.into(), "not an absolute path".into()))?
+        };
+        Ok(Lake { root })
+    }
+
+    pub fn table_url(&self, chain: &str) -> Result<Url> {
+        let base = self.root.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/{chain}/")).map_err(|e| Error::Uri(base.into(), e.to_string()))
+    }
+
+    /// Opens the chain's table, creating it (partitioned by tenant and day) when absent. Two
+    /// writers creating it at once: one wins, the other opens what it made.
+    pub async fn open_or_create(&self, chain: &str, schema: &Schema) -> Result<DeltaTable> {
+        let url = self.table_url(chain)?;
+        if url.scheme() == "file" {
+            if let Ok(path) = url.to_file_path() {
+                let _ = std::fs::create_dir_all(path);
+            }
+        }
+        let ops = DeltaTable::try_from_url(url.clone()).await?;
+        if ops.version().is_some() {
+            return Ok(ops);
+        }
+        let kernel: StructType = schema.try_into_kernel().map_err(|e| Error::Schema(e.to_string()))?;
+        let fields: Vec<StructField> = kernel.fields().cloned().collect();
+        match ops
+            .create()
+            .with_table_name(chain)
+            .with_columns(fields)
+            .with_partition_columns(PARTITION_COLUMNS)
+            .await
+        {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                tracing::info!(chain, error = %e, "Table creation lost a race; opening the table");
+                Ok(deltalake::open_table(url).await?)
+            }
+        }
+    }
+
+    /// The next offset to read per partition of `topic`, as the table's txn actions say.
+    pub async fn committed_offsets(table: &DeltaTable, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>> {
+        let state = table.snapshot()?;
+        let mut out = BTreeMap::new();
+        for p in partitions {
+            if let Some(v) = state
+                .transaction_version(table.log_store().as_ref(), app_id(topic, *p))
+                .await?
+            {
+                out.insert(*p, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the columns of `wanted` the table lacks, as nullable columns: a new optional
+    /// Avro field reaches the table without rewriting old files.
+    pub async fn evolve(table: DeltaTable, wanted: &Schema) -> Result<DeltaTable> {
+        let current: Vec<String> = table.snapshot()?.schema().fields().map(|f| f.name().clone()).collect();
+        let missing: Vec<arrow::datatypes::Field> = wanted
+            .fields()
+            .iter()
+            .filter(|f| !current.iter().any(|c| c == f.name()))
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if missing.is_empty() {
+            return Ok(table);
+        }
+        let kernel: StructType = (&Schema::new(missing))
+            .try_into_kernel()
+            .map_err(|e| Error::Schema(e.to_string()))?;
+        let fields: Vec<StructField> = kernel.fields().cloned().collect();
+        tracing::info!(columns = ?fields.iter().map(|f| f.name().clone()).collect::<Vec<_>>(), "Adding columns to the table");
+        Ok(table.add_columns().with_fields(fields).await?)
+    }
+
+    /// Writes `batch` and the partitions' next offsets in one atomic Delta commit. A
+    /// concurrent commit of the same app ids is a [`Error::Conflict`].
+    pub async fn commit(
+        table: &mut DeltaTable,
+        batch: RecordBatch,
+        offsets: &BTreeMap<(String, i32), i64>,
+        target_file_size: u64,
+    ) -> Result<CommitSummary> {
+        let rows = batch.num_rows();
+        let txns: Vec<Transaction> = offsets
+            .iter()
+            .map(|((topic, p), next)| Transaction::new(app_id(topic, *p), *next))
+            .collect();
+        let mut writer = RecordBatchWriter::for_table(table)?
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(target_file_size)
+            .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
+        if rows > 0 {
+            writer.write(batch).await?;
+        }
+        let adds = writer.flush().await?;
+        let file_sizes: Vec<u64> = adds.iter().map(|a| a.size.max(0) as u64).collect();
+        let actions = adds.into_iter().map(deltalake::kernel::Action::Add).collect();
+        let version = commit_actions(table, actions, offsets).await?;
+        Ok(CommitSummary {
+            version,
+            rows,
+            files: file_sizes.len(),
+            bytes: file_sizes.iter().sum(),
+            file_sizes,
+        })
+    }
+}
+
+async fn commit_actions(
+    table: &mut DeltaTable,
+    actions: Vec<deltalake::kernel::Action>,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<i64> {
+    use deltalake::kernel::transaction::CommitBuilder;
+    use deltalake::protocol::{DeltaOperation, SaveMode};
+    let txns: Vec<Transaction> = offsets
+        .iter()
+        .map(|((topic, p), next)| Transaction::new(app_id(topic, *p), *next))
+        .collect();
+    let snapshot = table.snapshot()?;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(PARTITION_COLUMNS.iter().map(|c| (*c).to_owned()).collect()),
+        predicate: None,
+    };
+    let result = CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await;
+    match result {
+        Ok(finalized) => {
+            let v = finalized.version() as i64;
+            table.update_incremental(None).await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            if msg.contains("oncurrent") || msg.contains("conflict") {
+                Err(Error::Conflict(msg))
+            } else {
+                Err(Error::Delta(e))
+            }
+        }
+    }
+}
+
+/// zstd, statistics on every column, bloom filters on the lookup columns.
+pub fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for c in BLOOM_COLUMNS {
+        b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
+    }
+    b.build()
+}
+
+/// The writer's own view of the table's Arrow schema (partition columns included), which
+/// batches must match.
+pub fn table_arrow_schema(table: &DeltaTable) -> Result<Arc<Schema>> {
+    let w = RecordBatchWriter::for_table(table)?;
+    Ok(w.arrow_schema())
+}
+
+/// The rows of one live file, with the partition values its path names.
+pub struct FileRows {
+    pub path: String,
+    pub partition: BTreeMap<String, String>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Every row currently in the table's live files, for tests and reconciliation.
+pub async fn read_all(table: &DeltaTable) -> Result<Vec<FileRows>> {
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let store = table.object_store();
+    let paths: Vec<(String, deltalake::Path)> = table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .map(|f| (f.path().to_string(), f.object_store_path()))
+        .collect();
+    let mut out = Vec::new();
+    for (rel, path) in paths {
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(|e| Error::Record(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| Error::Record(e.to_string()))?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| Error::Record(e.to_string()))?
+            .build()
+            .map_err(|e| Error::Record(e.to_string()))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Hive-style directories: tenant_id=acme/event_date=2025-11-20/part-….parquet
+        let partition = rel
+            .split('/')
+            .filter_map(|seg| seg.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.replace("%2D", "-")))
+            .collect();
+        out.push(FileRows {
+            path: rel,
+            partition,
+            batches,
+        });
+    }
+    Ok(out)
+}

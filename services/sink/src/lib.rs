@@ -1,0 +1,542 @@
+//! The lake sink: reads every `clean.<chain>` topic `read_committed` and writes one Delta
+//! table per chain, exactly once.
+//!
+//! Invariants:
+//! - A table commit carries, as `txn` actions, the next offset of every topic-partition whose
+//!   records it holds (or dead-lettered); that is the only place the sink's progress lives.
+//!   On every assignment the sink seeks to those offsets; Kafka's committed offsets are only
+//!   written as a hint for lag monitoring.
+//! - Records it cannot convert go to `dlq.sink` (acknowledged before the commit that covers
+//!   their offsets) with the reason.
+//! - A failed commit is retried with backoff while nothing more is read, so memory stays
+//!   bounded; a commit that loses to another writer of the same partitions is dropped and
+//!   those partitions are re-read from the table's offsets.
+
+mod config;
+mod metrics;
+
+pub use config::SinkConfig;
+
+use anyhow::{Context, Result};
+use apache_avro::types::Value;
+use apache_avro::Schema as AvroSchema;
+use arrow::datatypes::Schema;
+use deltalake::DeltaTable;
+use metrics::SinkMetrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+use tributary_engine::metrics::Health;
+use tributary_engine::topics;
+use tributary_lake::convert::{self, Row};
+use tributary_lake::{table, Lake};
+
+/// What waits to be committed to one chain's table.
+struct Table {
+    chain: String,
+    topic: String,
+    table: DeltaTable,
+    schema: Arc<Schema>,
+    rows: Vec<Row>,
+    bytes: usize,
+    /// Next offset per partition of this chain's topic.
+    offsets: BTreeMap<i32, i64>,
+    since: Option<Instant>,
+    /// Kafka timestamp of the oldest waiting record, for the ingest-to-lake latency.
+    oldest_ms: Option<i64>,
+}
+
+struct Core {
+    cfg: SinkConfig,
+    rt: Runtime,
+    tables: HashMap<String, Table>,
+    /// Writer schemas by registry id, with the Arrow schema they imply.
+    schemas: HashMap<u32, (AvroSchema, Schema)>,
+    dlq: ThreadedProducer<DefaultProducerContext>,
+    dlq_topic: String,
+    metrics: SinkMetrics,
+    health: Health,
+    fatal: Option<anyhow::Error>,
+}
+
+struct Ctx {
+    core: Arc<Mutex<Core>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    /// Sets each newly assigned partition's position to the offset its table holds before
+    /// the assignment takes effect; commits what waits before partitions are revoked.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let mut core = lock(&self.core);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = core.position_from_tables(tpl) {
+                    core.fatal.get_or_insert(e);
+                }
+                if let Err(e) = consumer.incremental_assign(tpl) {
+                    core.fatal.get_or_insert(e.into());
+                }
+                core.health.set_ready(true);
+                tracing::info!(partitions = tpl.count(), "Partitions assigned at the tables' offsets");
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = core.flush_all(consumer, true) {
+                    core.fatal.get_or_insert(e);
+                }
+                if let Err(e) = consumer.incremental_unassign(tpl) {
+                    core.fatal.get_or_insert(e.into());
+                }
+                tracing::info!(partitions = tpl.count(), "Partitions revoked");
+            }
+            other => tracing::error!(error = ?other, "Rebalance failed"),
+        }
+    }
+
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}
+
+impl Core {
+    fn table_for_topic(&mut self, topic: &str) -> Option<&mut Table> {
+        self.tables.values_mut().find(|t| t.topic == topic)
+    }
+
+    fn position_from_tables(&mut self, tpl: &mut TopicPartitionList) -> Result<()> {
+        let elements: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, p) in elements {
+            let rt = &self.rt;
+            let Some(t) = self.tables.values_mut().find(|t| t.topic == topic) else {
+                continue;
+            };
+            rt.block_on(t.table.update_incremental(None))
+                .context("reloading the table")?;
+            let offsets = rt.block_on(Lake::committed_offsets(&t.table, &topic, &[p]))?;
+            let offset = offsets.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
+            tpl.set_partition_offset(&topic, p, offset)?;
+            t.offsets.remove(&p);
+        }
+        Ok(())
+    }
+
+    /// Converts one clean record into a row, or dead-letters it with the reason.
+    fn accept(&mut self, m: &BorrowedMessage<'_>) -> Result<()> {
+        let topic = m.topic().to_owned();
+        let row = self.decode(m);
+        let Some(t) = self.table_for_topic(&topic) else {
+            anyhow::bail!("record from unexpected topic {topic}");
+        };
+        t.offsets.insert(m.partition(), m.offset() + 1);
+        t.since.get_or_insert_with(Instant::now);
+        if let Some(ts) = m.timestamp().to_millis() {
+            t.oldest_ms = Some(t.oldest_ms.map_or(ts, |o| o.min(ts)));
+        }
+        match row {
+            Ok(row) => {
+                t.bytes += m.payload_len();
+                t.rows.push(row);
+                Ok(())
+            }
+            Err(reason) => self.dead_letter(m, &reason),
+        }
+    }
+
+    fn decode(&mut self, m: &BorrowedMessage<'_>) -> std::result::Result<Row, String> {
+        let payload = m.payload().ok_or("tombstone: no value")?;
+        let (id, mut datum) = tributary_engine::avro::split_wire(payload).ok_or("not in the Confluent wire format")?;
+        if !self.schemas.contains_key(&id) {
+            let (avro, arrow) = self.fetch_schema(id).map_err(|e| format!("schema {id}: {e:#}"))?;
+            self.schemas.insert(id, (avro, arrow));
+        }
+        let (avro, _) = &self.schemas[&id];
+        #[allow(deprecated)]
+        let value = apache_avro::from_avro_datum(avro, &mut datum, None).map_err(|e| format!("Avro decode: {e}"))?;
+        let Value::Record(row) = value else {
+            return Err("not a record".into());
+        };
+        let t = self
+            .tables
+            .values()
+            .find(|t| t.topic == m.topic())
+            .ok_or("unexpected topic")?;
+        convert::check_row(&t.schema, &row)?;
+        Ok(row)
+    }
+
+    /// Fetches a writer schema from the registry; a schema with fields the table lacks
+    /// widens the table first (a new optional field becomes a nullable column).
+    fn fetch_schema(&mut self, id: u32) -> Result<(AvroSchema, Schema)> {
+        let url = format!(
+            "{}/schemas/ids/{id}",
+            self.cfg.schema_registry_url.trim_end_matches('/')
+        );
+        let body: serde_json::Value = self.rt.block_on(async {
+            reqwest::get(&url)
+                .await?
+                .error_for_status()?
+                .json::<serde_json::Value>()
+                .await
+        })?;
+        let text = body["schema"]
+            .as_str()
+            .context("registry answer without schema")?
+            .to_owned();
+        let avro = AvroSchema::parse_str(&text)?;
+        let arrow = convert::arrow_schema(&text)?;
+        Ok((avro, arrow))
+    }
+
+    fn evolve_if_needed(&mut self, consumer: &BaseConsumer<Ctx>, topic: &str) -> Result<()> {
+        let wanted: Vec<Schema> = self.schemas.values().map(|(_, a)| a.clone()).collect();
+        let Some(t) = self.tables.values().find(|t| t.topic == topic) else {
+            return Ok(());
+        };
+        let missing = wanted
+            .iter()
+            .flat_map(|s| s.fields().iter())
+            .any(|f| t.schema.field_with_name(f.name()).is_err());
+        if !missing {
+            return Ok(());
+        }
+        let chain = t.chain.clone();
+        self.flush(consumer, &chain, false)?;
+        let merged = Schema::try_merge(wanted.into_iter().map(|s| {
+            Schema::new(
+                s.fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+            )
+        }))?;
+        let t = self.tables.get_mut(&chain).context("table")?;
+        t.table = self.rt.block_on(Lake::evolve(t.table.clone(), &merged))?;
+        t.schema = table::table_arrow_schema(&t.table)?;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, m: &BorrowedMessage<'_>, reason: &str) -> Result<()> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(hs) = m.headers() {
+            for h in hs.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let (p, o) = (m.partition().to_string(), m.offset().to_string());
+        for (k, v) in [
+            ("error.class", "unconvertible"),
+            ("error.reason", reason),
+            ("source.topic", m.topic()),
+            ("source.partition", p.as_str()),
+            ("source.offset", o.as_str()),
+        ] {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let mut rec = BaseRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers);
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        if let Some(v) = m.payload() {
+            rec = rec.payload(v);
+        }
+        self.dlq
+            .send(rec)
+            .map_err(|(e, _)| e)
+            .context("producing to dlq.sink")?;
+        self.metrics.dlq.inc();
+        tracing::warn!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            reason,
+            "Record dead-lettered"
+        );
+        Ok(())
+    }
+
+    fn due(&self) -> Vec<String> {
+        self.tables
+            .values()
+            .filter(|t| {
+                !t.offsets.is_empty()
+                    && (t.rows.len() >= self.cfg.max_rows
+                        || t.bytes >= self.cfg.max_bytes
+                        || t.since.is_some_and(|s| s.elapsed() >= self.cfg.max_age))
+            })
+            .map(|t| t.chain.clone())
+            .collect()
+    }
+
+    fn flush_all(&mut self, consumer: &BaseConsumer<Ctx>, once: bool) -> Result<()> {
+        let chains: Vec<String> = self.tables.keys().cloned().collect();
+        for c in chains {
+            self.flush(consumer, &c, once)?;
+        }
+        Ok(())
+    }
+
+    /// Commits one table's waiting rows with their offsets. Retries with backoff until it
+    /// lands (unless `once`); on a conflict drops them and re-reads from the table.
+    fn flush(&mut self, consumer: &BaseConsumer<Ctx>, chain: &str, once: bool) -> Result<()> {
+        let Some(t) = self.tables.get(chain) else { return Ok(()) };
+        if t.offsets.is_empty() {
+            return Ok(());
+        }
+        self.dlq
+            .flush(Duration::from_secs(60))
+            .context("flushing dlq.sink before the commit")?;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let t = self.tables.get_mut(chain).context("table")?;
+            let started = Instant::now();
+            let batch = convert::to_batch(t.schema.clone(), &t.rows)?;
+            let offsets: BTreeMap<(String, i32), i64> =
+                t.offsets.iter().map(|(p, o)| ((t.topic.clone(), *p), *o)).collect();
+            match self
+                .rt
+                .block_on(Lake::commit(&mut t.table, batch, &offsets, self.cfg.target_file_size))
+            {
+                Ok(s) => {
+                    self.metrics.committed(chain, &s, started.elapsed());
+                    if let Some(ms) = t.oldest_ms.take() {
+                        let now_ms = tributary_engine::normalize::now_micros() / 1000;
+                        self.metrics.commit_latency.observe((now_ms - ms).max(0) as f64 / 1e3);
+                    }
+                    let mut hint = TopicPartitionList::new();
+                    for ((topic, p), o) in &offsets {
+                        hint.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+                    }
+                    let _ = consumer.commit(&hint, rdkafka::consumer::CommitMode::Async);
+                    t.rows.clear();
+                    t.bytes = 0;
+                    t.offsets.clear();
+                    t.since = None;
+                    return Ok(());
+                }
+                Err(tributary_lake::Error::Conflict(msg)) => {
+                    tracing::warn!(chain, error = %msg, "Another writer committed these partitions; re-reading from the table");
+                    self.metrics.commits.with_label_values(&[chain, "conflict"]).inc();
+                    let parts: Vec<i32> = t.offsets.keys().copied().collect();
+                    t.rows.clear();
+                    t.bytes = 0;
+                    t.offsets.clear();
+                    t.since = None;
+                    t.oldest_ms = None;
+                    self.rt.block_on(t.table.update_incremental(None))?;
+                    let at = self.rt.block_on(Lake::committed_offsets(&t.table, &t.topic, &parts))?;
+                    for p in parts {
+                        let o = at.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
+                        if let Err(e) = consumer.seek(&t.topic, p, o, Duration::from_secs(10)) {
+                            tracing::info!(chain, partition = p, error = %e, "Partition no longer ours");
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.retries.with_label_values(&[chain]).inc();
+                    self.metrics.commits.with_label_values(&[chain, "failed"]).inc();
+                    if once {
+                        return Err(anyhow::anyhow!("commit to {chain} failed: {e}"));
+                    }
+                    tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Commit failed; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    // The table may have moved (or the namenode restarted): reload before retrying.
+                    let _ = self.rt.block_on(t.table.update_incremental(None));
+                }
+            }
+        }
+    }
+}
+
+fn client_config(cfg: &SinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka_bootstrap);
+    for (k, v) in &cfg.kafka {
+        c.set(k, v);
+    }
+    c
+}
+
+pub fn run(cfg: SinkConfig, shutdown: CancellationToken) -> Result<()> {
+    let metrics = SinkMetrics::new();
+    let health = Health::default();
+    let http = tributary_engine::metrics::serve(
+        cfg.metrics_port,
+        metrics.registry.clone(),
+        health.clone(),
+        shutdown.clone(),
+    )?;
+    let result = run_loop(cfg, metrics, health, shutdown.clone());
+    shutdown.cancel();
+    let _ = http.join();
+    result
+}
+
+fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: CancellationToken) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let lake = Lake::new(&cfg.lake_uri)?;
+    let mut tables = HashMap::new();
+    for chain in &cfg.chains {
+        let avsc = tributary_lake::chain_schema(chain).context("unknown chain")?;
+        let arrow = convert::arrow_schema(avsc)?;
+        // The lake may be unreachable for a while (a namenode restarting): back off and retry.
+        let mut delay = Duration::from_millis(500);
+        let table = loop {
+            match rt.block_on(lake.open_or_create(chain, &arrow)) {
+                Ok(t) => break t,
+                Err(e) if !shutdown.is_cancelled() => {
+                    tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot open the table; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context(format!("opening the {chain} table"))),
+            }
+        };
+        let schema = table::table_arrow_schema(&table)?;
+        let topic = topics::namespaced(&cfg.topic_namespace, &topics::clean(chain));
+        tracing::info!(chain, table = %lake.table_url(chain)?, version = ?table.version(), "Table open");
+        tables.insert(
+            chain.clone(),
+            Table {
+                chain: chain.clone(),
+                topic,
+                table,
+                schema,
+                rows: Vec::new(),
+                bytes: 0,
+                offsets: BTreeMap::new(),
+                since: None,
+                oldest_ms: None,
+            },
+        );
+    }
+    let dlq: ThreadedProducer<DefaultProducerContext> = client_config(&cfg)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .context("creating the dlq.sink producer")?;
+    let topics_: Vec<String> = tables.values().map(|t| t.topic.clone()).collect();
+    let core = Arc::new(Mutex::new(Core {
+        dlq_topic: topics::namespaced(&cfg.topic_namespace, "dlq.sink"),
+        cfg: cfg.clone(),
+        rt,
+        tables,
+        schemas: HashMap::new(),
+        dlq,
+        metrics,
+        health: health.clone(),
+        fatal: None,
+    }));
+    let consumer: BaseConsumer<Ctx> = client_config(&cfg)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "600000")
+        .create_with_context(Ctx { core: core.clone() })
+        .context("creating the consumer")?;
+    let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
+    let mut last_lag = Instant::now();
+    while !shutdown.is_cancelled() {
+        let polled = consumer.poll(Duration::from_millis(50));
+        let mut core = lock(&core);
+        if let Some(e) = core.fatal.take() {
+            return Err(e);
+        }
+        match polled {
+            Some(Ok(m)) => {
+                let id = m
+                    .payload()
+                    .and_then(tributary_engine::avro::split_wire)
+                    .map(|(id, _)| id);
+                let new_schema = id.is_some_and(|id| !core.schemas.contains_key(&id));
+                let topic = m.topic().to_owned();
+                if new_schema {
+                    // Load the writer schema first so the table can widen before the row.
+                    if let Some(id) = id {
+                        match core.fetch_schema(id) {
+                            Ok(s) => {
+                                core.schemas.insert(id, s);
+                                core.evolve_if_needed(&consumer, &topic)?;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "Cannot load writer schema"),
+                        }
+                    }
+                }
+                core.accept(&m)?;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "Consumer error"),
+            None => {}
+        }
+        for chain in core.due() {
+            core.flush(&consumer, &chain, false)?;
+        }
+        if last_lag.elapsed() > Duration::from_secs(10) {
+            core.metrics.update_lag(&consumer);
+            last_lag = Instant::now();
+        }
+    }
+    tracing::info!("Shutting down: committing what waits");
+    lock(&core).flush_all(&consumer, false)?;
+    Ok(())
+}
+
+pub fn main() -> ExitCode {
+    tributary_engine::init_tracing();
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{}", config::HELP);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(a) = std::env::args().nth(1) {
+        eprintln!("sink: unknown argument '{a}' (try --help)");
+        return ExitCode::from(2);
+    }
+    let cfg = match SinkConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid configuration");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = match tributary_engine::shutdown_on_signals() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cfg, shutdown) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Stopping on an error it cannot handle");
+            ExitCode::FAILURE
+        }
+    }
+}
