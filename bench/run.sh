@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 set -a; . .infra/env; set +a
-cargo build --release -p tributary-bench --bins -p tributary-mailings
+cargo build --release -p tributary-bench --bins -p tributary-mailings -p tributary-sink
 target/release/bench "${BENCH_EVENTS:-1000000}"

@@ -116,6 +116,52 @@ fn main() -> Result<()> {
     Command::new("kill").args(["-TERM", &svc2.id().to_string()]).status()?;
     svc2.wait()?;
 
+    eprintln!("bench: the sink, into a local directory and into HDFS");
+    let clean_count = (events - summary.duplicates - summary.invalid) as f64;
+    let hdfs = std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into());
+    let local_lake = std::env::temp_dir()
+        .join(format!("{ns}-lake"))
+        .to_string_lossy()
+        .into_owned();
+    let mut sink_runs = Vec::new();
+    for (label, lake) in [
+        ("local directory", local_lake.clone()),
+        ("HDFS", format!("{hdfs}/bench/{ns}")),
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let started = Instant::now();
+        let mut sink = Command::new(bin.join("sink"))
+            .env("KAFKA_BOOTSTRAP", &kafka)
+            .env("SCHEMA_REGISTRY_URL", &registry)
+            .env("TOPIC_NAMESPACE", &ns)
+            .env("CHAINS", CHAIN)
+            .env("LAKE_URI", &lake)
+            .env("GROUP_ID", format!("bench-sink-{label}"))
+            .env("METRICS_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let pid = sink.id().to_string();
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        while metric(port, "tributary_sink_rows_total") < clean_count {
+            anyhow::ensure!(Instant::now() < deadline, "the sink did not drain the clean topic");
+            anyhow::ensure!(sink.try_wait()?.is_none(), "the sink exited");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(&pid).unwrap_or(f64::NAN);
+        let rss = peak_rss_bytes(&pid).unwrap_or(0);
+        let files = metric(port, "tributary_sink_files_total");
+        let bytes = metric(port, "tributary_sink_bytes_total");
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        sink.wait()?;
+        sink_runs.push((label, wall, cpu, rss, files, bytes));
+    }
+    let _ = std::fs::remove_dir_all(&local_lake);
+
+    eprintln!("bench: Parquet encoding of the same Arrow batches in memory (the encoder's limit)");
+    let encode_rate = parquet_in_memory(clean_count as usize)?;
+
     eprintln!("bench: dedup state memory at 1 M and 10 M keys");
     let mem = |n: u64| {
         let mut s = DedupState::new(7 * 86_400);
@@ -147,7 +193,9 @@ fn main() -> Result<()> {
          | dedup state, bytes per key at 10 M keys | {mem10:.1} | | target ≤ 32 |\n\
          | restore of {rk:.0} keys from the changelog | {rs:.2} s | | 10 M keys ≤ 10 s: extrapolated {r10:.1} s |\n\n\
          CPU is user + system time of the process from /proc, start-up included for both.\n\
+         {sink_table}\n\
          Not measured yet: the Kafka Streams peer, p99 latency at half peak load.\n",
+        sink_table = sink_section(&sink_runs, clean_count, encode_rate),
         date = std::process::Command::new("date")
             .arg("-u")
             .output()
@@ -185,4 +233,90 @@ fn scrape(port: u16) -> String {
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf
+}
+
+type SinkRun<'a> = (&'a str, f64, f64, u64, f64, f64);
+
+fn sink_section(runs: &[SinkRun<'_>], n: f64, encode_rate: f64) -> String {
+    let mut s = String::from(
+        "## The sink: the clean topic into committed Parquet (Delta)\n\n\
+         | lake | wall | rows/s | rows/s per core (CPU) | peak RSS | files | Parquet bytes |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (label, wall, cpu, rss, files, bytes) in runs {
+        s.push_str(&format!(
+            "| {label} | {wall:.1} s | {:.0} | {:.0} (target ≥ 500 000) | {:.0} MiB | {files:.0} | {:.1} MiB |\n",
+            n / wall,
+            n / cpu,
+            *rss as f64 / 1048576.0,
+            bytes / 1048576.0
+        ));
+    }
+    s.push_str(&format!(
+        "| in-memory Parquet encoding of the same Arrow batches (baseline) | | {encode_rate:.0} rows/s per core | | | | |\n"
+    ));
+    s
+}
+
+/// Builds `n` realistic mailings rows as Arrow batches and times their Parquet encoding in
+/// memory with the lake's writer properties.
+fn parquet_in_memory(n: usize) -> Result<f64> {
+    use apache_avro::types::Value;
+    use std::sync::Arc;
+    let schema = Arc::new(tributary_lake::convert::arrow_schema(
+        tributary_lake::chain_schema(CHAIN).context("schema")?,
+    )?);
+    let mut batches = Vec::new();
+    let mut rows = Vec::with_capacity(100_000);
+    for i in 0..n {
+        let s = |x: String| Value::String(x);
+        let o = |x: String| Value::Union(1, Box::new(Value::String(x)));
+        rows.push(vec![
+            ("tenant_id".to_owned(), s(["acme", "globex", "initech"][i % 3].into())),
+            ("event_id".to_owned(), s(format!("mailings-1-{i}"))),
+            (
+                "event_time".to_owned(),
+                Value::TimestampMicros(1_764_000_000_000_000 + i as i64 * 1000),
+            ),
+            (
+                "ingested_at".to_owned(),
+                Value::TimestampMicros(1_764_000_000_000_000 + i as i64 * 1000),
+            ),
+            ("source".to_owned(), s("json".into())),
+            ("email".to_owned(), o(format!("user.{}@example.com", i % 100_000))),
+            (
+                "email_sha256".to_owned(),
+                o(format!("{:064x}", xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()))),
+            ),
+            ("message_id".to_owned(), s(format!("msg-{}", i / 3))),
+            ("campaign_id".to_owned(), o(format!("c-{}", i % 11))),
+            (
+                "event_type".to_owned(),
+                Value::Enum(
+                    (i % 5) as u32,
+                    ["SENT", "DELIVERED", "DEFERRED", "BOUNCED", "DROPPED"][i % 5].into(),
+                ),
+            ),
+        ]);
+        if rows.len() == 100_000 {
+            batches.push(tributary_lake::convert::to_batch(schema.clone(), &rows)?);
+            rows.clear();
+        }
+    }
+    if !rows.is_empty() {
+        batches.push(tributary_lake::convert::to_batch(schema.clone(), &rows)?);
+    }
+    let started = std::time::Instant::now();
+    let cpu0 = cpu_seconds("self").unwrap_or(0.0);
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(tributary_lake::table::writer_properties()))?;
+    for b in &batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    // Encoding is single-threaded: its CPU time is its wall time when /proc says less.
+    let cpu = (cpu_seconds("self").unwrap_or(0.0) - cpu0)
+        .max(0.01)
+        .min(started.elapsed().as_secs_f64());
+    Ok(n as f64 / cpu)
 }

@@ -2,9 +2,16 @@
 
 mod csv;
 mod json;
+mod mailchimp;
+mod mailgun;
+mod mandrill;
+mod postmark;
+mod sendgrid;
+mod ses;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
+use tributary_engine::esp::{Event, Fields};
 use tributary_engine::{Chain, Common, Parsed, RawRecord, RecordError, Source};
 
 pub const ACTIONS: &[&str] = &["ADD", "REMOVE"];
@@ -38,7 +45,12 @@ impl Chain for Blocklists {
         match source {
             Source::Json => json::parse(raw),
             Source::Csv => csv::parse(raw),
-            other => Err(other.unsupported(Self::NAME)),
+            Source::Sendgrid => sendgrid::parse(raw),
+            Source::Mailgun => mailgun::parse(raw),
+            Source::Ses => ses::parse(raw),
+            Source::Postmark => postmark::parse(raw),
+            Source::Mailchimp => mailchimp::parse(raw),
+            Source::Mandrill => mandrill::parse(raw),
         }
     }
 
@@ -64,5 +76,16 @@ impl Chain for Blocklists {
     }
 }
 
+/// An ESP event as an entry for the address it is about.
+fn entry(ev: &Event, action: &str, reason: &str) -> Fields {
+    let mut f = ev.fields();
+    f.set_str("action", action)
+        .set_str("kind", "EMAIL")
+        .set_str("reason", reason);
+    f
+}
+
+#[cfg(test)]
+mod esp_tests;
 #[cfg(test)]
 mod tests;

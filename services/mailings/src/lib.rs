@@ -2,6 +2,11 @@
 
 mod csv;
 mod json;
+mod mailgun;
+mod mandrill;
+mod postmark;
+mod sendgrid;
+mod ses;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
@@ -48,6 +53,12 @@ impl Chain for Mailings {
         match source {
             Source::Json => json::parse(raw),
             Source::Csv => csv::parse(raw),
+            Source::Sendgrid => sendgrid::parse(raw),
+            Source::Mailgun => mailgun::parse(raw),
+            Source::Ses => ses::parse(raw),
+            Source::Postmark => postmark::parse(raw),
+            Source::Mandrill => mandrill::parse(raw),
+            // Mailchimp's audience webhooks carry no per-message events.
             other => Err(other.unsupported(Self::NAME)),
         }
     }
@@ -75,5 +86,7 @@ impl Chain for Mailings {
     }
 }
 
+#[cfg(test)]
+mod esp_tests;
 #[cfg(test)]
 mod tests;

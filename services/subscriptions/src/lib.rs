@@ -3,6 +3,9 @@
 
 mod csv;
 mod json;
+mod mailchimp;
+mod postmark;
+mod sendgrid;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
@@ -34,6 +37,10 @@ impl Chain for Subscriptions {
         match source {
             Source::Json => json::parse(raw),
             Source::Csv => csv::parse(raw),
+            Source::Sendgrid => sendgrid::parse(raw),
+            Source::Postmark => postmark::parse(raw),
+            Source::Mailchimp => mailchimp::parse(raw),
+            // No subscribe events in Mailgun's, SES's or Mandrill's webhooks.
             other => Err(other.unsupported(Self::NAME)),
         }
     }
@@ -59,5 +66,7 @@ impl Chain for Subscriptions {
     }
 }
 
+#[cfg(test)]
+mod esp_tests;
 #[cfg(test)]
 mod tests;

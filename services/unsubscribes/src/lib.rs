@@ -2,6 +2,12 @@
 
 mod csv;
 mod json;
+mod mailchimp;
+mod mailgun;
+mod mandrill;
+mod postmark;
+mod sendgrid;
+mod ses;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
@@ -32,7 +38,12 @@ impl Chain for Unsubscribes {
         match source {
             Source::Json => json::parse(raw),
             Source::Csv => csv::parse(raw),
-            other => Err(other.unsupported(Self::NAME)),
+            Source::Sendgrid => sendgrid::parse(raw),
+            Source::Mailgun => mailgun::parse(raw),
+            Source::Ses => ses::parse(raw),
+            Source::Postmark => postmark::parse(raw),
+            Source::Mailchimp => mailchimp::parse(raw),
+            Source::Mandrill => mandrill::parse(raw),
         }
     }
 
@@ -56,5 +67,7 @@ impl Chain for Unsubscribes {
     }
 }
 
+#[cfg(test)]
+mod esp_tests;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 mod csv;
 mod json;
+mod mailchimp;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
@@ -37,6 +38,8 @@ impl Chain for Users {
         match source {
             Source::Json => json::parse(raw),
             Source::Csv => csv::parse(raw),
+            Source::Mailchimp => mailchimp::parse(raw),
+            // The sending ESPs' webhooks carry no profile events.
             other => Err(other.unsupported(Self::NAME)),
         }
     }
@@ -72,5 +75,7 @@ impl Chain for Users {
     }
 }
 
+#[cfg(test)]
+mod esp_tests;
 #[cfg(test)]
 mod tests;

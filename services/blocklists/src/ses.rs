@@ -1,0 +1,28 @@
+//! Amazon SES → `blocklists`: permanent bounces and complaints. Transient and undetermined
+//! bounces are not suppressions; neither are bounces or complaints for addresses already on
+//! SES's suppression list (nothing was sent), nor `not-spam` feedback.
+
+use crate::{entry, Blocklists};
+use tributary_engine::esp;
+use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+
+pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+    let ev = esp::ses(raw.payload)?;
+    let reason = match ev.kind.as_str() {
+        "bounce" => {
+            ev.require_hard_bounce()?;
+            "HARD_BOUNCE"
+        }
+        "complaint" => {
+            if ev.str(&["complaint", "complaintSubType"]).as_deref() == Some("OnAccountSuppressionList") {
+                return Err(ev.not_a_suppression("address already suppressed at the provider"));
+            }
+            if ev.str(&["complaint", "complaintFeedbackType"]).as_deref() == Some("not-spam") {
+                return Err(ev.not_a_suppression("not-spam feedback"));
+            }
+            "SPAM_COMPLAINT"
+        }
+        _ => return Err(ev.not_for(Blocklists::NAME)),
+    };
+    Ok(entry(&ev, "ADD", reason).parsed())
+}

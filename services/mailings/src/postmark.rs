@@ -1,0 +1,52 @@
+//! Postmark webhooks → `mailings`. A Bounce record of type `Transient` or `DnsError` is a
+//! delay Postmark retries (DEFERRED); of type `SpamComplaint`, a complaint; of type
+//! `ManuallyDeactivated`, a message to an inactive address that was never attempted (DROPPED).
+//! A SubscriptionChange that suppresses sending at the recipient's request is UNSUBSCRIBED.
+
+use crate::Mailings;
+use tributary_engine::esp::{self, Bounce};
+use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+
+pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+    let ev = esp::postmark(raw.payload)?;
+    let bounce = ev.bounce();
+    let bounce_type = ev.str(&["Type"]).unwrap_or_default();
+    let event_type = match ev.kind.as_str() {
+        "Delivery" => "DELIVERED",
+        "Bounce" if bounce_type == "SpamComplaint" => "COMPLAINED",
+        "Bounce" if matches!(bounce_type.as_str(), "Transient" | "DnsError") => "DEFERRED",
+        "Bounce" if bounce == Some(Bounce::Suppressed) => "DROPPED",
+        "Bounce" => "BOUNCED",
+        "SpamComplaint" => "COMPLAINED",
+        "Open" => "OPENED",
+        "Click" => "CLICKED",
+        "SubscriptionChange" => match unsubscribe(&ev) {
+            Ok(()) => "UNSUBSCRIBED",
+            Err(detail) => return Err(ev.not_for_as(&detail, Mailings::NAME)),
+        },
+        _ => return Err(ev.not_for(Mailings::NAME)),
+    };
+    let mut f = ev.fields();
+    f.set_str("event_type", event_type)
+        .set("message_id", ev.str(&["MessageID"]))
+        .set("campaign_id", ev.campaign())
+        .set("smtp_response", ev.str(&["Details"]))
+        .set("bounce_class", bounce.and_then(Bounce::class).map(str::to_owned))
+        .set("url", ev.str(&["OriginalLink"]))
+        .set("user_agent", ev.str(&["UserAgent"]))
+        .set("ip", ev.str(&["Geo", "IP"]));
+    Ok(f.parsed())
+}
+
+/// A SubscriptionChange is an unsubscribe when it suppresses sending for a manual reason
+/// (the recipient's unsubscribe link, or the customer); hard bounces and spam complaints
+/// also suppress, and arrive as their own Bounce and SpamComplaint records.
+fn unsubscribe(ev: &esp::Event) -> Result<(), String> {
+    if ev.flag(&["SuppressSending"]) != Some(true) {
+        return Err("SuppressSending false".to_owned());
+    }
+    match ev.str(&["SuppressionReason"]).as_deref() {
+        None | Some("ManualSuppression") | Some("Unsubscribe") => Ok(()),
+        Some(other) => Err(format!("SuppressionReason {other}")),
+    }
+}

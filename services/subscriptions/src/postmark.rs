@@ -1,0 +1,23 @@
+//! Postmark webhooks → `subscriptions`: SubscriptionChange records that reactivate sending
+//! (`SuppressSending` false), a RESUBSCRIBE to the message stream (`list_id`). The change
+//! time is consent evidence only when the recipient made the change (`Origin` `Recipient`).
+
+use crate::Subscriptions;
+use tributary_engine::esp;
+use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+
+pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+    let ev = esp::postmark(raw.payload)?;
+    if ev.kind != "SubscriptionChange" {
+        return Err(ev.not_for(Subscriptions::NAME));
+    }
+    if ev.flag(&["SuppressSending"]) != Some(false) {
+        return Err(ev.not_for_as("SuppressSending true", Subscriptions::NAME));
+    }
+    let by_recipient = ev.str(&["Origin"]).as_deref() == Some("Recipient");
+    let mut f = ev.fields();
+    f.set("list_id", ev.str(&["MessageStream"]))
+        .set_str("action", "RESUBSCRIBE")
+        .set_value("consent_at", ev.time.clone().filter(|_| by_recipient));
+    Ok(f.parsed())
+}
