@@ -7,6 +7,7 @@ PROFILE ?= release
 BIN := target/$(PROFILE)
 INFRA := .infra
 CHAINS := users unsubscribes blocklists subscriptions mailings
+SERVICES := $(CHAINS) sink
 
 .PHONY: help
 help: ## List every target
@@ -37,12 +38,12 @@ topics: build infra-up ## Create the topics of the contracts
 	@set -a; . $(INFRA)/env; set +a; $(BIN)/tributary topics
 
 .PHONY: up
-up: topics ## Start every chain service in the background (logs in .infra/logs/)
-	@bash dev/services.sh up $(CHAINS)
+up: topics ## Start every chain service and the sink in the background (logs in .infra/logs/)
+	@bash dev/services.sh up $(SERVICES)
 
 .PHONY: down
 down: ## Stop the services started by `make up`
-	@bash dev/services.sh down $(CHAINS)
+	@bash dev/services.sh down $(SERVICES)
 
 .PHONY: demo
 demo: up ## The main job: infrastructure, topics, services, sample data, and what became of it

@@ -9,6 +9,8 @@ BIN="${BIN:-$ROOT/target/release}"
 cmd="${1:-}"; shift || true
 mkdir -p "$INFRA_DIR/logs" "$INFRA_DIR/pids"
 [ -f "$INFRA_DIR/env" ] && { set -a; . "$INFRA_DIR/env"; set +a; }
+# The sink's lake: the local directory .lake/ unless LAKE_URI says otherwise (hdfs://...).
+export LAKE_URI="${LAKE_URI:-$ROOT/.lake}"
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 for svc in "$@"; do
   pidf="$INFRA_DIR/pids/$svc.pid"

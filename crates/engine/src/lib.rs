@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// Logs as JSON lines when `LOG_FORMAT=json`, else human-readable; level from `RUST_LOG`.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn,deltalake=warn,deltalake_core=warn,buoyant_kernel=warn,delta_kernel=warn,hdfs_native=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -203,30 +203,28 @@ impl Core {
         Ok((avro, arrow))
     }
 
-    fn evolve_if_needed(&mut self, consumer: &BaseConsumer<Ctx>, topic: &str) -> Result<()> {
-        let wanted: Vec<Schema> = self.schemas.values().map(|(_, a)| a.clone()).collect();
+    /// Widens the topic's table when writer schema `id` has fields the table lacks (a new
+    /// optional field becomes a nullable column), committing what waits first.
+    fn evolve_if_needed(&mut self, consumer: &BaseConsumer<Ctx>, topic: &str, id: u32) -> Result<()> {
+        let Some((_, writer)) = self.schemas.get(&id) else {
+            return Ok(());
+        };
         let Some(t) = self.tables.values().find(|t| t.topic == topic) else {
             return Ok(());
         };
-        let missing = wanted
+        let missing: Vec<arrow::datatypes::Field> = writer
+            .fields()
             .iter()
-            .flat_map(|s| s.fields().iter())
-            .any(|f| t.schema.field_with_name(f.name()).is_err());
-        if !missing {
+            .filter(|f| t.schema.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if missing.is_empty() {
             return Ok(());
         }
         let chain = t.chain.clone();
         self.flush(consumer, &chain, false)?;
-        let merged = Schema::try_merge(wanted.into_iter().map(|s| {
-            Schema::new(
-                s.fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect::<Vec<_>>(),
-            )
-        }))?;
         let t = self.tables.get_mut(&chain).context("table")?;
-        t.table = self.rt.block_on(Lake::evolve(t.table.clone(), &merged))?;
+        t.table = self.rt.block_on(Lake::evolve(t.table.clone(), &Schema::new(missing)))?;
         t.schema = table::table_arrow_schema(&t.table)?;
         Ok(())
     }
@@ -484,7 +482,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                         match core.fetch_schema(id) {
                             Ok(s) => {
                                 core.schemas.insert(id, s);
-                                core.evolve_if_needed(&consumer, &topic)?;
+                                core.evolve_if_needed(&consumer, &topic, id)?;
                             }
                             Err(e) => tracing::warn!(error = %e, "Cannot load writer schema"),
                         }
