@@ -11,6 +11,8 @@ cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== build"
 cargo build --release --workspace --all-targets
+echo "== deployment files (kustomize, kube-score, promtool)"
+bash dev/lint-deploy.sh
 echo "== infrastructure"
 trap 'echo "== stopping infrastructure"; bash dev/infra.sh down >/dev/null 2>&1 || true' EXIT
 bash dev/infra.sh up
