@@ -23,7 +23,15 @@ pub fn email(raw: &str) -> Result<String, RecordError> {
     if local.is_empty() || domain.is_empty() {
         return Err(bad("empty local part or domain"));
     }
-    let domain = idna::domain_to_ascii(domain).map_err(|_| bad("domain is not a valid international domain name"))?;
+    // Most domains are plain ASCII labels already: only the others need IDNA processing.
+    let plain = domain
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let domain = if plain {
+        domain.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(domain).map_err(|_| bad("domain is not a valid international domain name"))?
+    };
     if !domain.contains('.') {
         return Err(bad("domain has no dot"));
     }
@@ -36,7 +44,14 @@ pub fn email(raw: &str) -> Result<String, RecordError> {
 
 /// Hex SHA-256 of an already normalized address.
 pub fn sha256_hex(normalized: &str) -> String {
-    hex::encode(Sha256::digest(normalized.as_bytes()))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(normalized.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Checks a tenant id against `^[a-z0-9][a-z0-9_-]{0,62}$`.
@@ -122,6 +137,12 @@ fn parse_time_str(s: &str) -> Option<i64> {
     }
     if let Ok(f) = s.parse::<f64>() {
         return f.is_finite().then(|| epoch_number_to_micros(f));
+    }
+    // `YYYY-MM-DD HH:MM:SS`, the commonest naive form, before the forms with an offset.
+    if s.len() == 19 && s.as_bytes()[10] == b' ' {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+            return Some(dt.and_utc().timestamp_micros());
+        }
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.timestamp_micros());

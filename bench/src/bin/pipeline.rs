@@ -1,0 +1,53 @@
+//! CPU per record of the per-record pipeline alone (parse, validate, normalize, encode,
+//! dedup decision), without Kafka: where the chain service's own time goes.
+//!
+//! Usage: pipeline [RECORDS]
+
+use std::time::Instant;
+use tributary_ctl::loadgen::{Generator, Spec};
+use tributary_engine::chain::{self, PipelineSettings};
+use tributary_engine::dedup::{micros_to_secs2000, DedupState};
+use tributary_engine::RawRecord;
+
+fn main() -> anyhow::Result<()> {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(500_000);
+    let mut spec = Spec::new("mailings", n);
+    spec.invalid_share = 0.0;
+    let records: Vec<_> = Generator::new(spec).collect();
+    let settings = PipelineSettings {
+        tenants: vec!["acme".into(), "globex".into(), "initech".into()],
+        max_record_bytes: 1 << 20,
+        schema_id: 1,
+    };
+    let mut state = DedupState::new(7 * 86_400);
+    let mut changes = Vec::new();
+    let now = tributary_engine::normalize::now_micros();
+    let started = Instant::now();
+    let mut clean = 0u64;
+    for r in &records {
+        let raw = RawRecord {
+            payload: &r.payload,
+            tenant: Some(&r.tenant),
+            csv_header: None,
+        };
+        let enc = chain::process::<tributary_mailings::Mailings>(&settings, Some("json"), &raw, now)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        changes.clear();
+        if state.observe(enc.key, micros_to_secs2000(enc.event_time), &mut changes)
+            != tributary_engine::dedup::Verdict::Duplicate
+        {
+            clean += 1;
+        }
+    }
+    let el = started.elapsed();
+    println!(
+        "{{\"records\":{n},\"clean\":{clean},\"seconds\":{:.3},\"us_per_record\":{:.3}}}",
+        el.as_secs_f64(),
+        el.as_secs_f64() * 1e6 / n as f64
+    );
+    Ok(())
+}
