@@ -7,7 +7,7 @@ PROFILE ?= release
 BIN := target/$(PROFILE)
 INFRA := .infra
 CHAINS := users unsubscribes blocklists subscriptions mailings
-SERVICES := $(CHAINS) sink
+SERVICES := $(CHAINS) sink ingest
 
 .PHONY: help
 help: ## List every target

@@ -1,0 +1,479 @@
+//! Settings of the gateway: defaults, then the TOML file (`--config` or `TRIBUTARY_CONFIG`;
+//! unknown keys are rejected), then the environment and flags. Every error is reported at
+//! once. Provider secrets are read and parsed here, so a bad key stops the gateway at
+//! startup instead of failing requests.
+
+use crate::error::Error;
+use crate::signatures::{sns, Secrets};
+use clap::Parser;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PORT: u16 = 8080;
+pub const fn default_max_body_bytes() -> usize {
+    4 << 20
+}
+pub const fn default_max_record_bytes() -> usize {
+    1 << 20
+}
+/// 100 GiB: uploads stream, so this bounds time and disk downstream, not memory.
+pub const fn default_max_upload_bytes() -> u64 {
+    100 << 30
+}
+pub const fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The local default: tenant → SHA-256 hex of `<tenant>-local-token`.
+pub const LOCAL_TENANTS: [(&str, &str); 3] = [
+    (
+        "acme",
+        "2fb9804a5a0ec55af27254f818ca65c4fa55b7062881701d79bca25bb1cdbe38",
+    ),
+    (
+        "globex",
+        "37dc87b689cdfce102465e3c0fcbfa5ac8f8f2dc4a87100c5d638c12e407a98b",
+    ),
+    (
+        "initech",
+        "34ac56557652132cdc44246366834ac7b21e31cbcabcd216816ec39597f00054",
+    ),
+];
+
+pub const ENV_HELP: &str = "\
+Environment (each also a flag; the environment overrides the --config file):
+  KAFKA_BOOTSTRAP            Kafka bootstrap servers (default 127.0.0.1:9092)
+  PORT                       the one port of the API, /metrics and /health/* (default 8080)
+  METRICS_PORT (default 8080) the same port under the name every Tributary service uses; PORT wins
+  TOPIC_NAMESPACE            prefix <ns>. on every topic (default empty)
+  MAX_BODY_BYTES             largest webhook body, else 413 (default 4194304)
+  MAX_UPLOAD_BYTES           largest upload, else 413 (default 107374182400)
+  MAX_RECORD_BYTES           longest upload line or CSV row, longer ones are rejected (default 1048576)
+  DELIVERY_TIMEOUT           how long Kafka may take to acknowledge a record before 503 (default 30s)
+  REQUIRE_PROVIDER_SIGNATURES  true: refuse webhooks of a provider without a configured secret (default false)
+  TENANT_TOKENS_FILE         lines `<tenant> <sha256 hex of its token>`; adds or replaces tenant tokens
+  TRIBUTARY_CONFIG           the TOML settings file, as --config
+  KAFKA_PROP_<NAME>          any librdkafka property, dots as underscores (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL)
+  RUST_LOG, LOG_FORMAT=json  log filter and format
+  SCHEMA_REGISTRY_URL        set by the shared deployment config; not used by the gateway
+Local default tenants: acme, globex, initech, token <tenant>-local-token.";
+
+#[derive(Debug, Parser, Default)]
+#[command(name = "ingest", about = "Tributary's HTTP gateway: ESP webhooks and list uploads into raw.<chain>", after_help = ENV_HELP)]
+pub struct Cli {
+    /// TOML settings file: the keys below in snake case, `[kafka]` properties, `[tenants.<id>]`.
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    #[arg(long, env = "METRICS_PORT", hide = true)]
+    pub metrics_port: Option<u16>,
+    #[arg(long, env = "TOPIC_NAMESPACE")]
+    pub topic_namespace: Option<String>,
+    #[arg(long, env = "MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    #[arg(long, env = "MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    #[arg(long, env = "MAX_RECORD_BYTES")]
+    pub max_record_bytes: Option<usize>,
+    #[arg(long, env = "DELIVERY_TIMEOUT")]
+    pub delivery_timeout: Option<String>,
+    #[arg(long, env = "REQUIRE_PROVIDER_SIGNATURES")]
+    pub require_provider_signatures: Option<bool>,
+    #[arg(long, env = "TENANT_TOKENS_FILE")]
+    pub tenant_tokens_file: Option<PathBuf>,
+}
+
+/// The settings file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Kafka bootstrap servers.
+    pub kafka_bootstrap: Option<String>,
+    /// The HTTP port.
+    pub port: Option<u16>,
+    /// Prefix `<ns>.` on every topic.
+    pub topic_namespace: Option<String>,
+    /// Largest webhook body.
+    pub max_body_bytes: Option<usize>,
+    /// Largest upload.
+    pub max_upload_bytes: Option<u64>,
+    /// Longest upload line.
+    pub max_record_bytes: Option<usize>,
+    /// How long Kafka may take to acknowledge a record.
+    #[serde(default, with = "humantime_serde")]
+    pub delivery_timeout: Option<Duration>,
+    /// Refuse webhooks of providers without a configured secret.
+    pub require_provider_signatures: Option<bool>,
+    /// As `TENANT_TOKENS_FILE`.
+    pub tenant_tokens_file: Option<PathBuf>,
+    /// librdkafka properties.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+    /// The tenants; when given, they replace the local default ones.
+    pub tenants: Option<BTreeMap<String, TenantFile>>,
+}
+
+/// One tenant in the settings file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    /// SHA-256 (hex) of the tenant's gateway token; may come from `TENANT_TOKENS_FILE` instead.
+    pub token_sha256: Option<String>,
+    /// SendGrid signed event webhook: the verification key (base64 DER or PEM).
+    pub sendgrid: Option<SendgridFile>,
+    /// Mailgun: the HTTP webhook signing key.
+    pub mailgun: Option<MailgunFile>,
+    /// Mandrill: the webhook key and the exact URL registered at Mandrill (the signature covers it).
+    pub mandrill: Option<MandrillFile>,
+    /// Postmark: the basic-auth credentials in the webhook URL.
+    pub postmark: Option<PostmarkFile>,
+    /// Mailchimp: the `secret` query parameter of the webhook URL.
+    pub mailchimp: Option<MailchimpFile>,
+    /// SES over SNS: the SNS signing certificates (PEM files) and, optionally, the allowed topics.
+    pub ses: Option<SesFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridFile {
+    pub public_key: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailgunFile {
+    pub signing_key: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MandrillFile {
+    pub webhook_key: String,
+    pub url: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostmarkFile {
+    pub username: String,
+    pub password: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailchimpFile {
+    pub secret: String,
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesFile {
+    pub certificates: Vec<PathBuf>,
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+}
+
+/// One tenant, ready to check requests.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub token_sha256: [u8; 32],
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka_bootstrap: String,
+    pub port: u16,
+    pub topic_namespace: String,
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: u64,
+    pub max_record_bytes: usize,
+    pub delivery_timeout: Duration,
+    pub require_provider_signatures: bool,
+    /// librdkafka properties: the file's `[kafka]`, then `KAFKA_PROP_<NAME>`.
+    pub kafka: BTreeMap<String, String>,
+    pub tenants: BTreeMap<String, Tenant>,
+}
+
+pub fn sha256(s: &[u8]) -> [u8; 32] {
+    Sha256::digest(s).into()
+}
+
+impl Settings {
+    /// The local default, as `ingest` with no settings.
+    pub fn local() -> Settings {
+        Settings::load(Cli::default(), &BTreeMap::new()).expect("the local default is valid")
+    }
+
+    /// From flags and environment (already in `cli`), the file they name, and `KAFKA_PROP_*`
+    /// from `env`.
+    pub fn load(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, Error> {
+        let mut errors = Vec::new();
+        let file = match &cli.config {
+            None => FileConfig::default(),
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+                    errors.push(format!("{}: {e}", p.display()));
+                    FileConfig::default()
+                }),
+                Err(e) => {
+                    errors.push(format!("{}: {e}", p.display()));
+                    FileConfig::default()
+                }
+            },
+        };
+        let port = match (cli.port, cli.metrics_port) {
+            (Some(p), Some(m)) if p != m => {
+                errors.push(format!(
+                    "PORT={p} and METRICS_PORT={m} differ: the gateway serves everything on one port; set one"
+                ));
+                p
+            }
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => file.port.unwrap_or(DEFAULT_PORT),
+        };
+        let delivery_timeout = match cli.delivery_timeout.as_deref() {
+            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
+                errors.push(format!("DELIVERY_TIMEOUT='{v}': {e}"));
+                default_delivery_timeout()
+            }),
+            None => file.delivery_timeout.unwrap_or(default_delivery_timeout()),
+        };
+        let max_body_bytes = cli
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(default_max_body_bytes());
+        let max_record_bytes = cli
+            .max_record_bytes
+            .or(file.max_record_bytes)
+            .unwrap_or(default_max_record_bytes());
+        if max_body_bytes == 0 || max_record_bytes == 0 || delivery_timeout.is_zero() {
+            errors.push("MAX_BODY_BYTES, MAX_RECORD_BYTES and DELIVERY_TIMEOUT must be above zero".into());
+        }
+        let mut kafka = file.kafka.clone();
+        for (k, v) in env {
+            if let Some(p) = k.strip_prefix("KAFKA_PROP_") {
+                kafka.insert(p.to_ascii_lowercase().replace('_', "."), v.clone());
+            }
+        }
+        for fixed in ["enable.idempotence", "acks"] {
+            if kafka.remove(fixed).is_some() {
+                errors.push(format!(
+                    "Kafka property {fixed} is fixed (idempotent, acks=all: an accepted webhook is never lost); remove it"
+                ));
+            }
+        }
+
+        let mut files: BTreeMap<String, TenantFile> = match file.tenants {
+            Some(t) => t,
+            None => LOCAL_TENANTS
+                .iter()
+                .map(|(t, h)| {
+                    (
+                        (*t).to_owned(),
+                        TenantFile {
+                            token_sha256: Some((*h).to_owned()),
+                            ..TenantFile::default()
+                        },
+                    )
+                })
+                .collect(),
+        };
+        if let Some(path) = cli.tenant_tokens_file.or(file.tenant_tokens_file) {
+            match read_tokens_file(&path) {
+                Ok(tokens) => {
+                    for (t, h) in tokens {
+                        files.entry(t).or_default().token_sha256 = Some(h);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut tenants = BTreeMap::new();
+        for (id, tf) in files {
+            if let Err(e) = tributary_engine::normalize::tenant_id(&id) {
+                errors.push(format!("tenant '{id}': {}", e.reason));
+                continue;
+            }
+            match tenant(&id, tf) {
+                Ok(t) => {
+                    tenants.insert(id, t);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if tenants.is_empty() && errors.is_empty() {
+            errors.push("no tenants: add [tenants.<id>] to the settings file or TENANT_TOKENS_FILE".into());
+        }
+        if !errors.is_empty() {
+            return Err(Error::Config(errors.join("; ")));
+        }
+        Ok(Settings {
+            kafka_bootstrap: cli
+                .kafka_bootstrap
+                .or(file.kafka_bootstrap)
+                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+            port,
+            topic_namespace: cli.topic_namespace.or(file.topic_namespace).unwrap_or_default(),
+            max_body_bytes,
+            max_upload_bytes: cli
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(default_max_upload_bytes()),
+            max_record_bytes,
+            delivery_timeout,
+            require_provider_signatures: cli
+                .require_provider_signatures
+                .or(file.require_provider_signatures)
+                .unwrap_or(false),
+            kafka,
+            tenants,
+        })
+    }
+}
+
+fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
+    let mut errors = Vec::new();
+    let token_sha256 = match tf.token_sha256.as_deref().map(parse_hash) {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => {
+            errors.push(format!("tenant '{id}' token_sha256: {e}"));
+            [0; 32]
+        }
+        None => {
+            errors.push(format!(
+                "tenant '{id}' has no token_sha256 (in the settings file or TENANT_TOKENS_FILE)"
+            ));
+            [0; 32]
+        }
+    };
+    let mut secrets = Secrets::default();
+    if let Some(s) = tf.sendgrid {
+        match crate::signatures::sendgrid::key(&s.public_key) {
+            Ok(k) => secrets.sendgrid = Some(k),
+            Err(e) => errors.push(format!("tenant '{id}' sendgrid.public_key: {e}")),
+        }
+    }
+    secrets.mailgun = tf.mailgun.map(|m| m.signing_key);
+    secrets.mandrill = tf.mandrill.map(|m| (m.webhook_key, m.url));
+    secrets.postmark = tf.postmark.map(|p| (p.username, p.password));
+    secrets.mailchimp = tf.mailchimp.map(|m| m.secret);
+    if let Some(s) = tf.ses {
+        if s.certificates.is_empty() {
+            errors.push(format!("tenant '{id}' ses.certificates is empty"));
+        }
+        let mut keys = Vec::new();
+        for p in &s.certificates {
+            match std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| sns::key_from_pem(&pem))
+            {
+                Ok(k) => keys.push(k),
+                Err(e) => errors.push(format!("tenant '{id}' ses certificate {}: {e}", p.display())),
+            }
+        }
+        secrets.ses = Some(sns::SnsKeys {
+            keys,
+            topic_arns: s.topic_arns,
+        });
+    }
+    if errors.is_empty() {
+        Ok(Tenant { token_sha256, secrets })
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_hash(h: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(h.trim()).map_err(|e| format!("not hex: {e}"))?;
+    bytes.try_into().map_err(|_| "not a SHA-256 (64 hex digits)".to_owned())
+}
+
+fn read_tokens_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("TENANT_TOKENS_FILE {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line
+            .split(|c: char| c.is_whitespace() || c == ':' || c == '=')
+            .filter(|s| !s.is_empty());
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(t), Some(h), None) => out.push((t.to_owned(), h.to_owned())),
+            _ => {
+                return Err(format!(
+                    "TENANT_TOKENS_FILE {} line {}: expected `<tenant> <sha256 hex>`",
+                    path.display(),
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_tokens_are_the_hashes_of_tenant_local_token() {
+        for (t, h) in LOCAL_TENANTS {
+            assert_eq!(hex::encode(sha256(format!("{t}-local-token").as_bytes())), h, "{t}");
+        }
+        let s = Settings::local();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.tenants.len(), 3);
+    }
+
+    #[test]
+    fn file_environment_and_errors() {
+        let dir = std::env::temp_dir().join(format!("ingest-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("ingest.toml");
+        std::fs::write(
+            &cfg,
+            "port = 9000\ntopic_namespace = \"x\"\n[tenants.t1]\n[tenants.t1.mailgun]\nsigning_key = \"k\"\n",
+        )
+        .unwrap();
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, format!("# comment\nt1 {}\n", hex::encode(sha256(b"tok")))).unwrap();
+        let cli = Cli {
+            config: Some(cfg.clone()),
+            tenant_tokens_file: Some(tokens),
+            metrics_port: Some(9000),
+            ..Cli::default()
+        };
+        let env = BTreeMap::from([("KAFKA_PROP_SECURITY_PROTOCOL".to_owned(), "SSL".to_owned())]);
+        let s = Settings::load(cli, &env).unwrap();
+        assert_eq!((s.port, s.topic_namespace.as_str()), (9000, "x"));
+        assert_eq!(s.kafka["security.protocol"], "SSL");
+        assert_eq!(s.tenants["t1"].token_sha256, sha256(b"tok"));
+        assert_eq!(s.tenants["t1"].secrets.mailgun.as_deref(), Some("k"));
+
+        std::fs::write(&cfg, "bogus = 1\n").unwrap();
+        let err = Settings::load(
+            Cli {
+                config: Some(cfg),
+                port: Some(1),
+                metrics_port: Some(2),
+                delivery_timeout: Some("soon".into()),
+                ..Cli::default()
+            },
+            &BTreeMap::from([("KAFKA_PROP_ACKS".to_owned(), "1".to_owned())]),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "bogus",
+            "PORT=1 and METRICS_PORT=2",
+            "DELIVERY_TIMEOUT",
+            "acks is fixed",
+        ] {
+            assert!(err.contains(part), "{part} not in {err}");
+        }
+    }
+}

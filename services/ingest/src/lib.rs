@@ -1,0 +1,451 @@
+//! Tributary's HTTP gateway: ESP webhooks and list uploads into the raw topics.
+//!
+//! - `POST /v1/tenants/{tenant}/webhooks/{provider}` (`sendgrid|mailgun|ses|postmark|mailchimp|mandrill`):
+//!   tenant token, then the provider's own authenticity check ([`signatures`]), then the batch
+//!   is split into single events, each published to every raw topic it belongs to ([`split`]).
+//! - `POST /v1/tenants/{tenant}/uploads/{chain}`: CSV or JSON lines, streamed ([`upload`]).
+//! - `/metrics`, `/health/live`, `/health/ready` on the same port.
+//!
+//! The invariant: a 2xx is answered only after Kafka (idempotent producer, `acks=all`) has
+//! acknowledged every record of the request. A crash before that loses nothing the caller
+//! was told is taken; the provider retries, and the chains' dedup drops what had landed.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod publish;
+pub mod signatures;
+pub mod split;
+pub mod upload;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::publish::{delivered, Meta, Publisher};
+use crate::split::Provider;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tributary_engine::topics::CHAINS;
+
+pub struct App {
+    pub settings: Settings,
+    pub publisher: Publisher,
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    /// (tenant, provider) pairs already warned about a skipped provider check.
+    warned: Mutex<HashSet<(String, Provider)>>,
+}
+
+impl App {
+    pub fn new(settings: Settings) -> Result<Arc<App>> {
+        let publisher = Publisher::new(&settings)?;
+        Ok(Arc::new(App {
+            settings,
+            publisher,
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+            warned: Mutex::new(HashSet::new()),
+        }))
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/v1/tenants/{tenant}/webhooks/{provider}",
+            post(webhook).get(webhook_probe).head(webhook_probe),
+        )
+        .route("/v1/tenants/{tenant}/uploads/{chain}", post(upload_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready_handler))
+        // Bodies are limited by the handlers themselves (webhooks) or streamed (uploads).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| tributary_engine::normalize::truncate(v.trim(), 128).to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Counts and times one answer.
+fn observe(app: &App, route: &str, provider: &str, started: Instant, resp: Response) -> Response {
+    let status = resp.status().as_u16().to_string();
+    app.metrics
+        .requests
+        .with_label_values(&[route, provider, &status])
+        .inc();
+    app.metrics
+        .latency
+        .with_label_values(&[route, provider])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn provider_label(p: &str) -> &'static str {
+    Provider::parse(p).map_or("unknown", Provider::as_str)
+}
+
+async fn webhook(
+    State(app): State<Arc<App>>,
+    Path((tenant, provider)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let resp = match webhook_inner(&app, &tenant, &provider, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(tenant = %tenant, provider = %provider, error = %e, "Webhook not accepted");
+            } else {
+                tracing::info!(tenant = %tenant, provider = %provider, status = e.status().as_u16(), error = %e, "Webhook refused");
+            }
+            e.into_response()
+        }
+    };
+    observe(&app, "webhook", provider_label(&provider), started, resp)
+}
+
+async fn webhook_inner(
+    app: &App,
+    tenant_id: &str,
+    provider: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let p = Provider::parse(provider).ok_or_else(|| {
+        Error::NotFound(format!(
+            "unknown provider '{}': one of sendgrid, mailgun, ses, postmark, mailchimp, mandrill",
+            tributary_engine::normalize::truncate(provider, 40)
+        ))
+    })?;
+    let q = query(uri);
+    let tenant = auth::tenant(&app.settings.tenants, tenant_id, headers, &q)?;
+    let limit = app.settings.max_body_bytes;
+    let too_large = || Error::TooLarge(format!("webhook body larger than max_body_bytes {limit}"));
+    if content_length(headers).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body = read_limited(body, limit).await?.ok_or_else(too_large)?;
+    let req = signatures::Request {
+        headers,
+        query: &q,
+        body: &body,
+    };
+    if signatures::check(p, &tenant.secrets, &req)? == signatures::Outcome::Unconfigured {
+        if app.settings.require_provider_signatures {
+            return Err(Error::Unauthorized(format!(
+                "no {} secret is configured for tenant '{tenant_id}' and provider signatures are required",
+                p.as_str()
+            )));
+        }
+        let first = app
+            .warned
+            .lock()
+            .map(|mut w| w.insert((tenant_id.to_owned(), p)))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(tenant = %tenant_id, provider = p.as_str(), "No provider secret configured: provider signature check skipped");
+        }
+    }
+    let split = split::split(p, &body)?;
+    let rid = request_id(headers);
+    if let Some(url) = split.subscribe_url {
+        tracing::warn!(tenant = %tenant_id, subscribe_url = %url, "SNS subscription confirmation received: visit SubscribeURL to confirm");
+        return Ok(Json(json!({
+            "subscription_confirmation": url,
+            "message": "SNS subscription not confirmed by the gateway: visit subscription_confirmation to confirm it",
+            "request_id": rid,
+        }))
+        .into_response());
+    }
+    if let Some(note) = split.note {
+        tracing::info!(tenant = %tenant_id, note = %note, "SNS message without events");
+        return Ok(Json(json!({"accepted": 0, "records": 0, "note": note, "request_id": rid})).into_response());
+    }
+    let meta = Meta {
+        tenant: tenant_id,
+        source: p.as_str(),
+        request_id: &rid,
+        csv_header: None,
+    };
+    let mut pending = Vec::new();
+    let mut per_chain: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unrouted = 0;
+    for r in &split.records {
+        let key = format!("{tenant_id}:{}", r.email.as_deref().unwrap_or_default());
+        unrouted += u64::from(r.unrouted);
+        for chain in &r.chains {
+            let topic = app.publisher.topic(chain);
+            let f = app.publisher.send(&topic, key.as_bytes(), &r.payload, &meta).await?;
+            pending.push(async move { delivered(f, &topic).await });
+            *per_chain.entry(chain).or_default() += 1;
+        }
+    }
+    futures::future::try_join_all(pending).await?;
+    for (chain, n) in &per_chain {
+        app.metrics.events.with_label_values(&[p.as_str(), chain]).inc_by(*n);
+    }
+    Ok(Json(json!({
+        "accepted": split.records.len(),
+        "published": per_chain,
+        "unrouted": unrouted,
+        "request_id": rid,
+    }))
+    .into_response())
+}
+
+/// Mailchimp checks a webhook URL with a GET, Mandrill with a HEAD, before using it.
+async fn webhook_probe(
+    State(app): State<Arc<App>>,
+    Path((tenant, provider)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = Provider::parse(&provider)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "unknown provider '{}'",
+                tributary_engine::normalize::truncate(&provider, 40)
+            ))
+        })
+        .and_then(|_| auth::tenant(&app.settings.tenants, &tenant, &headers, &query(&uri)));
+    match r {
+        Ok(_) => Json(json!({"ok": true})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload_handler(
+    State(app): State<Arc<App>>,
+    Path((tenant, chain)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let format = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(upload::Format::from_content_type);
+    let label = format.map_or("unknown", upload::Format::source);
+    let resp = match upload_inner(&app, &tenant, &chain, format, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    observe(&app, "upload", label, started, resp)
+}
+
+async fn upload_inner(
+    app: &App,
+    tenant_id: &str,
+    chain: &str,
+    format: Option<upload::Format>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    if !CHAINS.contains(&chain) {
+        return Err(Error::NotFound(format!(
+            "unknown chain '{}': one of {}",
+            tributary_engine::normalize::truncate(chain, 40),
+            CHAINS.join(", ")
+        )));
+    }
+    auth::tenant(&app.settings.tenants, tenant_id, headers, &query(uri))?;
+    let format = format.ok_or_else(|| {
+        Error::UnsupportedMediaType(
+            "Content-Type must be text/csv (with a header row) or application/x-ndjson (JSON lines)".into(),
+        )
+    })?;
+    let max = app.settings.max_upload_bytes;
+    if content_length(headers).is_some_and(|n| n > max) {
+        return Err(Error::TooLarge(format!("upload larger than max_upload_bytes {max}")));
+    }
+    let rid = request_id(headers);
+    let (outcome, result) = upload::run(
+        &app.publisher,
+        tenant_id,
+        chain,
+        format,
+        &rid,
+        app.settings.max_record_bytes,
+        max,
+        body.into_data_stream(),
+    )
+    .await;
+    app.metrics
+        .events
+        .with_label_values(&[format.source(), chain])
+        .inc_by(outcome.accepted);
+    app.metrics
+        .rejected_lines
+        .with_label_values(&[format.source()])
+        .inc_by(outcome.rejected_count);
+    tracing::info!(tenant = %tenant_id, chain, request_id = %rid, accepted = outcome.accepted,
+        rejected = outcome.rejected_count, ok = result.is_ok(), "Upload");
+    match result {
+        Ok(()) => Ok(Json(outcome).into_response()),
+        Err(e) => {
+            let status = e.status();
+            let mut body = serde_json::to_value(&outcome).unwrap_or_default();
+            body["error"] = json!(e.to_string());
+            body["note"] = json!("the records counted as accepted are in Kafka; resending the whole file is safe: the chains drop duplicates");
+            Ok((status, Json(body)).into_response())
+        }
+    }
+}
+
+/// The whole body, or `None` past `limit` bytes (read no further).
+async fn read_limited(body: Body, limit: usize) -> Result<Option<Vec<u8>>> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::bad(format!("reading the body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ready_handler(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Kafka not reachable").into_response()
+    }
+}
+
+/// Keeps readiness in step with whether Kafka answers.
+async fn watch_kafka(app: Arc<App>, shutdown: CancellationToken) {
+    loop {
+        let a = app.clone();
+        let ok = tokio::task::spawn_blocking(move || a.publisher.reachable())
+            .await
+            .unwrap_or(false);
+        if ok != app.ready.swap(ok, Ordering::Relaxed) {
+            tracing::info!(ready = ok, "Kafka reachability changed");
+        }
+        app.metrics.ready.set(i64::from(ok));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
+        }
+    }
+}
+
+/// Serves until `shutdown`, then waits for the requests in flight and flushes the producer.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tokio::spawn(watch_kafka(app.clone(), shutdown.clone()));
+    let s = shutdown.clone();
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(async move { s.cancelled().await })
+        .await?;
+    let a = app.clone();
+    let _ = tokio::task::spawn_blocking(move || a.publisher.flush(Duration::from_secs(30))).await;
+    Ok(())
+}
+
+pub fn main() -> ExitCode {
+    let cli = config::Cli::parse();
+    tributary_engine::init_tracing();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(cli, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Invalid settings");
+            eprintln!("ingest: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (id, t) in &settings.tenants {
+        let missing: Vec<&str> = Provider::ALL
+            .iter()
+            .filter(|p| !t.secrets.has(**p))
+            .map(|p| p.as_str())
+            .collect();
+        if !missing.is_empty() && !settings.require_provider_signatures {
+            tracing::warn!(tenant = %id, providers = ?missing, "No provider secret configured: these providers' signature checks are skipped");
+        }
+    }
+    let shutdown = match tributary_engine::shutdown_on_signals() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ingest: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ingest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let port = settings.port;
+    let result: std::result::Result<(), String> = rt.block_on(async move {
+        let app = App::new(settings).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .map_err(|e| format!("binding port {port}: {e}"))?;
+        tracing::info!(port, "Gateway listening");
+        serve(app, listener, shutdown).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Gateway stopped");
+            eprintln!("ingest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

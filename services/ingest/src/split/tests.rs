@@ -1,0 +1,286 @@
+//! Split and routing against the providers' documented payloads (the chains' fixtures), in
+//! the batches the providers send. The routing table is checked both ways against the chains
+//! themselves: each record is run through all five chains' whole pipeline, and exactly the
+//! chains it is routed to must take it.
+
+use super::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tributary_engine::testing::run;
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every fixture of a provider, across the chains, by file name (the same name in two chains
+/// is the same documented payload).
+fn fixtures(provider: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for chain in tributary_engine::topics::CHAINS {
+        let dir = fixtures_dir().join(chain).join("tests/fixtures").join(provider);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            out.entry(name).or_insert_with(|| std::fs::read(e.path()).unwrap());
+        }
+    }
+    assert!(!out.is_empty(), "no {provider} fixtures");
+    out
+}
+
+/// Which chains take the record, by running each chain's pipeline on it.
+fn taken_by(source: &str, payload: &[u8]) -> Vec<&'static str> {
+    let p = std::str::from_utf8(payload).unwrap();
+    let mut out = Vec::new();
+    let mut t = |c: &'static str, ok: bool| {
+        if ok {
+            out.push(c)
+        }
+    };
+    t("users", run::<tributary_users::Users>(source, p, Some("acme")).is_ok());
+    t(
+        "unsubscribes",
+        run::<tributary_unsubscribes::Unsubscribes>(source, p, Some("acme")).is_ok(),
+    );
+    t(
+        "blocklists",
+        run::<tributary_blocklists::Blocklists>(source, p, Some("acme")).is_ok(),
+    );
+    t(
+        "subscriptions",
+        run::<tributary_subscriptions::Subscriptions>(source, p, Some("acme")).is_ok(),
+    );
+    t(
+        "mailings",
+        run::<tributary_mailings::Mailings>(source, p, Some("acme")).is_ok(),
+    );
+    out
+}
+
+fn sorted(v: &[&'static str]) -> Vec<&'static str> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Every record goes to exactly the chains that take it; unrouted ones to the fallback,
+/// which refuses them (to its DLQ).
+fn assert_routing_exact(provider: Provider, records: &[Record]) {
+    assert_routing(provider, records, true)
+}
+
+/// `exact` false: only that every chain a record is routed to takes it.
+fn assert_routing(provider: Provider, records: &[Record], exact: bool) {
+    let mut wrong = Vec::new();
+    for r in records {
+        let taken = taken_by(provider.as_str(), &r.payload);
+        let expected = if r.unrouted { Vec::new() } else { sorted(&r.chains) };
+        let ok = if exact {
+            sorted(&taken) == expected
+        } else {
+            expected.iter().all(|c| taken.contains(c))
+        };
+        if !ok {
+            wrong.push(format!(
+                "routed {:?} (unrouted {}), taken by {taken:?}: {}",
+                r.chains,
+                r.unrouted,
+                String::from_utf8_lossy(&r.payload)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}:\n{}", provider.as_str(), wrong.join("\n"));
+}
+
+fn chains_of(records: &[Record]) -> Vec<Vec<&'static str>> {
+    records.iter().map(|r| r.chains.clone()).collect()
+}
+
+#[test]
+fn sendgrid_batch_one_record_per_element() {
+    let all = fixtures("sendgrid");
+    let names: Vec<&String> = all.keys().collect();
+    let batch = format!(
+        "[{}]",
+        all.values()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let s = split(Provider::Sendgrid, batch.as_bytes()).unwrap();
+    assert_eq!(s.records.len(), all.len());
+    for (r, (name, original)) in s.records.iter().zip(&all) {
+        // The provider's own bytes, untouched.
+        assert_eq!(r.payload, original.trim_ascii(), "{name}");
+        assert!(r.email.is_some(), "{name}");
+    }
+    assert_routing_exact(Provider::Sendgrid, &s.records);
+    let by_name: BTreeMap<&str, Vec<&str>> = names.iter().map(|n| n.as_str()).zip(chains_of(&s.records)).collect();
+    assert_eq!(by_name["bounce.json"], [MAILINGS, BLOCKLISTS]);
+    assert_eq!(by_name["blocked.json"], [MAILINGS]);
+    assert_eq!(by_name["spamreport.json"], [MAILINGS, BLOCKLISTS]);
+    assert_eq!(by_name["unsubscribe.json"], [MAILINGS, UNSUBSCRIBES]);
+    assert_eq!(by_name["group_unsubscribe.json"], [MAILINGS, UNSUBSCRIBES]);
+    assert_eq!(by_name["group_resubscribe.json"], [SUBSCRIPTIONS]);
+    assert_eq!(by_name["open.json"], [MAILINGS]);
+}
+
+#[test]
+fn mandrill_events_form_field_one_record_per_element() {
+    let all = fixtures("mandrill");
+    let array = format!(
+        "[{}]",
+        all.values()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("mandrill_events", &array)
+        .finish();
+    let s = split(Provider::Mandrill, body.as_bytes()).unwrap();
+    assert_eq!(s.records.len(), all.len());
+    assert_routing_exact(Provider::Mandrill, &s.records);
+    let by_name: BTreeMap<&str, Vec<&str>> = all.keys().map(|n| n.as_str()).zip(chains_of(&s.records)).collect();
+    assert_eq!(by_name["hard_bounce.json"], [MAILINGS, BLOCKLISTS]);
+    assert_eq!(by_name["soft_bounce.json"], [MAILINGS]);
+    assert_eq!(by_name["unsub.json"], [MAILINGS, UNSUBSCRIBES]);
+    assert_eq!(by_name["blacklist_add.json"], [BLOCKLISTS]);
+    // A whitelist change blocks nothing and is no message event: dead-lettered by the fallback.
+    assert!(s.records[all.keys().position(|n| n == "whitelist_add.json").unwrap()].unrouted);
+    assert!(split(Provider::Mandrill, b"mandrill_events=%5B%5D")
+        .unwrap()
+        .records
+        .is_empty());
+    assert!(split(Provider::Mandrill, b"other=1")
+        .unwrap_err()
+        .to_string()
+        .contains("mandrill_events"));
+    assert!(split(Provider::Mandrill, b"mandrill_events=%7B").is_err());
+}
+
+#[test]
+fn mailgun_postmark_mailchimp_one_event_per_call() {
+    for p in [Provider::Mailgun, Provider::Postmark, Provider::Mailchimp] {
+        let mut records = Vec::new();
+        for (name, body) in fixtures(p.as_str()) {
+            let s = split(p, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.records.len(), 1, "{name}");
+            assert_eq!(s.records[0].payload, body, "{name}");
+            records.extend(s.records);
+        }
+        assert_routing_exact(p, &records);
+    }
+    let one = |p: Provider, f: &str| split(p, &fixtures(p.as_str())[f]).unwrap().records.remove(0).chains;
+    assert_eq!(one(Provider::Mailgun, "failed_permanent.json"), [MAILINGS, BLOCKLISTS]);
+    assert_eq!(one(Provider::Mailgun, "failed_temporary.json"), [MAILINGS]);
+    assert_eq!(one(Provider::Mailgun, "unsubscribed.json"), [MAILINGS, UNSUBSCRIBES]);
+    assert_eq!(one(Provider::Postmark, "bounce.json"), [MAILINGS, BLOCKLISTS]);
+    assert_eq!(
+        one(Provider::Postmark, "subscription_change_reactivation.json"),
+        [SUBSCRIPTIONS]
+    );
+    assert_eq!(
+        one(Provider::Postmark, "subscription_change_hard_bounce.json"),
+        [BLOCKLISTS]
+    );
+    assert_eq!(one(Provider::Mailchimp, "subscribe.form"), [USERS, SUBSCRIPTIONS]);
+    assert_eq!(
+        one(Provider::Mailchimp, "unsubscribe_abuse.form"),
+        [UNSUBSCRIBES, BLOCKLISTS]
+    );
+    assert_eq!(one(Provider::Mailchimp, "cleaned.form"), [BLOCKLISTS]);
+}
+
+#[test]
+fn ses_one_record_per_recipient_and_per_topic() {
+    let all = fixtures("ses");
+    let mut records = Vec::new();
+    for (name, body) in &all {
+        let s = split(Provider::Ses, body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "bounce_two_recipients.json" {
+            assert_eq!(s.records.len(), 2);
+            let emails: Vec<_> = s.records.iter().map(|r| r.email.clone().unwrap()).collect();
+            assert_ne!(emails[0], emails[1]);
+            for r in &s.records {
+                let ev = esp::ses(&r.payload).unwrap();
+                assert_eq!(ev.email, r.email);
+            }
+        }
+        records.extend(s.records);
+    }
+    assert_routing_exact(Provider::Ses, &records);
+
+    // A delivery to three recipients, as SNS delivers it: three records, each with the
+    // recipient list cut to one, still inside the SNS envelope.
+    let msg = r#"{"eventType":"Delivery","mail":{"messageId":"m-3","timestamp":"2024-05-01T10:00:00Z","destination":["a@x.com","b@x.com","c@x.com"]},
+        "delivery":{"timestamp":"2024-05-01T10:00:02Z","recipients":["a@x.com","b@x.com","c@x.com"],"smtpResponse":"250 ok"}}"#;
+    let sns = serde_json::json!({"Type":"Notification","MessageId":"n1","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":msg,"Timestamp":"2024-05-01T10:00:03Z"});
+    let s = split(Provider::Ses, sns.to_string().as_bytes()).unwrap();
+    assert_eq!(s.records.len(), 3);
+    for (r, want) in s.records.iter().zip(["a@x.com", "b@x.com", "c@x.com"]) {
+        let env: Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(env["Type"], "Notification");
+        let inner: Value = serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["delivery"]["recipients"], serde_json::json!([want]));
+        assert_eq!(r.email.as_deref(), Some(want));
+        assert_eq!(r.chains, [MAILINGS]);
+    }
+    assert_routing_exact(Provider::Ses, &s.records);
+
+    // An opt-out of two topics: mailings takes the event once, unsubscribes one record a topic.
+    let mut sub: Value = serde_json::from_slice(&all["subscription_topic.json"]).unwrap();
+    let items = &mut sub["detail"]["subscription"]["newTopicPreferences"]["topicSubscriptionStatus"];
+    items[1]["subscriptionStatus"] = "OptOut".into();
+    let s = split(Provider::Ses, sub.to_string().as_bytes()).unwrap();
+    let chains: Vec<_> = chains_of(&s.records);
+    assert_eq!(chains, [vec![UNSUBSCRIBES], vec![UNSUBSCRIBES], vec![MAILINGS]]);
+    let lists: Vec<_> = s.records[..2]
+        .iter()
+        .map(|r| esp::ses(&r.payload).unwrap().ses_opt_outs())
+        .collect();
+    assert_eq!(lists, [vec!["ContactListName:Deals"], vec!["ContactListName:News"]]);
+    // (mailings would take the per-topic copies too, as duplicates of the event it has.)
+    assert_routing(Provider::Ses, &s.records, false);
+    assert_routing_exact(Provider::Ses, &s.records[2..]);
+
+    // Subscription confirmations are answered, not published.
+    let confirm = br#"{"Type":"SubscriptionConfirmation","MessageId":"m","Token":"t","TopicArn":"arn:aws:sns:us-east-1:1:t",
+        "Message":"You have chosen to subscribe","SubscribeURL":"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t","Timestamp":"2024-01-01T00:00:00Z"}"#;
+    let s = split(Provider::Ses, confirm).unwrap();
+    assert!(s.records.is_empty());
+    assert!(s.subscribe_url.unwrap().contains("ConfirmSubscription"));
+}
+
+#[test]
+fn bad_bodies_are_400_with_a_reason() {
+    for (p, body, want) in [
+        (Provider::Sendgrid, &b"not json"[..], "expected a JSON array"),
+        (
+            Provider::Sendgrid,
+            b"[{\"event\":\"open\"}, 3]",
+            "event 1 of the batch is not a JSON object",
+        ),
+        (Provider::Sendgrid, b"[{\"event\":", "not valid JSON"),
+        (Provider::Mailgun, b"[]", "expected one JSON event object"),
+        (Provider::Postmark, b"{\"RecordType\":", "not valid JSON"),
+        (Provider::Mailchimp, b"  ", "empty body"),
+        (
+            Provider::Ses,
+            b"{\"Type\":\"Notification\",\"Message\":\"nope\"}",
+            "not SES JSON",
+        ),
+        (Provider::Ses, b"{\"Type\":\"Other\"}", "unknown SNS message Type"),
+    ] {
+        let e = split(p, body).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().contains(want), "{}: {e}", p.as_str());
+    }
+    // An event the reader cannot read is the chain's to dead-letter, not a 400.
+    let s = split(Provider::Sendgrid, b"[{\"no_event\":1}]").unwrap();
+    assert!(s.records[0].unrouted);
+    assert_eq!(s.records[0].chains, [MAILINGS]);
+}
