@@ -12,9 +12,10 @@
 # which installs these same tools with `bash dev/lint-deploy.sh tools`.
 #
 # The tools go, pinned, into .infra/tools/bin, once: kustomize and kube-score from the Go
-# module proxy (`go install module@version`), promtool out of Debian's `prometheus` package
-# (downloaded and unpacked, not installed: installing it would add a system user and, where
-# systemd runs, start a Prometheus server). Later runs reuse them.
+# module proxy (`go install module@version`), promtool and the prometheus server out of
+# Debian's `prometheus` package (downloaded and unpacked, not installed: installing it would
+# add a system user and, where systemd runs, start a Prometheus server; the test that needs a
+# server starts its own). Later runs reuse them.
 #
 # Usage: bash dev/lint-deploy.sh            lint
 #        bash dev/lint-deploy.sh tools      only install the tools
@@ -94,10 +95,12 @@ apt_update_once() {
   APT_UPDATED=1
 }
 
-promtool_tool() {
-  local stamp="$TOOLS/versions/promtool"
-  [ -x "$BIN/promtool" ] && [ -s "$stamp" ] && return 0
-  echo "installing promtool from Debian's $PROMETHEUS_DEB package"
+# promtool and the prometheus server, both out of the one Debian package (same version). The
+# server is for tests/tests/observability.rs, which scrapes the running services with it.
+prometheus_tools() {
+  local stamp="$TOOLS/versions/promtool" server_stamp="$TOOLS/versions/prometheus"
+  [ -x "$BIN/promtool" ] && [ -s "$stamp" ] && [ -x "$BIN/prometheus" ] && [ -s "$server_stamp" ] && return 0
+  echo "installing promtool and prometheus from Debian's $PROMETHEUS_DEB package"
   local tmp; tmp=$(mktemp -d)
   # apt-get download needs no root; a stale package list is refreshed once and retried.
   if ! (cd "$tmp" && apt-get download -qq "$PROMETHEUS_DEB" 2>/dev/null); then
@@ -105,17 +108,19 @@ promtool_tool() {
     (cd "$tmp" && apt-get download -qq "$PROMETHEUS_DEB" 2>/dev/null)
   fi
   local deb; deb=$(ls "$tmp"/*.deb)
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool ./usr/bin/prometheus
   install -m 0755 "$tmp/usr/bin/promtool" "$BIN/promtool"
+  install -m 0755 "$tmp/usr/bin/prometheus" "$BIN/prometheus"
   dpkg-deb -f "$deb" Version > "$stamp"
+  cp "$stamp" "$server_stamp"
   rm -rf "$tmp"
 }
 
 step "tools (.infra/tools/bin)"
 go_tool kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION"
 go_tool kube-score "$KUBE_SCORE_MODULE" "$KUBE_SCORE_VERSION"
-promtool_tool
-echo "kustomize $("$BIN/kustomize" version), kube-score $KUBE_SCORE_VERSION, promtool $(cat "$TOOLS/versions/promtool")"
+prometheus_tools
+echo "kustomize $("$BIN/kustomize" version), kube-score $KUBE_SCORE_VERSION, promtool and prometheus $(cat "$TOOLS/versions/promtool")"
 [ "${1:-lint}" = tools ] && exit 0
 
 # ---------------------------------------------------------------------------- kubernetes

@@ -1,0 +1,703 @@
+//! The dashboards and alert rules against a real Prometheus during an end-to-end run.
+//!
+//! All five chain services and the sink run in one fresh topic namespace (local lake
+//! directory); a real Prometheus (Debian's package, unpacked into `.infra/tools/bin` by
+//! `bash dev/lint-deploy.sh tools`) scrapes every one of them each second, one job per service
+//! (`tributary-<service>`, as k8s/base/monitoring/servicemonitor.yaml names them) with the
+//! target label `namespace` (the topic namespace, as the Kubernetes namespace would be), and
+//! loads grafana/alerts/tributary.rules.yml. The load makes every metric move: generated
+//! records with duplicates and invalid ones, a hand-made record of each DLQ reason class, a
+//! valid CSV record and a late event (DEDUP_WINDOW=1h) per chain, and a rebalance (a second
+//! instance of each chain joins, takes a partition, and leaves; the first one takes the
+//! partition back and restores its state again, which `increase()` can see: the first restores
+//! of a process happen before its first scrape).
+//!
+//! Then every target expression of every panel of grafana/dashboards/*.json is evaluated with
+//! `GET /api/v1/query` and must succeed with data: a non-empty result with at least one value
+//! that is not NaN (a ratio of two empty rates is NaN: no data in Grafana either). Each query
+//! variable (`label_values(...)`) must find values too. Grafana's variables are replaced as
+//! follows (printed by the test):
+//!
+//! - `$datasource`: not in any query (it picks the data source);
+//! - `$namespace`: the topic namespace (the value of the target label `namespace`);
+//! - `$chain` (single value, compared with `=`): each of the five chains in turn, so the chain
+//!   dashboard is evaluated five times;
+//! - `$instance`: `.*` (its "All" value);
+//! - `$__rate_interval`: `2m` (long enough to span the whole load and the rebalance; Grafana
+//!   derives it from the time range and the scrape interval);
+//! - `$__range`: the seconds since Prometheus started (the dashboard's range covers the run).
+//!
+//! Every alert expression must evaluate without error, and `GET /api/v1/rules` must show the
+//! file's groups loaded, each rule evaluated with health `ok`.
+
+use anyhow::{bail, ensure, Context, Result};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tributary_ctl::loadgen::{self, Spec};
+use tributary_engine::topics::{self, CHAINS};
+use tributary_tests::*;
+
+const PARTITIONS: i32 = 2;
+const RATE_INTERVAL: &str = "2m";
+/// What each chain service gets: a 1 h window so that an event 90 minutes old is late, and a
+/// record size limit the oversize record exceeds.
+const CHAIN_ENV: &[(&str, &str)] = &[("DEDUP_WINDOW", "1h"), ("MAX_RECORD_BYTES", "65536")];
+
+/// Panel titles whose queries may return nothing in a healthy short run, with the reason.
+/// Everything else must return data. Empty today: the load makes every panel's data
+/// (aborted transactions are a zero-valued series, which is data; late events, restores and
+/// every DLQ reason are produced on purpose).
+const MAY_BE_EMPTY: &[(&str, &str)] = &[];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// `.infra/tools/bin/prometheus`, after `bash dev/lint-deploy.sh tools` (quick when installed).
+fn prometheus_bin() -> Result<PathBuf> {
+    let out = Command::new("bash")
+        .args(["dev/lint-deploy.sh", "tools"])
+        .current_dir(root())
+        .output()
+        .context("bash dev/lint-deploy.sh tools")?;
+    ensure!(
+        out.status.success(),
+        "bash dev/lint-deploy.sh tools failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = root().join(".infra/tools/bin/prometheus");
+    ensure!(
+        p.is_file(),
+        "{} is not installed by dev/lint-deploy.sh tools",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// A fresh namespace in which the topics of all five chains exist.
+fn namespace_all_chains(partitions: i32) -> Result<String> {
+    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let all: Vec<(String, bool)> = CHAINS
+        .iter()
+        .flat_map(|chain| topics::chain_topics(chain))
+        .map(|(t, compacted)| (topics::namespaced(&ns, &t), compacted))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
+    Ok(ns)
+}
+
+// ------------------------------------------------------------------------------ load
+
+/// Hand-made raw records: one of each DLQ reason class the generator does not make, a valid
+/// CSV record, and a late event (90 minutes older than the rest, with a 1 h window).
+fn special_records(chain: &str) -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let csv = match chain {
+        "users" => "Email Address,First Name,event_id,Timestamp\ncsv@example.com,Csv,csv-1,NOW",
+        "unsubscribes" => "Email Address,UNSUB_TIME,event_id\ncsv@example.com,NOW,csv-1",
+        "blocklists" => "Email,Timestamp,event_id,reason\ncsv@example.com,NOW,csv-1,spam",
+        "subscriptions" => "Email Address,OPTIN_TIME,event_id,list\ncsv@example.com,NOW,csv-1,news",
+        _ => "recipient,timestamp,event_id,msg_id,event\ncsv@example.com,NOW,csv-1,m-csv,delivered",
+    };
+    let late = format!(
+        "{{\"event_id\":\"late-1\",\"event_time\":{},\"email\":\"late@example.com\",\"list_id\":\"l\",\
+         \"message_id\":\"m\",\"event_type\":\"SENT\"}}",
+        now - 5_400
+    );
+    vec![
+        ("acme", "json", vec![b'x'; 70_000]),
+        ("acme", "fax", b"{}".to_vec()),
+        ("acme", "json", b"{\"event_time\": 1".to_vec()),
+        (
+            "Bad Tenant",
+            "json",
+            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
+        ),
+        (
+            "hooli",
+            "json",
+            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
+        ),
+        (
+            "acme",
+            "json",
+            b"{\"event_time\":1763000000,\"email\":\"not-an-address\"}".to_vec(),
+        ),
+        (
+            "acme",
+            "json",
+            b"{\"event_time\":\"1999-01-01T00:00:00Z\",\"email\":\"a@b.com\"}".to_vec(),
+        ),
+        ("globex", "csv", csv.replace("NOW", &now.to_string()).into_bytes()),
+        ("acme", "json", late.into_bytes()),
+    ]
+}
+
+fn produce(topic: &str, records: &[(&str, &str, Vec<u8>)]) -> Result<()> {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    for (tenant, source, payload) in records {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tenant",
+                value: Some(*tenant),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(*source),
+            });
+        p.send(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .key(b"special")
+                .payload(payload)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)?;
+    }
+    p.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ http
+
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> Result<Http> {
+        Ok(Http {
+            rt: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<String> {
+        self.rt.block_on(async {
+            let r = self
+                .client
+                .get(url)
+                .query(query)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?;
+            Ok(r.text().await?)
+        })
+    }
+
+    /// A Prometheus API call: its `data`, or the error it reports.
+    fn api(&self, base: &str, path: &str, query: &[(&str, &str)]) -> Result<Value> {
+        let body = self.get(&format!("{base}{path}"), query)?;
+        let v: Value = serde_json::from_str(&body).with_context(|| format!("{path}: {body}"))?;
+        if v["status"] != "success" {
+            bail!("{}: {}", v["errorType"].as_str().unwrap_or("error"), v["error"]);
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// One metric's value (summed over its series) from a service's `/metrics`.
+    fn metric(&self, port: u16, name: &str) -> Result<f64> {
+        let text = self.get(&format!("http://127.0.0.1:{port}/metrics"), &[])?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!(" (last error: {e:#})"),
+        }
+        ensure!(Instant::now() < deadline, "{what}: not within {timeout:?}{last}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+// ------------------------------------------------------------------------------ prometheus
+
+/// Prometheus as a child process, with the scrape targets of its config file.
+struct Prometheus {
+    child: Child,
+    base: String,
+    config: PathBuf,
+    data: PathBuf,
+    ns: String,
+    /// job → metrics ports.
+    targets: BTreeMap<String, BTreeSet<u16>>,
+    started: Instant,
+}
+
+impl Prometheus {
+    fn start(ns: &str, targets: BTreeMap<String, BTreeSet<u16>>) -> Result<Prometheus> {
+        let bin = prometheus_bin()?;
+        let tmp = std::env::temp_dir();
+        let config = tmp.join(format!("{ns}-prometheus.yml"));
+        let data = tmp.join(format!("{ns}-prometheus-data"));
+        let port = free_port();
+        write_config(&config, ns, &targets)?;
+        let log = std::fs::File::create(tmp.join(format!("{ns}-prometheus.log")))?;
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting prometheus")?;
+        Ok(Prometheus {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            config,
+            data,
+            ns: ns.to_owned(),
+            targets,
+            started: Instant::now(),
+        })
+    }
+
+    /// Rewrites the config with the current targets and has Prometheus reload it (SIGHUP).
+    fn reload(&self) -> Result<()> {
+        write_config(&self.config, &self.ns, &self.targets)?;
+        let st = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()?;
+        ensure!(st.success(), "kill -HUP prometheus");
+        Ok(())
+    }
+
+    /// Waits until the active targets are exactly the configured ones, each scraped and up.
+    fn wait_targets_up(&mut self, http: &Http) -> Result<()> {
+        let want: BTreeSet<(String, String)> = self
+            .targets
+            .iter()
+            .flat_map(|(job, ports)| ports.iter().map(move |p| (job.clone(), format!("127.0.0.1:{p}"))))
+            .collect();
+        let base = self.base.clone();
+        let child = &mut self.child;
+        wait_for("all targets up", Duration::from_secs(60), || {
+            if let Some(st) = child.try_wait()? {
+                bail!("prometheus exited with {st}");
+            }
+            let d = http.api(&base, "/api/v1/targets", &[("state", "active")])?;
+            let mut got = BTreeSet::new();
+            let mut down = Vec::new();
+            for t in d["activeTargets"].as_array().into_iter().flatten() {
+                let key = (
+                    t["labels"]["job"].as_str().unwrap_or_default().to_owned(),
+                    t["labels"]["instance"].as_str().unwrap_or_default().to_owned(),
+                );
+                if t["health"] != "up" {
+                    down.push(format!("{}/{} {}", key.0, key.1, t["lastError"]));
+                }
+                got.insert(key);
+            }
+            if got == want && down.is_empty() {
+                Ok(Some(()))
+            } else {
+                bail!("targets {got:?}, not up: {down:?}")
+            }
+        })
+    }
+}
+
+/// One job per service, static targets, the topic namespace as target label `namespace`,
+/// and the alert rules.
+fn write_config(path: &Path, ns: &str, targets: &BTreeMap<String, BTreeSet<u16>>) -> Result<()> {
+    let rules = root().join("grafana/alerts/tributary.rules.yml");
+    let mut y = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n  - {}\nscrape_configs:\n",
+        rules.display()
+    );
+    for (job, ports) in targets {
+        let list: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        y += &format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n        labels:\n          \
+             namespace: {ns}\n",
+            list.join(", ")
+        );
+    }
+    std::fs::write(path, y)?;
+    Ok(())
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+// ------------------------------------------------------------------------------ queries
+
+/// One query of a dashboard: (dashboard file, panel title, variable name or panel target
+/// expression, expression).
+struct Query {
+    dashboard: String,
+    panel: String,
+    expr: String,
+}
+
+/// The panel targets and the `label_values` variables of every dashboard.
+fn dashboard_queries() -> Result<(Vec<Query>, Vec<Query>)> {
+    fn walk(panels: &[Value], file: &str, out: &mut Vec<Query>) {
+        for p in panels {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = t["expr"].as_str() {
+                    out.push(Query {
+                        dashboard: file.to_owned(),
+                        panel: p["title"].as_str().unwrap_or_default().to_owned(),
+                        expr: expr.to_owned(),
+                    });
+                }
+            }
+            walk(p["panels"].as_array().map(Vec::as_slice).unwrap_or(&[]), file, out);
+        }
+    }
+    let mut panels = Vec::new();
+    let mut variables = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("grafana/dashboards"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    ensure!(!files.is_empty(), "no dashboards in grafana/dashboards");
+    for f in files {
+        let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&f)?)?;
+        walk(
+            d["panels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            &name,
+            &mut panels,
+        );
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            if v["type"] != "query" {
+                continue;
+            }
+            let q = v["query"]["query"].as_str().or(v["query"].as_str()).unwrap_or_default();
+            variables.push(Query {
+                dashboard: name.clone(),
+                panel: format!("variable {}", v["name"].as_str().unwrap_or_default()),
+                expr: q.to_owned(),
+            });
+        }
+    }
+    Ok((panels, variables))
+}
+
+/// The expression with Grafana's variables replaced (see the module comment).
+fn substitute(expr: &str, ns: &str, chain: &str, range: &str) -> Result<String> {
+    let mut e = expr.to_owned();
+    for (var, value) in [
+        ("__rate_interval", RATE_INTERVAL),
+        ("__range", range),
+        ("namespace", ns),
+        ("chain", chain),
+        ("instance", ".*"),
+    ] {
+        e = e
+            .replace(&format!("${{{var}}}"), value)
+            .replace(&format!("${var}"), value);
+    }
+    ensure!(!e.contains('$'), "a variable this test does not know in {expr}");
+    Ok(e)
+}
+
+/// Whether an instant query's result holds data: some value that is not NaN.
+fn has_data(data: &Value) -> (usize, bool) {
+    let value = |v: &Value| {
+        v[1].as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .is_some_and(|x| !x.is_nan())
+    };
+    match data["resultType"].as_str() {
+        Some("vector") => {
+            let r = data["result"].as_array().cloned().unwrap_or_default();
+            (r.len(), r.iter().any(|s| value(&s["value"])))
+        }
+        Some("scalar") => (1, value(&data["result"])),
+        _ => (0, false),
+    }
+}
+
+// ------------------------------------------------------------------------------ the test
+
+#[test]
+fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
+    let http = Http::new()?;
+    let ns = namespace_all_chains(PARTITIONS)?;
+    let lake = std::env::temp_dir()
+        .join(format!("lake-{ns}"))
+        .to_string_lossy()
+        .into_owned();
+    println!("namespace {ns}, lake {lake}");
+
+    // Every service, then Prometheus scraping each of them.
+    let mut first: Vec<(&str, Service)> = Vec::new();
+    for chain in CHAINS {
+        first.push((chain, Service::start(chain, &ns, "0", CHAIN_ENV)?));
+    }
+    let sink = Sink::start(&ns, &lake, &CHAINS.join(","), &[])?;
+    for (_, svc) in &mut first {
+        svc.wait_ready(Duration::from_secs(60))?;
+    }
+    let mut targets: BTreeMap<String, BTreeSet<u16>> = first
+        .iter()
+        .map(|(chain, svc)| (format!("tributary-{chain}"), BTreeSet::from([svc.port])))
+        .collect();
+    targets.insert("tributary-sink".into(), BTreeSet::from([sink.port]));
+    let mut prom = Prometheus::start(&ns, targets)?;
+    prom.wait_targets_up(&http)?;
+    println!("prometheus at {} scrapes {} targets", prom.base, prom.targets.len());
+
+    // The load: generated records (10 % duplicates, 5 % invalid) and the hand-made ones.
+    let mut sent = BTreeMap::new();
+    for chain in CHAINS {
+        let raw = topic(&ns, topics::raw(chain));
+        let mut spec = Spec::new(chain, 3_000);
+        spec.seed = 41;
+        spec.invalid_share = 0.05;
+        spec.spread_secs = 600;
+        let s = loadgen::send(&kafka(), &raw, spec, |_| {})?;
+        let specials = special_records(chain);
+        produce(&raw, &specials)?;
+        sent.insert(chain, s.sent + specials.len() as u64);
+    }
+    for chain in CHAINS {
+        let sums = wait_accounted(&topic(&ns, topics::audit(chain)), sent[chain], Duration::from_secs(120))?;
+        ensure!(sums.late >= 1, "{chain}: no late event accounted: {sums:?}");
+        println!("{chain}: {sums:?}");
+    }
+
+    // A rebalance: a second instance of each chain joins and takes a partition, then leaves;
+    // once its session expires, the first instance takes the partition back and restores it.
+    let mut second: Vec<(&str, Service)> = Vec::new();
+    for chain in CHAINS {
+        let svc = Service::start(chain, &ns, "1", CHAIN_ENV)?;
+        prom.targets
+            .get_mut(&format!("tributary-{chain}"))
+            .expect("job")
+            .insert(svc.port);
+        second.push((chain, svc));
+    }
+    prom.reload()?;
+    for (chain, svc) in &mut second {
+        svc.wait_ready(Duration::from_secs(60))?;
+        let port = svc.port;
+        wait_for(
+            &format!("{chain} instance 1 owns a partition"),
+            Duration::from_secs(60),
+            || Ok((http.metric(port, "tributary_chain_assigned_partitions")? >= 1.0).then_some(())),
+        )?;
+    }
+    prom.wait_targets_up(&http)?;
+    for (chain, svc) in &mut second {
+        svc.stop()?;
+        prom.targets
+            .get_mut(&format!("tributary-{chain}"))
+            .expect("job")
+            .remove(&svc.port);
+    }
+    prom.reload()?;
+    for (chain, svc) in &first {
+        let port = svc.port;
+        wait_for(
+            &format!("{chain} instance 0 owns all partitions again"),
+            Duration::from_secs(90),
+            || Ok((http.metric(port, "tributary_chain_assigned_partitions")? >= f64::from(PARTITIONS)).then_some(())),
+        )?;
+    }
+    prom.wait_targets_up(&http)?;
+    // A few more scrapes and rule evaluations of the final state.
+    std::thread::sleep(Duration::from_secs(4));
+
+    // Every panel query, every variable, every alert.
+    let range = format!("{}s", prom.started.elapsed().as_secs() + 1);
+    println!(
+        "substitutions: $namespace={ns}, $chain=each of {CHAINS:?}, $instance=.*, \
+         $__rate_interval={RATE_INTERVAL}, $__range={range}"
+    );
+    println!(
+        "panels that may be empty: {}",
+        if MAY_BE_EMPTY.is_empty() {
+            "none".to_owned()
+        } else {
+            MAY_BE_EMPTY
+                .iter()
+                .map(|(t, why)| format!("{t:?} ({why})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let (panels, variables) = dashboard_queries()?;
+    let mut failures = Vec::new();
+    let (mut with_data, mut allowed_empty, mut n_variables) = (0, 0, 0);
+    for q in panels.iter().chain(&variables) {
+        let chains: Vec<&str> = if q.expr.contains("$chain") || q.expr.contains("${chain}") {
+            CHAINS.to_vec()
+        } else {
+            vec![""]
+        };
+        for chain in chains {
+            let what = format!(
+                "{} / {}{}",
+                q.dashboard,
+                q.panel,
+                if chain.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [chain={chain}]")
+                }
+            );
+            let expr = match substitute(&q.expr, &ns, chain, &range) {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            if let Some(inner) = expr.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')) {
+                // A variable: label_values(selector, label).
+                let Some((selector, label)) = inner.rsplit_once(',') else {
+                    failures.push(format!("{what}: cannot read {expr}"));
+                    continue;
+                };
+                let label = label.trim();
+                match http.api(
+                    &prom.base,
+                    &format!("/api/v1/label/{label}/values"),
+                    &[("match[]", selector.trim())],
+                ) {
+                    Ok(d) if d.as_array().is_some_and(|a| !a.is_empty()) => {
+                        println!("  ok    {what}: {d}");
+                        with_data += 1;
+                        n_variables += 1;
+                    }
+                    Ok(d) => failures.push(format!("{what}: no values: {expr} → {d}")),
+                    Err(e) => failures.push(format!("{what}: {expr}: {e:#}")),
+                }
+                continue;
+            }
+            match http.api(&prom.base, "/api/v1/query", &[("query", &expr)]) {
+                Ok(d) => {
+                    let (series, data) = has_data(&d);
+                    if data {
+                        println!("  ok    {what}: {series} series");
+                        with_data += 1;
+                    } else if MAY_BE_EMPTY.iter().any(|(t, _)| *t == q.panel) {
+                        println!("  empty {what} (allowed)");
+                        allowed_empty += 1;
+                    } else {
+                        failures.push(format!("{what}: no data ({series} series, all NaN or none): {expr}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{what}: {expr}: {e:#}")),
+            }
+        }
+    }
+
+    // A control: the same check finds no data for a chain that does not exist, so the data
+    // above is not an artefact of the substitutions.
+    if let Some(q) = panels.iter().find(|q| q.expr.contains("$chain")) {
+        let expr = substitute(&q.expr, &ns, "no-such-chain", &range)?;
+        let d = http.api(&prom.base, "/api/v1/query", &[("query", &expr)])?;
+        ensure!(!has_data(&d).1, "control query {expr} returned data: {d}");
+    }
+
+    // The alert rules: each expression evaluates, and Prometheus has them loaded and healthy.
+    let rules_text = std::fs::read_to_string(root().join("grafana/alerts/tributary.rules.yml"))?;
+    let rules: Value = serde_yaml_ng::from_str(&rules_text)?;
+    let mut groups_in_file = BTreeMap::new();
+    let mut alerts = 0;
+    for g in rules["groups"].as_array().into_iter().flatten() {
+        let group = g["name"].as_str().unwrap_or_default().to_owned();
+        let mut names = BTreeSet::new();
+        for r in g["rules"].as_array().into_iter().flatten() {
+            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap_or_default();
+            names.insert(name.to_owned());
+            let expr = r["expr"].as_str().unwrap_or_default();
+            match http.api(&prom.base, "/api/v1/query", &[("query", expr)]) {
+                Ok(d) => {
+                    println!("  ok    alert {name}: {} series", has_data(&d).0);
+                    alerts += 1;
+                }
+                Err(e) => failures.push(format!("alert {name}: {e:#}")),
+            }
+        }
+        groups_in_file.insert(group, names);
+    }
+    let loaded = wait_for("every rule evaluated with health ok", Duration::from_secs(30), || {
+        let d = http.api(&prom.base, "/api/v1/rules", &[])?;
+        let mut loaded = BTreeMap::new();
+        let mut unhealthy = Vec::new();
+        for g in d["groups"].as_array().into_iter().flatten() {
+            let mut names = BTreeSet::new();
+            for r in g["rules"].as_array().into_iter().flatten() {
+                let name = r["name"].as_str().unwrap_or_default().to_owned();
+                if r["health"] != "ok" {
+                    unhealthy.push(format!("{name}: {} {}", r["health"], r["lastError"]));
+                }
+                names.insert(name);
+            }
+            loaded.insert(g["name"].as_str().unwrap_or_default().to_owned(), names);
+        }
+        if unhealthy.is_empty() && loaded == groups_in_file {
+            Ok(Some(loaded))
+        } else {
+            bail!("loaded {loaded:?}, unhealthy {unhealthy:?}")
+        }
+    });
+    match loaded {
+        Ok(l) => println!(
+            "rule groups loaded and healthy: {:?}",
+            l.iter()
+                .map(|(g, r)| format!("{g} ({} rules)", r.len()))
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => failures.push(format!("{e:#}")),
+    }
+
+    println!(
+        "{with_data} queries returned data ({} panel queries, {n_variables} variable queries), \
+         {allowed_empty} allowed empty, {alerts} alerts evaluated",
+        with_data - n_variables
+    );
+    println!("{with_data} queries returned data, {allowed_empty} allowed empty, {alerts} alerts evaluated");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    drop(prom);
+    drop(sink);
+    for (_, mut svc) in first {
+        svc.stop()?;
+    }
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
+}
