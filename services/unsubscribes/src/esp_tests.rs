@@ -131,7 +131,9 @@ fn ses_events() {
         &[
             (
                 "event_id",
-                Some("EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000:subscription:recipient@example.com"),
+                Some(
+                    "EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000000:subscription:recipient@example.com:ContactListName",
+                ),
             ),
             ("email", Some("recipient@example.com")),
             ("list_id", Some("ContactListName")),
@@ -144,7 +146,14 @@ fn ses_events() {
         "ses",
         fixture!("ses", "subscription_topic.json"),
         1_641_949_217_910_000,
-        &[("list_id", Some("ContactListName:Deals")), ("method", Some("link"))],
+        &[
+            ("list_id", Some("ContactListName:Deals")),
+            ("method", Some("link")),
+            (
+                "event_id",
+                Some("EXAMPLEe4bccb684-777bc8de-afa7-4970-92b0-f515137b1497-000001:subscription:recipient@example.com:ContactListName:Deals"),
+            ),
+        ],
     );
     let mut two: serde_json::Value = serde_json::from_str(fixture!("ses", "subscription_topic.json")).unwrap();
     two["detail"]["subscription"]["newTopicPreferences"]["topicSubscriptionStatus"][1]["subscriptionStatus"] =

@@ -32,8 +32,12 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         "UnsubscribeLink" => "link".to_owned(),
         other => other.to_ascii_lowercase(),
     });
+    // One event may opt out of several topics, sent as one record a topic: the topic is part
+    // of the identity, or dedup would keep only the first.
+    let event_id = ev.event_id.clone().map(|id| format!("{id}:{list}"));
     let mut f = ev.fields();
-    f.set("list_id", Some(list))
+    f.set("event_id", event_id)
+        .set("list_id", Some(list))
         .set("campaign_id", ev.campaign())
         .set("method", method);
     Ok(f.parsed())
