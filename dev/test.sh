@@ -19,4 +19,6 @@ bash dev/infra.sh up
 set -a; . .infra/env; set +a
 echo "== tests"
 cargo test --release --workspace -- --test-threads 2
+echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary binary)"
+bash dev/airflow.sh test
 echo "== make test passed in $(( $(date +%s) - t0 )) s"

@@ -7,7 +7,10 @@
 //! committed offsets, so a crash at any point neither loses nor doubles rows; two writers
 //! committing the same app id concurrently conflict and the loser retries from the table.
 
+pub mod compact;
 pub mod convert;
+pub mod erase;
+pub mod reconcile;
 pub mod table;
 
 pub use table::{CommitSummary, Lake};
@@ -48,4 +51,22 @@ pub fn chain_schema(chain: &str) -> Option<&'static str> {
 pub fn register_storage() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| deltalake::hdfs::register_handlers(None));
+}
+
+/// Opens a chain's table if it exists (None when nothing was ever written there).
+pub async fn open_existing(lake: &Lake, chain: &str) -> Result<Option<deltalake::DeltaTable>> {
+    let url = lake.table_url(chain)?;
+    if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists()) {
+        return Ok(None);
+    }
+    let table = match deltalake::DeltaTable::try_from_url(url).await {
+        Ok(t) => t,
+        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
+        Err(e) if e.to_string().contains("does not exist") => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(table))
 }

@@ -260,3 +260,232 @@ pub async fn read_all(table: &DeltaTable) -> Result<Vec<FileRows>> {
     }
     Ok(out)
 }
+
+/// One live data file of a table, as the log describes it.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    /// The path relative to the table root, as the log names it (decoded).
+    pub path: String,
+    pub size: u64,
+    pub partition: BTreeMap<String, String>,
+    pub num_records: Option<usize>,
+}
+
+impl LiveFile {
+    pub fn tenant(&self) -> &str {
+        self.partition.get("tenant_id").map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn event_date(&self) -> &str {
+        self.partition
+            .get(crate::convert::EVENT_DATE)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The Remove action of this file: `data_change` false for a rewrite that keeps every
+    /// row (compaction), true for one that drops rows (erasure).
+    pub fn remove(&self, data_change: bool) -> deltalake::kernel::Action {
+        deltalake::kernel::Action::Remove(deltalake::kernel::Remove {
+            path: self.path.clone(),
+            data_change,
+            deletion_timestamp: Some(chrono::Utc::now().timestamp_millis()),
+            extended_file_metadata: Some(true),
+            partition_values: Some(
+                self.partition
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect(),
+            ),
+            size: Some(self.size as i64),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        })
+    }
+}
+
+/// The live files of the table's loaded snapshot.
+pub fn live_files(table: &DeltaTable) -> Result<Vec<LiveFile>> {
+    Ok(table
+        .snapshot()?
+        .log_data()
+        .iter()
+        .map(|f| LiveFile {
+            path: f.path().to_string(),
+            size: f.size().max(0) as u64,
+            partition: f
+                .partition_values_map()
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+            num_records: f.num_records(),
+        })
+        .collect())
+}
+
+/// Reads one data file through the table's object store; `columns` projects by name
+/// (None: every column of the file). Partition columns are not in the file.
+pub async fn read_file(table: &DeltaTable, path: &str, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let location = object_store::path::Path::parse(path).unwrap_or_else(|_| object_store::path::Path::from(path));
+    let bytes = table
+        .object_store()
+        .get(&location)
+        .await
+        .map_err(|e| Error::Record(format!("{path}: {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| Error::Record(format!("{path}: {e}")))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Record(e.to_string()))?;
+    if let Some(cols) = columns {
+        let schema = builder.parquet_schema();
+        let roots: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| cols.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(schema, roots);
+        builder = builder.with_projection(mask);
+    }
+    Ok(builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| Error::Record(e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// Brings batches read from one file to `schema` (the table's, partition columns
+/// included): partition columns from the file's partition values, columns the file
+/// predates as nulls, other types cast.
+pub fn conform(
+    batches: &[RecordBatch],
+    schema: &Arc<Schema>,
+    partition: &BTreeMap<String, String>,
+) -> Result<RecordBatch> {
+    use arrow::array::{new_null_array, ArrayRef, StringArray};
+    let batch = arrow::compute::concat_batches(
+        &batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(Schema::empty())),
+        batches,
+    )?;
+    let rows = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let col: ArrayRef = if let Some(v) = partition.get(f.name()) {
+            Arc::new(StringArray::from(vec![v.as_str(); rows]))
+        } else if let Some(c) = batch.column_by_name(f.name()) {
+            if c.data_type() == f.data_type() {
+                c.clone()
+            } else {
+                arrow::compute::cast(c, f.data_type())?
+            }
+        } else if f.is_nullable() {
+            new_null_array(f.data_type(), rows)
+        } else {
+            return Err(Error::Schema(format!(
+                "column {} missing from a file and not nullable",
+                f.name()
+            )));
+        };
+        columns.push(col);
+    }
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
+}
+
+/// Writes `batch` (one partition's rows, table schema) as new files near
+/// `target_file_size`, returning their Add actions with the given `data_change`.
+pub async fn write_files(
+    table: &DeltaTable,
+    batch: RecordBatch,
+    target_file_size: u64,
+    data_change: bool,
+) -> Result<Vec<deltalake::kernel::Add>> {
+    let mut writer = RecordBatchWriter::for_table(table)?
+        .with_writer_properties(writer_properties())
+        .with_target_file_size(target_file_size);
+    if batch.num_rows() > 0 {
+        writer.write(batch).await?;
+    }
+    let mut adds = writer.flush().await?;
+    for a in &mut adds {
+        a.data_change = data_change;
+    }
+    Ok(adds)
+}
+
+/// Commits a rewrite (Remove + Add actions, no `txn` actions) atomically, on the condition
+/// that every file it removes is still live. Delta's own conflict check lets two rewrites
+/// of the same files both land when either is a no-data-change rewrite, which would
+/// double rows; so the commit is attempted at exactly the next version of a snapshot in
+/// which the removed files were checked live, and when another writer got that version
+/// first (the sink appending, usually) the table is reloaded, checked again and the
+/// commit retried. A removed file gone is [`Error::Conflict`].
+pub async fn commit_rewrite(
+    table: &mut DeltaTable,
+    actions: Vec<deltalake::kernel::Action>,
+    operation: deltalake::protocol::DeltaOperation,
+    max_attempts: usize,
+) -> Result<(i64, usize)> {
+    use deltalake::kernel::transaction::CommitBuilder;
+    use std::collections::HashSet;
+    let removed: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            deltalake::kernel::Action::Remove(r) => Some(r.path.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut delay = std::time::Duration::from_millis(20);
+    for attempt in 1..=max_attempts.max(1) {
+        table.update_incremental(None).await?;
+        let live: HashSet<String> = live_files(table)?.into_iter().map(|f| f.path).collect();
+        if let Some(gone) = removed.iter().find(|p| !live.contains(*p)) {
+            return Err(Error::Conflict(format!("file {gone} was removed by another writer")));
+        }
+        let result = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
+            .with_actions(actions.clone())
+            .build(Some(table.snapshot()?), table.log_store(), operation.clone())
+            .await;
+        match result {
+            Ok(finalized) => {
+                let v = finalized.version() as i64;
+                table.update_incremental(None).await?;
+                return Ok((v, attempt));
+            }
+            Err(e) => {
+                use deltalake::kernel::transaction::TransactionError;
+                let raced = matches!(
+                    e,
+                    deltalake::DeltaTableError::VersionAlreadyExists(_)
+                        | deltalake::DeltaTableError::Transaction {
+                            source: TransactionError::MaxCommitAttempts(_)
+                                | TransactionError::VersionAlreadyExists(_)
+                                | TransactionError::CommitConflict(_)
+                        }
+                );
+                if !raced {
+                    return Err(Error::Delta(e));
+                }
+                tracing::debug!(attempt, error = %e, "Another commit landed first; checking again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+    Err(Error::Conflict(format!(
+        "gave up after {max_attempts} attempts: other writers kept committing first"
+    )))
+}

@@ -1,4 +1,6 @@
 //! The `tributary` command line's library: topic creation and the load generator, shared
 //! with the tests and the benchmarks.
 
+pub mod lake_ops;
 pub mod loadgen;
+pub mod reconcile;

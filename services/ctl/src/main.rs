@@ -1,7 +1,9 @@
 //! `tributary`: the command line of Tributary.
 
 use clap::{Parser, Subcommand};
-use tributary_ctl::loadgen;
+use std::process::ExitCode;
+use tributary_ctl::lake_ops::{self, human_bytes, parse_size};
+use tributary_ctl::{loadgen, reconcile};
 use tributary_engine::topics;
 
 #[derive(Parser)]
@@ -50,11 +52,118 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "acme,globex,initech")]
         tenants: Vec<String>,
     },
+    /// Bin-packs the small files of closed partitions (tenant_id, event_date) into files near
+    /// the target size, rows sorted by email_sha256 then event_time; one atomic commit per
+    /// partition, safe while the sink writes, idempotent.
+    Compact {
+        /// The lake root (`hdfs://host:port/path`, a local directory).
+        #[arg(long, env = "LAKE_URI")]
+        lake: String,
+        /// Only these chains (repeat or comma-separate; default: all five).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
+        chain: Vec<String>,
+        /// Print what would be done, change nothing.
+        #[arg(long)]
+        plan: bool,
+        /// Size the output files aim at; smaller files are candidates.
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+        target_size: u64,
+        /// Compact a partition once it holds at least this many small files.
+        #[arg(long, default_value_t = 4)]
+        min_files: usize,
+        /// A day is closed once at least this many days before today (UTC); 0 includes today.
+        #[arg(long, default_value_t = 1)]
+        closed_before_days: u32,
+        /// Also print one JSON line with the plan and metrics.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes data files no table version references and older than the retention.
+    Vacuum {
+        #[arg(long, env = "LAKE_URI")]
+        lake: String,
+        /// Keep files removed (or never referenced) less than this long ago.
+        #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
+        retention: std::time::Duration,
+        /// Only these chains (default: all five).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
+        chain: Vec<String>,
+        /// List what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks that every raw offset is accounted for exactly once by the audit records, that
+    /// received = clean + dlq + duplicate, and that the clean topic and the tables agree per
+    /// tenant and day; writes a JSON report and Prometheus metrics; exits 1 on any
+    /// discrepancy, naming it.
+    Reconcile {
+        #[arg(long, env = "LAKE_URI")]
+        lake: String,
+        /// Where the JSON report goes.
+        #[arg(long)]
+        report: std::path::PathBuf,
+        /// Prometheus text-format metrics (tributary_reconcile_*), for the textfile collector.
+        #[arg(long)]
+        metrics_file: Option<std::path::PathBuf>,
+        /// Only these chains (default: all five).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
+        chains: Vec<String>,
+        /// Topic namespace: `<ns>.raw.users` and so on (and consumer group `<ns>.tributary-<chain>`).
+        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
+        namespace: String,
+        #[arg(
+            long,
+            env = "SCHEMA_REGISTRY_URL",
+            default_value = "http://localhost:8081/apis/ccompat/v7"
+        )]
+        schema_registry_url: String,
+        /// How long reading one topic to its end may take.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        read_timeout: std::time::Duration,
+    },
+    /// Erases every row holding an address from a tenant's tables, leaves a pseudonymous
+    /// suppression record (blocklists, reason ERASED), records the request in the erasure
+    /// ledger and verifies no live file still holds the address.
+    Erase {
+        #[arg(long, env = "LAKE_URI")]
+        lake: String,
+        #[arg(long)]
+        tenant: String,
+        /// The address to erase.
+        #[arg(long, required_unless_present = "emails_file", conflicts_with = "emails_file")]
+        email: Option<String>,
+        /// A file of addresses, one a line.
+        #[arg(long)]
+        emails_file: Option<std::path::PathBuf>,
+        /// The erasure ledger (default `<lake>/_erasure_ledger`): one JSON-lines file per request.
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Only these chains' tables (default: all five).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
+        chains: Vec<String>,
+        /// Topic namespace of raw.blocklists.
+        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
+        namespace: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tributary_engine::init_tracing();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tributary: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Topics {
             partitions,
@@ -129,6 +238,253 @@ fn main() -> anyhow::Result<()> {
                 s.invalid
             );
         }
+        Command::Compact {
+            lake,
+            chain,
+            plan,
+            target_size,
+            min_files,
+            closed_before_days,
+            json,
+        } => {
+            let opts = tributary_lake::compact::CompactOptions {
+                target_size,
+                min_files,
+                closed_before_days,
+                today: None,
+            };
+            let out = lake_ops::compact(&lake, &chain, &opts, plan)?;
+            print_compaction(&out, plan, json);
+        }
+        Command::Vacuum {
+            lake,
+            retention,
+            chain,
+            dry_run,
+            json,
+        } => {
+            let out = lake_ops::vacuum(&lake, &chain, retention, dry_run)?;
+            for m in &out {
+                println!(
+                    "{}: {} files {}deleted (retention {})",
+                    m.chain,
+                    m.files_deleted,
+                    if dry_run { "would be " } else { "" },
+                    humantime::format_duration(retention)
+                );
+            }
+            if json {
+                println!("{}", serde_json::json!({"vacuum": out}));
+            }
+        }
+        Command::Reconcile {
+            lake,
+            report,
+            metrics_file,
+            chains,
+            namespace,
+            schema_registry_url,
+            read_timeout,
+        } => {
+            return reconcile_cmd(
+                cli.kafka_bootstrap,
+                lake,
+                report,
+                metrics_file,
+                chains,
+                namespace,
+                schema_registry_url,
+                read_timeout,
+            )
+        }
+        Command::Erase {
+            lake,
+            tenant,
+            email,
+            emails_file,
+            ledger,
+            chains,
+            namespace,
+            json,
+        } => {
+            let mut addresses: Vec<String> = email.into_iter().collect();
+            if let Some(f) = emails_file {
+                let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                addresses.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+            }
+            let out = lake_ops::erase(&lake_ops::EraseRequest {
+                lake,
+                tenant: tenant.clone(),
+                addresses,
+                bootstrap: cli.kafka_bootstrap,
+                namespace,
+                ledger,
+                chains,
+            })?;
+            println!("erasure {} for tenant {tenant}:", out.request_id);
+            for t in &out.tables {
+                println!(
+                    "  {}: {} rows removed from {} of {} files ({} rows kept in the rewritten files)",
+                    t.chain, t.rows_removed, t.files_rewritten, t.files_scanned, t.rows_kept
+                );
+            }
+            println!(
+                "  {} suppression record(s) (blocklists, reason ERASED, hash only) sent; ledger entry {}",
+                out.suppressions_sent, out.ledger_entry
+            );
+            println!("  sharing between tenants does not exist yet: only tenant {tenant}'s tables were erased");
+            println!("  note: the address stays in raw/clean Kafka topics until their retention expires");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"request_id": out.request_id, "tables": out.tables, "remaining": out.remaining, "ledger": out.ledger_entry, "seconds": out.seconds})
+                );
+            }
+            if !out.remaining.is_empty() {
+                eprintln!("tributary erase: verification failed, live files still hold the address:");
+                for r in &out.remaining {
+                    eprintln!("  {r}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("  verified: no live file of tenant {tenant} holds the address");
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_compaction(out: &[lake_ops::ChainCompaction], plan_only: bool, json: bool) {
+    for c in out {
+        let Some(p) = &c.plan else { continue };
+        if plan_only {
+            println!(
+                "{}: would rewrite {} files ({}) in {} partitions; table has {} files ({})",
+                p.chain,
+                p.files_to_rewrite,
+                human_bytes(p.bytes_to_rewrite),
+                p.partitions.len(),
+                p.files_before,
+                human_bytes(p.bytes_before)
+            );
+            for part in &p.partitions {
+                let files: usize = part.bins.iter().map(|b| b.files.len()).sum();
+                let bytes: u64 = part.bins.iter().map(|b| b.bytes).sum();
+                println!(
+                    "  tenant_id={} event_date={}: {files} files ({}) into {} bin(s)",
+                    part.tenant_id,
+                    part.event_date,
+                    human_bytes(bytes),
+                    part.bins.len()
+                );
+            }
+        }
+        if let Some(m) = &c.metrics {
+            println!(
+                "{}: {} partitions compacted ({} skipped): {} files ({}) -> {} files ({}); table {} files ({}) -> {} files ({}) in {:.1}s",
+                m.chain,
+                m.partitions_compacted,
+                m.partitions_skipped,
+                m.files_removed,
+                human_bytes(m.bytes_removed),
+                m.files_added,
+                human_bytes(m.bytes_added),
+                m.files_before,
+                human_bytes(m.bytes_before),
+                m.files_after,
+                human_bytes(m.bytes_after),
+                m.seconds
+            );
+        }
+    }
+    if json {
+        let chains: Vec<serde_json::Value> = out
+            .iter()
+            .filter_map(|c| {
+                c.plan
+                    .as_ref()
+                    .map(|p| serde_json::json!({"chain": p.chain, "plan": p, "metrics": c.metrics}))
+            })
+            .collect();
+        println!("{}", serde_json::json!({"plan_only": plan_only, "chains": chains}));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reconcile_cmd(
+    bootstrap: String,
+    lake: String,
+    report: std::path::PathBuf,
+    metrics_file: Option<std::path::PathBuf>,
+    chains: Vec<String>,
+    namespace: String,
+    registry: String,
+    read_timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let chains = if chains.is_empty() {
+        topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
+    } else {
+        chains
+    };
+    let out = reconcile::run(&reconcile::Settings {
+        bootstrap,
+        registry,
+        namespace,
+        lake,
+        chains,
+        read_timeout,
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    std::fs::write(&report, serde_json::to_vec_pretty(&out.json())?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", report.display()))?;
+    let ok = out.discrepancies() == 0;
+    if let Some(path) = metrics_file {
+        let previous = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| tributary_lake::reconcile::previous_success(&t));
+        let text = tributary_lake::reconcile::prometheus(
+            &out.reports,
+            &out.errors,
+            if ok { Some(now) } else { previous },
+            now,
+        );
+        // Written whole then renamed, so a scraper never reads half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    for r in &out.reports {
+        let lag: u64 = r.clean.lag_records.values().sum();
+        println!(
+            "{}: {} audit records, received {} = clean {} + dlq {} + duplicate {}; {} rows compared; sink lag {lag} records; {} discrepancies",
+            r.chain,
+            r.audit_records,
+            r.totals.get("received").unwrap_or(&0),
+            r.totals.get("clean").unwrap_or(&0),
+            r.totals.get("dlq").unwrap_or(&0),
+            r.totals.get("duplicate").unwrap_or(&0),
+            r.rows_compared,
+            r.discrepancies.len()
+        );
+    }
+    if ok {
+        println!("reconciliation passed; report {}", report.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "tributary reconcile: {} discrepancies (report {}):",
+        out.discrepancies(),
+        report.display()
+    );
+    for r in &out.reports {
+        for d in &r.discrepancies {
+            eprintln!("  {}: [{}] {}", r.chain, d.kind, d.message);
+        }
+    }
+    for (c, e) in &out.errors {
+        eprintln!("  {c}: [error] {e}");
+    }
+    Ok(ExitCode::FAILURE)
 }

@@ -1,0 +1,124 @@
+"""The DAG folder imports cleanly and each DAG has the intended structure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+
+from conftest import DAGS
+
+DAG_IDS = {"tributary_compaction", "tributary_reconciliation", "tributary_erasure"}
+CLI_TASKS = {"plan", "compact", "vacuum", "reconcile", "erase"}
+
+
+def dagbag(monkeypatch, executor: str) -> DagBag:
+    monkeypatch.setenv("TRIBUTARY_EXECUTOR", executor)
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+def bag(request, monkeypatch):
+    monkeypatch.setenv("TRIBUTARY_IMAGE", "registry.example/tributary:1.2.3")
+    monkeypatch.setenv("NAMESPACE", "tributary-test")
+    b = dagbag(monkeypatch, request.param)
+    b.executor = request.param
+    return b
+
+
+def test_dag_folder_imports_without_errors(bag):
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == DAG_IDS  # no examples, nothing else
+    for dag in bag.dags.values():
+        DagSerialization.to_dict(dag)  # what the DAG processor stores (and dag.test() needs)
+
+
+def test_common_rules(bag):
+    for dag in bag.dags.values():
+        assert dag.max_active_runs == 1, dag.dag_id
+        assert dag.catchup is False, dag.dag_id
+        assert dag.dagrun_timeout and dag.dagrun_timeout <= timedelta(hours=6), dag.dag_id
+        for t in dag.tasks:
+            assert t.execution_timeout and t.execution_timeout <= timedelta(hours=4), t.task_id
+            if t.task_id in CLI_TASKS:
+                assert t.retries >= 2 and t.retry_delay > timedelta(0), t.task_id
+
+
+def test_cli_tasks_run_where_configured(bag):
+    want = "BashOperator" if bag.executor == "local" else "KubernetesPodOperator"
+    for dag in bag.dags.values():
+        for t in dag.tasks:
+            if t.task_id in CLI_TASKS:
+                assert t.operator_name == want or type(t).__name__ == want or t.operator_class.__name__ == want, (
+                    t.task_id, type(t))
+                if bag.executor == "kubernetes":
+                    kw = t.partial_kwargs if hasattr(t, "partial_kwargs") else t.__dict__
+                    get = (lambda k: kw.get(k)) if hasattr(t, "partial_kwargs") else (lambda k: getattr(t, k))
+                    assert get("image") == "registry.example/tributary:1.2.3"
+                    assert get("namespace") == "tributary-test"
+                    assert get("configmaps") == ["tributary-airflow"]
+                    assert get("service_account_name") == "tributary-jobs"
+
+
+def test_default_retries_and_delay(monkeypatch):
+    import tributary_common as tc
+
+    monkeypatch.delenv("TRIBUTARY_RETRIES", raising=False)
+    monkeypatch.delenv("TRIBUTARY_RETRY_DELAY_SECONDS", raising=False)
+    args = tc.default_args()
+    assert args["retries"] == 2 and args["retry_delay"] == timedelta(minutes=5)
+
+
+def test_compaction_structure(bag):
+    dag = bag.get_dag("tributary_compaction")
+    assert dag.schedule == "@hourly" and dag.timetable.expression == "0 * * * *"
+    assert {t.task_id for t in dag.tasks} == {"chains", "plan", "compact", "vacuum_due", "vacuum"}
+    compact = dag.get_task("compact")
+    assert compact.is_mapped if hasattr(compact, "is_mapped") else type(compact).__name__ == "MappedOperator"
+    assert dag.get_task("plan").downstream_task_ids == {"compact"}
+    assert dag.get_task("chains").downstream_task_ids == {"compact"}
+    assert compact.downstream_task_ids == {"vacuum_due"}
+    assert dag.get_task("vacuum_due").downstream_task_ids == {"vacuum"}
+
+
+def test_compaction_chains_from_config(monkeypatch):
+    import tributary_common as tc
+
+    monkeypatch.delenv("TRIBUTARY_CHAINS", raising=False)
+    assert tc.configured_chains() == ["users", "unsubscribes", "blocklists", "subscriptions", "mailings"]
+    monkeypatch.setenv("TRIBUTARY_CHAINS", "users, mailings")
+    assert tc.configured_chains() == ["users", "mailings"]
+    monkeypatch.setenv("TRIBUTARY_CHAINS", "users,nope")
+    with pytest.raises(ValueError, match="nope"):
+        tc.configured_chains()
+
+
+def test_reconciliation_structure(bag):
+    dag = bag.get_dag("tributary_reconciliation")
+    assert dag.schedule == "@hourly" and dag.timetable.expression == "0 * * * *"
+    assert {t.task_id for t in dag.tasks} == {"reconcile", "check_report"}
+    check = dag.get_task("check_report")
+    assert check.upstream_task_ids == {"reconcile"}
+    assert check.trigger_rule == "all_done"
+
+
+def test_erasure_structure(bag):
+    dag = bag.get_dag("tributary_erasure")
+    assert dag.schedule is None and type(dag.timetable).__name__ == "NullTimetable"
+    assert {t.task_id for t in dag.tasks} == {"validate", "erase"}
+    assert dag.get_task("erase").upstream_task_ids == {"validate"}
+    assert set(dag.params.keys()) == {"tenant", "emails"}
+
+
+def test_erasure_conf_validation():
+    from tributary_erasure import validate_conf
+
+    assert validate_conf({"tenant": "acme", "emails": [" A@Example.com", "a@example.com", "b@x.io"]}) == (
+        "acme", ["a@example.com", "b@x.io"])
+    for bad in ({}, {"tenant": "acme"}, {"tenant": "acme", "emails": []}, {"tenant": "Bad!", "emails": ["a@b.c"]},
+                {"tenant": "acme", "emails": ["no-at-sign"]}, {"tenant": "acme", "emails": [3]},
+                {"tenant": "acme", "emails": ["a@b.c"], "extra": 1}):
+        with pytest.raises(ValueError):
+            validate_conf(bad)

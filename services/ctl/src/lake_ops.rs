@@ -1,0 +1,263 @@
+//! `tributary compact|vacuum|erase`: the lake jobs Airflow runs, over
+//! `tributary_lake::{compact, erase}`. Each returns what it did; `main` prints it.
+
+use anyhow::{Context, Result};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::time::{Duration, Instant};
+use tributary_engine::topics;
+use tributary_lake::compact::{self, CompactMetrics, CompactOptions, CompactPlan, VacuumMetrics};
+use tributary_lake::erase::{self, EraseMetrics, Targets};
+use tributary_lake::Lake;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// `256MiB`, `64MB`, `1GiB`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a size like 256MiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit '{other}' (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    Ok((n * mult) as u64)
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn chains_or_all(chains: &[String]) -> Vec<String> {
+    if chains.is_empty() {
+        topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
+    } else {
+        chains.to_vec()
+    }
+}
+
+/// One chain's compaction: its plan, and what executing it did (None with `plan_only` or
+/// when the table does not exist).
+pub struct ChainCompaction {
+    pub plan: Option<CompactPlan>,
+    pub metrics: Option<CompactMetrics>,
+}
+
+pub fn compact(
+    lake_uri: &str,
+    chains: &[String],
+    opts: &CompactOptions,
+    plan_only: bool,
+) -> Result<Vec<ChainCompaction>> {
+    let rt = runtime()?;
+    let lake = Lake::new(lake_uri)?;
+    let mut out = Vec::new();
+    for chain in chains_or_all(chains) {
+        let Some(mut table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? else {
+            out.push(ChainCompaction {
+                plan: None,
+                metrics: None,
+            });
+            continue;
+        };
+        let plan = compact::plan(&chain, &table, opts)?;
+        let metrics = if plan_only {
+            None
+        } else {
+            Some(
+                rt.block_on(compact::execute(&mut table, &plan))
+                    .with_context(|| format!("compacting {chain}"))?,
+            )
+        };
+        out.push(ChainCompaction {
+            plan: Some(plan),
+            metrics,
+        });
+    }
+    Ok(out)
+}
+
+pub fn vacuum(lake_uri: &str, chains: &[String], retention: Duration, dry_run: bool) -> Result<Vec<VacuumMetrics>> {
+    let rt = runtime()?;
+    let lake = Lake::new(lake_uri)?;
+    let mut out = Vec::new();
+    for chain in chains_or_all(chains) {
+        if let Some(table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? {
+            let (_, m) = rt
+                .block_on(compact::vacuum(&chain, table, retention, dry_run))
+                .with_context(|| format!("vacuuming {chain}"))?;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+pub struct EraseRequest {
+    pub lake: String,
+    pub tenant: String,
+    pub addresses: Vec<String>,
+    pub bootstrap: String,
+    pub namespace: String,
+    pub ledger: Option<String>,
+    pub chains: Vec<String>,
+}
+
+pub struct EraseOutcome {
+    pub request_id: String,
+    pub tables: Vec<EraseMetrics>,
+    /// `chain: path (rows)` of live files that still hold an address after the erasure.
+    pub remaining: Vec<String>,
+    pub suppressions_sent: usize,
+    pub ledger_entry: String,
+    pub seconds: f64,
+}
+
+/// The canonical JSON record that keeps an erased address suppressed, by hash only.
+pub fn suppression_record(tenant: &str, sha: &str, now_secs: i64) -> serde_json::Value {
+    serde_json::json!({
+        "tenant_id": tenant,
+        "event_time": now_secs,
+        "email_sha256": sha,
+        "reason": "ERASED",
+        "kind": "EMAIL",
+        "event_id": format!("erase-{sha}"),
+    })
+}
+
+pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
+    let started = Instant::now();
+    tributary_engine::normalize::tenant_id(&req.tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let targets = Targets::from_addresses(req.addresses.iter().map(String::as_str))?;
+    anyhow::ensure!(!targets.hashes.is_empty(), "no address to erase");
+    let mut hashes: Vec<String> = targets.hashes.iter().cloned().collect();
+    hashes.sort();
+    let rt = runtime()?;
+    let lake = Lake::new(&req.lake)?;
+    let ledger = req
+        .ledger
+        .clone()
+        .unwrap_or_else(|| format!("{}/_erasure_ledger", req.lake.trim_end_matches('/')));
+    let request_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let name = format!("{request_id}.jsonl");
+    let request = serde_json::json!({
+        "event": "requested",
+        "request_id": request_id,
+        "at": chrono::Utc::now().to_rfc3339(),
+        "tenant_id": req.tenant,
+        "email_sha256": hashes,
+        "lake": req.lake,
+        "sharing": "none: data is not shared between tenants yet, so only this tenant's tables are erased",
+    });
+    rt.block_on(erase::write_ledger(&ledger, &name, std::slice::from_ref(&request)))?;
+
+    // 1. The tables.
+    let mut tables = Vec::new();
+    for chain in chains_or_all(&req.chains) {
+        if let Some(mut table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? {
+            let m = rt
+                .block_on(erase::erase_table(&chain, &mut table, &req.tenant, &targets))
+                .with_context(|| format!("erasing from {chain}"))?;
+            tables.push(m);
+        }
+    }
+
+    // 2. The suppression record, through the normal path of the blocklists chain.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &req.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    let topic = topics::namespaced(&req.namespace, &topics::raw("blocklists"));
+    let now = chrono::Utc::now().timestamp();
+    for sha in &hashes {
+        let payload = suppression_record(&req.tenant, sha, now).to_string();
+        let key = format!("{}:{sha}", req.tenant);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tenant",
+                value: Some(req.tenant.as_str()),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some("json"),
+            });
+        producer
+            .send(BaseRecord::to(&topic).key(&key).payload(&payload).headers(headers))
+            .map_err(|(e, _)| e)
+            .with_context(|| format!("producing the suppression record to {topic}"))?;
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .with_context(|| format!("delivering the suppression records to {topic}"))?;
+
+    // 3. Verification from fresh snapshots.
+    let mut remaining = Vec::new();
+    for chain in chains_or_all(&req.chains) {
+        if let Some(table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? {
+            for (f, n) in rt.block_on(erase::files_holding(&table, &req.tenant, &targets))? {
+                remaining.push(format!("{chain}: {} ({n} rows)", f.path));
+            }
+        }
+    }
+    let outcome = serde_json::json!({
+        "event": if remaining.is_empty() { "erased" } else { "verification_failed" },
+        "request_id": request_id,
+        "at": chrono::Utc::now().to_rfc3339(),
+        "tables": tables,
+        "rows_removed": tables.iter().map(|t| t.rows_removed).sum::<u64>(),
+        "suppression_topic": topic,
+        "suppressions_sent": hashes.len(),
+        "remaining_files": remaining,
+    });
+    let ledger_entry = rt.block_on(erase::write_ledger(&ledger, &name, &[request, outcome]))?;
+    Ok(EraseOutcome {
+        request_id,
+        tables,
+        remaining,
+        suppressions_sent: hashes.len(),
+        ledger_entry,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Ok(256 * 1024 * 1024));
+        assert_eq!(parse_size("1kb"), Ok(1000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
