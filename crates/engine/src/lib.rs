@@ -8,6 +8,8 @@ pub mod config;
 pub mod dedup;
 pub mod error;
 pub mod esp;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod metrics;
 pub mod normalize;
 pub mod record;
