@@ -76,3 +76,69 @@ pub fn str_<'a>(rec: &'a [(String, Value)], name: &str) -> &'a str {
         other => panic!("{name} is not a string: {other:?}"),
     }
 }
+
+/// `include_str!` of `tests/fixtures/<provider>/<name>` in the calling crate.
+#[macro_export]
+macro_rules! fixture {
+    ($provider:literal, $name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $provider,
+            "/",
+            $name
+        ))
+    };
+}
+
+/// A string or enum field (or a union holding one) as text.
+pub fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
+    match field(rec, name) {
+        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
+        Value::Union(_, v) => match v.as_ref() {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A timestamp or long field (or a union holding one).
+pub fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
+    match field(rec, name) {
+        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
+        Value::Union(_, v) => match v.as_ref() {
+            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Runs one fixture for tenant `acme` and checks its event time and the listed fields
+/// (`None`: null).
+pub fn check<C: Chain>(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
+    let rec = run::<C>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
+    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
+    assert_eq!(text(&rec, "source").as_deref(), Some(source));
+    assert_eq!(
+        micros(&rec, "event_time"),
+        Some(time),
+        "{source} event_time of {payload}"
+    );
+    for (name, value) in want {
+        assert_eq!(
+            text(&rec, name).as_deref(),
+            *value,
+            "{source} field {name} of {payload}"
+        );
+    }
+    rec
+}
+
+/// Runs one payload and checks it is refused with `class` and a reason containing `reason`.
+pub fn refused<C: Chain>(source: &str, payload: &str, class: crate::ErrorClass, reason: &str) {
+    let e = run::<C>(source, payload, Some("acme")).unwrap_err();
+    assert_eq!(e.class, class, "{e}");
+    assert!(e.reason.contains(reason), "{e}");
+}

@@ -4,69 +4,10 @@
 use super::Blocklists;
 use apache_avro::types::Value;
 use proptest::prelude::*;
+use tributary_engine::fixture;
 use tributary_engine::fuzz::{form_ish, json_ish, mutated_fixture, process_bytes, SOURCES};
-use tributary_engine::testing::{field, run};
+use tributary_engine::testing::{check, micros, refused, run, text};
 use tributary_engine::ErrorClass;
-
-macro_rules! fixture {
-    ($provider:literal, $name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $provider,
-            "/",
-            $name
-        ))
-    };
-}
-
-fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
-    match field(rec, name) {
-        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
-    match field(rec, name) {
-        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Runs one fixture and checks its event time and the listed fields (`None`: null).
-fn check(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
-    let rec = run::<Blocklists>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
-    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
-    assert_eq!(text(&rec, "source").as_deref(), Some(source));
-    assert_eq!(
-        micros(&rec, "event_time"),
-        Some(time),
-        "{source} event_time of {payload}"
-    );
-    for (name, value) in want {
-        assert_eq!(
-            text(&rec, name).as_deref(),
-            *value,
-            "{source} field {name} of {payload}"
-        );
-    }
-    rec
-}
-
-fn refused(source: &str, payload: &str, class: ErrorClass, reason: &str) {
-    let e = run::<Blocklists>(source, payload, Some("acme")).unwrap_err();
-    assert_eq!(e.class, class, "{e}");
-    assert!(e.reason.contains(reason), "{e}");
-}
 
 fn block(
     source: &str,
@@ -76,7 +17,7 @@ fn block(
     reason: &str,
     event_id: Option<&str>,
 ) -> Vec<(String, Value)> {
-    let rec = check(
+    let rec = check::<Blocklists>(
         source,
         payload,
         time,
@@ -96,7 +37,7 @@ fn block(
 }
 
 fn not_a_block(source: &str, payload: &str, reason: &str) {
-    refused(source, payload, ErrorClass::InvalidValue, reason);
+    refused::<Blocklists>(source, payload, ErrorClass::InvalidValue, reason);
 }
 
 #[test]
@@ -274,7 +215,7 @@ fn mandrill_events() {
     let rec = block("mandrill", added, t, email, "HARD_BOUNCE", None);
     assert_eq!(micros(&rec, "expires_at"), Some(1_393_677_836_000_000));
     let removed = added.replace(r#""action": "add""#, r#""action": "remove""#);
-    let rec = check(
+    let rec = check::<Blocklists>(
         "mandrill",
         &removed,
         t,
@@ -285,7 +226,7 @@ fn mandrill_events() {
         text(&run::<Blocklists>("mandrill", added, Some("acme")).unwrap(), "event_id")
     );
     let custom = added.replace(r#""reason": "hard-bounce""#, r#""reason": "custom""#);
-    check("mandrill", &custom, t, &[("reason", Some("MANUAL"))]);
+    check::<Blocklists>("mandrill", &custom, t, &[("reason", Some("MANUAL"))]);
     not_a_block(
         "mandrill",
         fixture!("mandrill", "soft_bounce.json"),

@@ -2,71 +2,11 @@
 //! the whole pipeline, decoded with the schema; and no input makes a reader panic.
 
 use super::Mailings;
-use apache_avro::types::Value;
 use proptest::prelude::*;
+use tributary_engine::fixture;
 use tributary_engine::fuzz::{form_ish, json_ish, mutated_fixture, process_bytes, SOURCES};
-use tributary_engine::testing::{field, run};
+use tributary_engine::testing::{check, refused, run, text};
 use tributary_engine::ErrorClass;
-
-macro_rules! fixture {
-    ($provider:literal, $name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $provider,
-            "/",
-            $name
-        ))
-    };
-}
-
-fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
-    match field(rec, name) {
-        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
-    match field(rec, name) {
-        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Runs one fixture and checks its event time and the listed fields (`None`: null).
-fn check(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
-    let rec = run::<Mailings>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
-    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
-    assert_eq!(text(&rec, "source").as_deref(), Some(source));
-    assert_eq!(
-        micros(&rec, "event_time"),
-        Some(time),
-        "{source} event_time of {payload}"
-    );
-    for (name, value) in want {
-        assert_eq!(
-            text(&rec, name).as_deref(),
-            *value,
-            "{source} field {name} of {payload}"
-        );
-    }
-    rec
-}
-
-fn refused(source: &str, payload: &str, class: ErrorClass, reason: &str) {
-    let e = run::<Mailings>(source, payload, Some("acme")).unwrap_err();
-    assert_eq!(e.class, class, "{e}");
-    assert!(e.reason.contains(reason), "{e}");
-}
 
 const SG_MSG: &str = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.000000000000000000000";
 const SG_UA: &str = "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1.4322; .NET CLR 2.0.50727)";
@@ -74,7 +14,7 @@ const SG_UA: &str = "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1
 #[test]
 fn sendgrid_events() {
     let t = 1_513_299_569_000_000;
-    let rec = check(
+    let rec = check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "processed.json"),
         t,
@@ -91,7 +31,7 @@ fn sendgrid_events() {
         text(&rec, "email_sha256").unwrap(),
         tributary_engine::normalize::sha256_hex("example@test.com")
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "deferred.json"),
         t,
@@ -101,7 +41,7 @@ fn sendgrid_events() {
         ],
     );
     // `category` as a list; `ip` of a delivery is SendGrid's own and is not kept.
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "delivered.json"),
         t,
@@ -112,7 +52,7 @@ fn sendgrid_events() {
             ("ip", None),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "open.json"),
         t,
@@ -123,7 +63,7 @@ fn sendgrid_events() {
             ("url", None),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "click.json"),
         t,
@@ -132,7 +72,7 @@ fn sendgrid_events() {
             ("url", Some("http://www.sendgrid.com/")),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "bounce.json"),
         t,
@@ -142,7 +82,7 @@ fn sendgrid_events() {
             ("smtp_response", Some("500 unknown recipient")),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "blocked.json"),
         1_740_300_320_000_000,
@@ -157,7 +97,7 @@ fn sendgrid_events() {
             ("campaign_id", None),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "dropped.json"),
         t,
@@ -166,25 +106,25 @@ fn sendgrid_events() {
             ("smtp_response", Some("Bounced Address")),
         ],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "spamreport.json"),
         t,
         &[("event_type", Some("COMPLAINED")), ("campaign_id", None)],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "unsubscribe.json"),
         t,
         &[("event_type", Some("UNSUBSCRIBED"))],
     );
-    check(
+    check::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "group_unsubscribe.json"),
         t,
         &[("event_type", Some("UNSUBSCRIBED")), ("ip", Some("255.255.255.255"))],
     );
-    refused(
+    refused::<Mailings>(
         "sendgrid",
         fixture!("sendgrid", "group_resubscribe.json"),
         ErrorClass::InvalidValue,
@@ -194,7 +134,7 @@ fn sendgrid_events() {
 
 #[test]
 fn mailgun_events() {
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "delivered.json"),
         1_534_108_637_153_125,
@@ -207,7 +147,7 @@ fn mailgun_events() {
             ("campaign_id", None),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "failed_permanent.json"),
         1_534_110_422_389_832,
@@ -221,7 +161,7 @@ fn mailgun_events() {
             ("campaign_id", Some("newsletter,2018-08")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "failed_temporary.json"),
         1_534_111_899_659_519,
@@ -231,7 +171,7 @@ fn mailgun_events() {
             ("smtp_response", Some("498 No MX for nomx.example.com")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "failed_suppress_bounce.json"),
         1_521_233_195_375_624,
@@ -245,7 +185,7 @@ fn mailgun_events() {
             ("campaign_id", Some("my_tag_1,my_tag_2")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "opened.json"),
         1_534_109_600_089_676,
@@ -255,7 +195,7 @@ fn mailgun_events() {
             ("user_agent", Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_13_6)")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "clicked.json"),
         1_534_109_600_089_676,
@@ -265,7 +205,7 @@ fn mailgun_events() {
             ("campaign_id", Some("sdsf3")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "complained.json"),
         1_377_214_260_049_634,
@@ -274,14 +214,14 @@ fn mailgun_events() {
             ("email", Some("recipient@example.com")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "unsubscribed.json"),
         1_377_213_791_421_473,
         &[("event_type", Some("UNSUBSCRIBED"))],
     );
     // `rejected` names no recipient: the To header does, with a display name.
-    check(
+    check::<Mailings>(
         "mailgun",
         fixture!("mailgun", "rejected.json"),
         1_529_704_976_104_692,
@@ -297,7 +237,7 @@ const SES_MSG: &str = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000
 
 #[test]
 fn ses_events() {
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "bounce_sns.json"),
         1_501_893_662_669_000,
@@ -310,26 +250,26 @@ fn ses_events() {
             ("campaign_id", Some("spring-sale")),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "bounce_transient.json"),
         1_501_893_662_669_000,
         &[("event_type", Some("BOUNCED")), ("bounce_class", Some("soft"))],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "bounce_suppressed.json"),
         1_501_893_662_669_000,
         &[("event_type", Some("DROPPED")), ("bounce_class", None)],
     );
-    refused(
+    refused::<Mailings>(
         "ses",
         fixture!("ses", "bounce_two_recipients.json"),
         ErrorClass::InvalidValue,
         "names 2 recipients",
     );
     // The message went to three addresses; the complaint names one.
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "complaint_notification.json"),
         1_453_906_778_237_000,
@@ -343,7 +283,7 @@ fn ses_events() {
             ("campaign_id", None),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "delivery.json"),
         1_501_893_614_133_000,
@@ -352,19 +292,19 @@ fn ses_events() {
             ("smtp_response", Some("250 2.6.0 Message received")),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "send.json"),
         1_501_893_602_012_000,
         &[("event_type", Some("SENT"))],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "reject.json"),
         1_501_893_602_012_000,
         &[("event_type", Some("DROPPED")), ("smtp_response", Some("Bad content"))],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "open.json"),
         1_502_316_019_652_000,
@@ -379,7 +319,7 @@ fn ses_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "click.json"),
         1_502_322_685_570_000,
@@ -391,7 +331,7 @@ fn ses_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "rendering_failure.json"),
         1_501_893_602_012_000,
@@ -403,7 +343,7 @@ fn ses_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "delivery_delay.json"),
         1_592_266_540_641_000,
@@ -415,13 +355,13 @@ fn ses_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "subscription.json"),
         1_641_949_217_910_000,
         &[("event_type", Some("UNSUBSCRIBED"))],
     );
-    check(
+    check::<Mailings>(
         "ses",
         fixture!("ses", "subscription_topic.json"),
         1_641_949_217_910_000,
@@ -433,11 +373,11 @@ fn ses_events() {
 fn ses_events_naming_several_recipients_are_refused() {
     let mut send: serde_json::Value = serde_json::from_str(fixture!("ses", "send.json")).unwrap();
     send["mail"]["destination"] = serde_json::json!(["a@example.com", "b@example.com"]);
-    refused("ses", &send.to_string(), ErrorClass::InvalidValue, "names 2 recipients");
+    refused::<Mailings>("ses", &send.to_string(), ErrorClass::InvalidValue, "names 2 recipients");
     let open: serde_json::Value = serde_json::from_str(fixture!("ses", "open.json")).unwrap();
     let mut msg: serde_json::Value = serde_json::from_str(open["Message"].as_str().unwrap()).unwrap();
     msg["mail"]["destination"] = serde_json::json!(["a@example.com", "b@example.com"]);
-    refused(
+    refused::<Mailings>(
         "ses",
         &msg.to_string(),
         ErrorClass::InvalidValue,
@@ -449,7 +389,7 @@ const PM_ZERO: &str = "00000000-0000-0000-0000-000000000000";
 
 #[test]
 fn postmark_events() {
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "delivery.json"),
         1_613_925_292_000_000,
@@ -461,7 +401,7 @@ fn postmark_events() {
             ("smtp_response", Some("Test delivery webhook details")),
         ],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "bounce.json"),
         1_572_971_634_907_025,
@@ -474,19 +414,19 @@ fn postmark_events() {
         ],
     );
     // An offset in the time.
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "bounce_soft.json"),
         1_572_989_634_907_025,
         &[("event_type", Some("BOUNCED")), ("bounce_class", Some("soft"))],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "bounce_transient.json"),
         1_572_971_634_000_000,
         &[("event_type", Some("DEFERRED")), ("bounce_class", Some("soft"))],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "spam_complaint.json"),
         1_572_971_634_907_025,
@@ -495,7 +435,7 @@ fn postmark_events() {
             ("event_id", Some("42:SpamComplaint")),
         ],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "open.json"),
         1_572_971_634_907_025,
@@ -508,7 +448,7 @@ fn postmark_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "click.json"),
         1_508_944_871_000_000,
@@ -518,7 +458,7 @@ fn postmark_events() {
             ("ip", Some("192.168.0.1")),
         ],
     );
-    check(
+    check::<Mailings>(
         "postmark",
         fixture!("postmark", "subscription_change_unsubscribe.json"),
         1_580_550_814_416_071,
@@ -527,13 +467,13 @@ fn postmark_events() {
             ("message_id", Some("a3b9c1d2-0e4f-4a5b-8c7d-6e5f4a3b2c1d")),
         ],
     );
-    refused(
+    refused::<Mailings>(
         "postmark",
         fixture!("postmark", "subscription_change_hard_bounce.json"),
         ErrorClass::InvalidValue,
         "postmark event 'SubscriptionChange' (SuppressionReason HardBounce) does not belong to the mailings chain",
     );
-    refused(
+    refused::<Mailings>(
         "postmark",
         fixture!("postmark", "subscription_change_reactivation.json"),
         ErrorClass::InvalidValue,
@@ -546,7 +486,7 @@ const MD_ID: &str = "exampleaaaaaaaaaaaaaaaaaaaaaaaaa";
 #[test]
 fn mandrill_events() {
     let t = 1_384_954_004_000_000;
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "send.json"),
         t,
@@ -558,7 +498,7 @@ fn mandrill_events() {
             ("campaign_id", Some("webhook-example")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "deferral.json"),
         t,
@@ -570,13 +510,13 @@ fn mandrill_events() {
             ),
         ],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "hard_bounce.json"),
         t,
         &[("event_type", Some("BOUNCED")), ("bounce_class", Some("hard"))],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "soft_bounce.json"),
         t,
@@ -587,7 +527,7 @@ fn mandrill_events() {
         ],
     );
     // `ts` as float seconds; opens repeat, so their time is part of the identity.
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "open.json"),
         1_384_954_004_125_000,
@@ -597,25 +537,25 @@ fn mandrill_events() {
             ("ip", Some("127.0.0.1")),
         ],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "click.json"),
         t,
         &[("event_type", Some("CLICKED")), ("url", Some("http://mandrill.com"))],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "spam.json"),
         t,
         &[("event_type", Some("COMPLAINED"))],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "unsub.json"),
         t,
         &[("event_type", Some("UNSUBSCRIBED"))],
     );
-    check(
+    check::<Mailings>(
         "mandrill",
         fixture!("mandrill", "reject.json"),
         t,
@@ -625,7 +565,7 @@ fn mandrill_events() {
         fixture!("mandrill", "blacklist_add.json"),
         fixture!("mandrill", "whitelist_add.json"),
     ] {
-        refused(
+        refused::<Mailings>(
             "mandrill",
             sync,
             ErrorClass::InvalidValue,
@@ -637,44 +577,44 @@ fn mandrill_events() {
 #[test]
 fn malformed_and_foreign_payloads() {
     let batch = format!("[{}]", fixture!("sendgrid", "open.json"));
-    refused(
+    refused::<Mailings>(
         "sendgrid",
         &batch,
         ErrorClass::Malformed,
         "the gateway sends one event a record",
     );
-    refused(
+    refused::<Mailings>(
         "sendgrid",
         r#"{"email":"a@b.com"}"#,
         ErrorClass::MissingField,
         "'event'",
     );
-    refused(
+    refused::<Mailings>(
         "sendgrid",
         r#"{"event":"teleported","email":"a@b.com","timestamp":1513299569}"#,
         ErrorClass::InvalidValue,
         "'teleported' is not a sendgrid event",
     );
-    refused(
+    refused::<Mailings>(
         "sendgrid",
         r#"{"event":"open","timestamp":1513299569,"sg_message_id":"m"}"#,
         ErrorClass::MissingField,
         "'email'",
     );
-    refused(
+    refused::<Mailings>(
         "ses",
         r#"{"Type":"SubscriptionConfirmation","Message":"You have chosen to subscribe"}"#,
         ErrorClass::InvalidValue,
         "not an SES event",
     );
-    refused(
+    refused::<Mailings>(
         "ses",
         r#"{"Type":"Notification","Message":"Successfully validated SNS topic for Amazon SES event publishing."}"#,
         ErrorClass::Malformed,
         "not SES JSON",
     );
-    refused("mailgun", "not json", ErrorClass::Malformed, "invalid JSON");
-    refused(
+    refused::<Mailings>("mailgun", "not json", ErrorClass::Malformed, "invalid JSON");
+    refused::<Mailings>(
         "mailchimp",
         "type=subscribe",
         ErrorClass::UnknownSource,

@@ -2,77 +2,16 @@
 //! the whole pipeline, decoded with the schema; and no input makes a reader panic.
 
 use super::Subscriptions;
-use apache_avro::types::Value;
 use proptest::prelude::*;
+use tributary_engine::fixture;
 use tributary_engine::fuzz::{form_ish, json_ish, mutated_fixture, process_bytes, SOURCES};
-use tributary_engine::testing::{field, run};
+use tributary_engine::testing::{check, micros, refused, run, text};
 use tributary_engine::ErrorClass;
-
-macro_rules! fixture {
-    ($provider:literal, $name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $provider,
-            "/",
-            $name
-        ))
-    };
-}
-
-fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
-    match field(rec, name) {
-        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
-    match field(rec, name) {
-        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Runs one fixture and checks its event time and the listed fields (`None`: null).
-fn check(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
-    let rec =
-        run::<Subscriptions>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
-    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
-    assert_eq!(text(&rec, "source").as_deref(), Some(source));
-    assert_eq!(
-        micros(&rec, "event_time"),
-        Some(time),
-        "{source} event_time of {payload}"
-    );
-    for (name, value) in want {
-        assert_eq!(
-            text(&rec, name).as_deref(),
-            *value,
-            "{source} field {name} of {payload}"
-        );
-    }
-    rec
-}
-
-fn refused(source: &str, payload: &str, class: ErrorClass, reason: &str) {
-    let e = run::<Subscriptions>(source, payload, Some("acme")).unwrap_err();
-    assert_eq!(e.class, class, "{e}");
-    assert!(e.reason.contains(reason), "{e}");
-}
 
 #[test]
 fn sendgrid_events() {
     let t = 1_513_299_569_000_000;
-    let rec = check(
+    let rec = check::<Subscriptions>(
         "sendgrid",
         fixture!("sendgrid", "group_resubscribe.json"),
         t,
@@ -85,7 +24,7 @@ fn sendgrid_events() {
         ],
     );
     assert_eq!(micros(&rec, "consent_at"), Some(t));
-    refused(
+    refused::<Subscriptions>(
         "sendgrid",
         fixture!("sendgrid", "group_unsubscribe.json"),
         ErrorClass::InvalidValue,
@@ -95,7 +34,7 @@ fn sendgrid_events() {
 
 #[test]
 fn postmark_events() {
-    let rec = check(
+    let rec = check::<Subscriptions>(
         "postmark",
         fixture!("postmark", "subscription_change_reactivation.json"),
         1_583_049_600_000_000,
@@ -111,14 +50,14 @@ fn postmark_events() {
     assert!(text(&rec, "event_id").unwrap().starts_with('h'));
     let by_customer = fixture!("postmark", "subscription_change_reactivation.json")
         .replace(r#""Origin": "Recipient""#, r#""Origin": "Customer""#);
-    let rec = check(
+    let rec = check::<Subscriptions>(
         "postmark",
         &by_customer,
         1_583_049_600_000_000,
         &[("action", Some("RESUBSCRIBE"))],
     );
     assert_eq!(micros(&rec, "consent_at"), None);
-    refused(
+    refused::<Subscriptions>(
         "postmark",
         fixture!("postmark", "subscription_change_unsubscribe.json"),
         ErrorClass::InvalidValue,
@@ -129,7 +68,7 @@ fn postmark_events() {
 #[test]
 fn mailchimp_events() {
     let t = 1_238_103_357_000_000;
-    let rec = check(
+    let rec = check::<Subscriptions>(
         "mailchimp",
         fixture!("mailchimp", "subscribe.form"),
         t,
@@ -142,13 +81,13 @@ fn mailchimp_events() {
     );
     assert_eq!(micros(&rec, "consent_at"), Some(t));
     assert!(text(&rec, "event_id").unwrap().starts_with('h'));
-    refused(
+    refused::<Subscriptions>(
         "mailchimp",
         fixture!("mailchimp", "unsubscribe.form"),
         ErrorClass::InvalidValue,
         "mailchimp event 'unsubscribe' does not belong to the subscriptions chain",
     );
-    refused(
+    refused::<Subscriptions>(
         "mailchimp",
         "data%5Bemail%5D=a%40b.com",
         ErrorClass::MissingField,
@@ -159,7 +98,7 @@ fn mailchimp_events() {
 #[test]
 fn providers_without_subscribe_events_are_not_read() {
     for source in ["mailgun", "ses", "mandrill"] {
-        refused(
+        refused::<Subscriptions>(
             source,
             "{}",
             ErrorClass::UnknownSource,

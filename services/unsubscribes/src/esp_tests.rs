@@ -2,76 +2,16 @@
 //! the whole pipeline, decoded with the schema; and no input makes a reader panic.
 
 use super::Unsubscribes;
-use apache_avro::types::Value;
 use proptest::prelude::*;
+use tributary_engine::fixture;
 use tributary_engine::fuzz::{form_ish, json_ish, mutated_fixture, process_bytes, SOURCES};
-use tributary_engine::testing::{field, run};
+use tributary_engine::testing::{check, refused, run, text};
 use tributary_engine::ErrorClass;
-
-macro_rules! fixture {
-    ($provider:literal, $name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $provider,
-            "/",
-            $name
-        ))
-    };
-}
-
-fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
-    match field(rec, name) {
-        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
-    match field(rec, name) {
-        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Runs one fixture and checks its event time and the listed fields (`None`: null).
-fn check(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
-    let rec = run::<Unsubscribes>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
-    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
-    assert_eq!(text(&rec, "source").as_deref(), Some(source));
-    assert_eq!(
-        micros(&rec, "event_time"),
-        Some(time),
-        "{source} event_time of {payload}"
-    );
-    for (name, value) in want {
-        assert_eq!(
-            text(&rec, name).as_deref(),
-            *value,
-            "{source} field {name} of {payload}"
-        );
-    }
-    rec
-}
-
-fn refused(source: &str, payload: &str, class: ErrorClass, reason: &str) {
-    let e = run::<Unsubscribes>(source, payload, Some("acme")).unwrap_err();
-    assert_eq!(e.class, class, "{e}");
-    assert!(e.reason.contains(reason), "{e}");
-}
 
 #[test]
 fn sendgrid_events() {
     let t = 1_513_299_569_000_000;
-    check(
+    check::<Unsubscribes>(
         "sendgrid",
         fixture!("sendgrid", "unsubscribe.json"),
         t,
@@ -84,7 +24,7 @@ fn sendgrid_events() {
             ("reason", None),
         ],
     );
-    check(
+    check::<Unsubscribes>(
         "sendgrid",
         fixture!("sendgrid", "group_unsubscribe.json"),
         t,
@@ -92,8 +32,8 @@ fn sendgrid_events() {
     );
     let ungrouped =
         fixture!("sendgrid", "group_unsubscribe.json").replace(r#""asm_group_id": 10"#, r#""asm_group_id": null"#);
-    refused("sendgrid", &ungrouped, ErrorClass::MissingField, "'asm_group_id'");
-    refused(
+    refused::<Unsubscribes>("sendgrid", &ungrouped, ErrorClass::MissingField, "'asm_group_id'");
+    refused::<Unsubscribes>(
         "sendgrid",
         fixture!("sendgrid", "open.json"),
         ErrorClass::InvalidValue,
@@ -103,7 +43,7 @@ fn sendgrid_events() {
 
 #[test]
 fn mailgun_events() {
-    check(
+    check::<Unsubscribes>(
         "mailgun",
         fixture!("mailgun", "unsubscribed.json"),
         1_377_213_791_421_473,
@@ -115,7 +55,7 @@ fn mailgun_events() {
             ("method", Some("link")),
         ],
     );
-    refused(
+    refused::<Unsubscribes>(
         "mailgun",
         fixture!("mailgun", "opened.json"),
         ErrorClass::InvalidValue,
@@ -125,7 +65,7 @@ fn mailgun_events() {
 
 #[test]
 fn ses_events() {
-    check(
+    check::<Unsubscribes>(
         "ses",
         fixture!("ses", "subscription.json"),
         1_641_949_217_910_000,
@@ -143,7 +83,7 @@ fn ses_events() {
         ],
     );
     // Through EventBridge; one topic newly opted out, another left opted in.
-    check(
+    check::<Unsubscribes>(
         "ses",
         fixture!("ses", "subscription_topic.json"),
         1_641_949_217_910_000,
@@ -159,7 +99,7 @@ fn ses_events() {
     let mut two: serde_json::Value = serde_json::from_str(fixture!("ses", "subscription_topic.json")).unwrap();
     two["detail"]["subscription"]["newTopicPreferences"]["topicSubscriptionStatus"][1]["subscriptionStatus"] =
         "OptOut".into();
-    refused(
+    refused::<Unsubscribes>(
         "ses",
         &two.to_string(),
         ErrorClass::InvalidValue,
@@ -168,7 +108,7 @@ fn ses_events() {
     let mut none = two.clone();
     none["detail"]["subscription"]["newTopicPreferences"] =
         none["detail"]["subscription"]["oldTopicPreferences"].clone();
-    refused(
+    refused::<Unsubscribes>(
         "ses",
         &none.to_string(),
         ErrorClass::InvalidValue,
@@ -176,8 +116,8 @@ fn ses_events() {
     );
     let mut no_list: serde_json::Value = serde_json::from_str(fixture!("ses", "subscription.json")).unwrap();
     no_list["subscription"].as_object_mut().unwrap().remove("contactList");
-    refused("ses", &no_list.to_string(), ErrorClass::MissingField, "'contactList'");
-    refused(
+    refused::<Unsubscribes>("ses", &no_list.to_string(), ErrorClass::MissingField, "'contactList'");
+    refused::<Unsubscribes>(
         "ses",
         fixture!("ses", "open.json"),
         ErrorClass::InvalidValue,
@@ -187,7 +127,7 @@ fn ses_events() {
 
 #[test]
 fn postmark_events() {
-    check(
+    check::<Unsubscribes>(
         "postmark",
         fixture!("postmark", "subscription_change_unsubscribe.json"),
         1_580_550_814_416_071,
@@ -204,14 +144,14 @@ fn postmark_events() {
     );
     let no_stream =
         fixture!("postmark", "subscription_change_unsubscribe.json").replace(r#""MessageStream": "broadcast","#, "");
-    refused("postmark", &no_stream, ErrorClass::MissingField, "'MessageStream'");
-    refused(
+    refused::<Unsubscribes>("postmark", &no_stream, ErrorClass::MissingField, "'MessageStream'");
+    refused::<Unsubscribes>(
         "postmark",
         fixture!("postmark", "subscription_change_hard_bounce.json"),
         ErrorClass::InvalidValue,
         "postmark event 'SubscriptionChange' (SuppressionReason HardBounce) does not belong to the unsubscribes chain",
     );
-    refused(
+    refused::<Unsubscribes>(
         "postmark",
         fixture!("postmark", "subscription_change_reactivation.json"),
         ErrorClass::InvalidValue,
@@ -221,7 +161,7 @@ fn postmark_events() {
 
 #[test]
 fn mailchimp_events() {
-    let rec = check(
+    let rec = check::<Unsubscribes>(
         "mailchimp",
         fixture!("mailchimp", "unsubscribe.form"),
         1_238_103_657_000_000,
@@ -238,8 +178,8 @@ fn mailchimp_events() {
         "no Mailchimp event id: derived"
     );
     let no_list = fixture!("mailchimp", "unsubscribe.form").replace("data%5Blist_id%5D=a6b5da1054", "");
-    refused("mailchimp", &no_list, ErrorClass::MissingField, "'data[list_id]'");
-    refused(
+    refused::<Unsubscribes>("mailchimp", &no_list, ErrorClass::MissingField, "'data[list_id]'");
+    refused::<Unsubscribes>(
         "mailchimp",
         fixture!("mailchimp", "subscribe.form"),
         ErrorClass::InvalidValue,
@@ -249,7 +189,7 @@ fn mailchimp_events() {
 
 #[test]
 fn mandrill_events() {
-    check(
+    check::<Unsubscribes>(
         "mandrill",
         fixture!("mandrill", "unsub.json"),
         1_384_954_004_000_000,
@@ -261,7 +201,7 @@ fn mandrill_events() {
             ("method", None),
         ],
     );
-    refused(
+    refused::<Unsubscribes>(
         "mandrill",
         fixture!("mandrill", "open.json"),
         ErrorClass::InvalidValue,

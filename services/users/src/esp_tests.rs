@@ -4,69 +4,10 @@
 use super::Users;
 use apache_avro::types::Value;
 use proptest::prelude::*;
+use tributary_engine::fixture;
 use tributary_engine::fuzz::{form_ish, json_ish, mutated_fixture, process_bytes, SOURCES};
-use tributary_engine::testing::{field, run};
+use tributary_engine::testing::{check, field, refused, run, text};
 use tributary_engine::ErrorClass;
-
-macro_rules! fixture {
-    ($provider:literal, $name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $provider,
-            "/",
-            $name
-        ))
-    };
-}
-
-fn text(rec: &[(String, Value)], name: &str) -> Option<String> {
-    match field(rec, name) {
-        Value::String(s) | Value::Enum(_, s) => Some(s.clone()),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn micros(rec: &[(String, Value)], name: &str) -> Option<i64> {
-    match field(rec, name) {
-        Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-        Value::Union(_, v) => match v.as_ref() {
-            Value::TimestampMicros(t) | Value::Long(t) => Some(*t),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Runs one fixture and checks its event time and the listed fields (`None`: null).
-fn check(source: &str, payload: &str, time: i64, want: &[(&str, Option<&str>)]) -> Vec<(String, Value)> {
-    let rec = run::<Users>(source, payload, Some("acme")).unwrap_or_else(|e| panic!("{source}: {e}\n{payload}"));
-    assert_eq!(text(&rec, "tenant_id").as_deref(), Some("acme"));
-    assert_eq!(text(&rec, "source").as_deref(), Some(source));
-    assert_eq!(
-        micros(&rec, "event_time"),
-        Some(time),
-        "{source} event_time of {payload}"
-    );
-    for (name, value) in want {
-        assert_eq!(
-            text(&rec, name).as_deref(),
-            *value,
-            "{source} field {name} of {payload}"
-        );
-    }
-    rec
-}
-
-fn refused(source: &str, payload: &str, class: ErrorClass, reason: &str) {
-    let e = run::<Users>(source, payload, Some("acme")).unwrap_err();
-    assert_eq!(e.class, class, "{e}");
-    assert!(e.reason.contains(reason), "{e}");
-}
 
 fn attributes(rec: &[(String, Value)]) -> Vec<(String, String)> {
     let Value::Map(m) = field(rec, "attributes") else {
@@ -89,7 +30,7 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn mailchimp_profile() {
-    let rec = check(
+    let rec = check::<Users>(
         "mailchimp",
         fixture!("mailchimp", "profile.form"),
         1_238_103_081_000_000,
@@ -123,7 +64,7 @@ fn mailchimp_profile() {
 
 #[test]
 fn mailchimp_subscribe_carries_a_profile() {
-    let rec = check(
+    let rec = check::<Users>(
         "mailchimp",
         fixture!("mailchimp", "subscribe.form"),
         1_238_103_357_000_000,
@@ -138,7 +79,7 @@ fn mailchimp_subscribe_carries_a_profile() {
 
 #[test]
 fn mailchimp_email_change() {
-    let rec = check(
+    let rec = check::<Users>(
         "mailchimp",
         fixture!("mailchimp", "upemail.form"),
         1_238_105_709_000_000,
@@ -152,31 +93,31 @@ fn mailchimp_email_change() {
     assert_eq!(attributes(&rec), pairs(&[("list_id", "a6b5da1054")]));
     // A bad old address is an invalid record, not a silent drop of the change.
     let bad = fixture!("mailchimp", "upemail.form").replace("api%2Bold%40mailchimp.com", "nobody");
-    refused("mailchimp", &bad, ErrorClass::InvalidEmail, "'nobody'");
+    refused::<Users>("mailchimp", &bad, ErrorClass::InvalidEmail, "'nobody'");
 }
 
 #[test]
 fn other_mailchimp_events_and_providers() {
-    refused(
+    refused::<Users>(
         "mailchimp",
         fixture!("mailchimp", "cleaned.form"),
         ErrorClass::InvalidValue,
         "mailchimp event 'cleaned' does not belong to the users chain",
     );
-    refused(
+    refused::<Users>(
         "mailchimp",
         "type=teleport&fired_at=2009-03-26+22%3A01%3A00",
         ErrorClass::InvalidValue,
         "'teleport' is not a mailchimp event",
     );
-    refused(
+    refused::<Users>(
         "mailchimp",
         "type=profile&data%5Bemail%5D=a%40b.com",
         ErrorClass::MissingField,
         "'event_time'",
     );
     for source in ["sendgrid", "mailgun", "ses", "postmark", "mandrill"] {
-        refused(source, "{}", ErrorClass::UnknownSource, "the users chain does not read");
+        refused::<Users>(source, "{}", ErrorClass::UnknownSource, "the users chain does not read");
     }
 }
 
