@@ -1,58 +1,119 @@
 #!/usr/bin/env bash
-# The demo: sends a realistic mix to every chain's raw topic, waits until the chain services
-# have accounted for every record, and prints what became of it. Expects `make up` to have
-# run (the Makefile's `demo` target does that). Running it again sends the same records
-# (same seed): the second time they all come out as duplicates.
+# The demo: sends a realistic mix (tributary loadgen into every chain's raw topic, sample
+# webhooks of every provider and a CSV upload through the gateway), waits until the chain
+# services have accounted for every record and the sink has committed every clean one, and
+# prints what became of it. Expects `make up` to have run (the Makefile's `demo` target does).
+# Running it again sends the same records with the same event times (same seed, same time T
+# kept in .infra/demo-time for 6 h): the second time they come out as duplicates.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA_DIR="${INFRA_DIR:-$ROOT/.infra}"
 set -a; . "$INFRA_DIR/env"; set +a
 BIN="$ROOT/target/release"
 COUNT="${DEMO_COUNT:-20000}"
+GATEWAY="${GATEWAY:-http://localhost:8080}"
+SINK_PORT=9106
+LAKE="${LAKE_URI:-$ROOT/.lake}"
+CHAINS=(users unsubscribes blocklists subscriptions mailings)
 declare -A PORT=([users]=9101 [unsubscribes]=9102 [blocklists]=9103 [subscriptions]=9104 [mailings]=9105)
-metric() { # port name [label-filter]
-  curl -fsS "localhost:$1/metrics" 2>/dev/null | grep -E "^tributary_$2" | grep -E "${3:-.}" | awk '{s+=$2} END {printf "%d", s}' || true
+
+# One fixed time T for the demo's events, so that a second run repeats them exactly.
+T_FILE="$INFRA_DIR/demo-time"
+now=$(date +%s)
+if [ -f "$T_FILE" ] && [ $((now - $(cat "$T_FILE"))) -lt 21600 ]; then T=$(cat "$T_FILE"); else T=$now; echo "$T" > "$T_FILE"; fi
+
+metric() { # url name [label-filter]: the sum of a metric's series
+  curl -fsS "$1/metrics" 2>/dev/null | grep -E "^tributary_$2[{ ]" | grep -E "${3:-.}" | awk '{s+=$2} END {printf "%d", s}' || true
 }
-declare -A BEFORE
-for c in "${!PORT[@]}"; do
-  for _ in $(seq 1 60); do curl -fsS "localhost:${PORT[$c]}/health/ready" >/dev/null 2>&1 && break; sleep 1; done
-  BEFORE[$c]=$(metric "${PORT[$c]}" chain_records_total)
-  "$BIN/tributary" loadgen --chain "$c" --count "$COUNT" --seed 7 2>/dev/null
+chain_url() { echo "http://localhost:${PORT[$1]}"; }
+post() { # url content-type body token
+  local out code
+  out=$(curl -sS -o - -w '\n%{http_code}' -X POST "$1" -H "Content-Type: $2" -H "Authorization: Bearer $4" --data-binary "$3")
+  code=${out##*$'\n'}
+  if [ "${code:0:1}" != 2 ]; then echo "  POST ${1#"$GATEWAY"}: HTTP $code ${out%$'\n'*}" >&2; return 1; fi
+  LAST_ANSWER=${out%$'\n'*}
+}
+wait_ready() { # name url
+  for _ in $(seq 1 90); do curl -fsS "$2/health/ready" >/dev/null 2>&1 && return 0; sleep 1; done
+  echo "$1 is not ready at $2 after 90 s; see .infra/logs/$1.log" >&2; exit 1
+}
+for c in "${CHAINS[@]}"; do wait_ready "$c" "$(chain_url "$c")"; done
+wait_ready sink "http://localhost:$SINK_PORT"
+wait_ready ingest "$GATEWAY"
+
+# This run's figures are differences of the services' counters: a snapshot of each now.
+SNAP="$(mktemp -d)"; trap 'rm -rf "$SNAP"' EXIT
+declare -A BEFORE GW_BEFORE
+for c in "${CHAINS[@]}"; do
+  curl -fsS "$(chain_url "$c")/metrics" | grep '^tributary_chain_' > "$SNAP/$c" || true
+  BEFORE[$c]=$(metric "$(chain_url "$c")" chain_records_total)
+  GW_BEFORE[$c]=$(metric "$GATEWAY" ingest_events_total "chain=\"$c\"")
+done
+delta() { # chain name [label-filter]: this run's increase of a metric's series
+  curl -fsS "$(chain_url "$1")/metrics" | grep -E "^tributary_$2[{ ]" | grep -E "${3:-.}" \
+    | awk -v before="$SNAP/$1" 'BEGIN { while ((getline l < before) > 0) { split(l, f, " "); b[f[1]] = f[2] } }
+      { s += $2 - b[$1] } END { printf "%d", s }'
+}
+
+echo "Sending $COUNT records to each chain's raw topic (tributary loadgen, every source format, seed 7)..."
+for c in "${CHAINS[@]}"; do
+  "$BIN/tributary" loadgen --chain "$c" --count "$COUNT" --seed 7 --epoch "$T" --format mix --tenants acme,globex,initech 2>/dev/null \
+    | sed "s/^/  $c: /"
+done
+
+echo "Posting sample webhooks of every provider and a CSV upload to the gateway at $GATEWAY..."
+# shellcheck source=dev/demo/webhooks.sh
+. "$ROOT/dev/demo/webhooks.sh"
+for tenant in acme globex; do send_sample_webhooks "$tenant" "$tenant-local-token"; done
+send_sample_upload globex globex-local-token
+echo "  upload of 50 profile rows: $LAST_ANSWER"
+
+declare -A WANT
+for c in "${CHAINS[@]}"; do
+  WANT[$c]=$((COUNT + $(metric "$GATEWAY" ingest_events_total "chain=\"$c\"") - GW_BEFORE[$c]))
 done
 echo "Waiting until every record is accounted for..."
-for c in "${!PORT[@]}"; do
-  for _ in $(seq 1 120); do
-    done_=$(( $(metric "${PORT[$c]}" chain_records_total) - BEFORE[$c] ))
-    [ "$done_" -ge "$COUNT" ] && break; sleep 1
+for c in "${CHAINS[@]}"; do
+  for i in $(seq 1 300); do
+    done_=$(( $(metric "$(chain_url "$c")" chain_records_total) - BEFORE[$c] ))
+    [ "$done_" -ge "${WANT[$c]}" ] && break
+    [ "$i" = 300 ] && { echo "$c accounted for $done_ of ${WANT[$c]} records after 300 s; see .infra/logs/$c.log" >&2; exit 1; }
+    sleep 1
   done
 done
 echo "Waiting until the sink has committed every clean record to the lake..."
-for c in "${!PORT[@]}"; do
-  for _ in $(seq 1 120); do
-    clean=$(metric "${PORT[$c]}" chain_records_total 'outcome="clean"')
-    lake=$(metric 9106 sink_rows_total "table=\"$c\"")
-    [ "${lake:-0}" -ge "$clean" ] && break; sleep 1
+for c in "${CHAINS[@]}"; do
+  for i in $(seq 1 300); do
+    clean=$(metric "$(chain_url "$c")" chain_records_total 'outcome="clean"')
+    lake=$(metric "http://localhost:$SINK_PORT" sink_rows_total "table=\"$c\"")
+    [ "${lake:-0}" -ge "$clean" ] && break
+    [ "$i" = 300 ] && { echo "the sink committed $lake of $clean $c rows after 300 s; see .infra/logs/sink.log" >&2; exit 1; }
+    sleep 1
   done
 done
-printf '\n%-14s %9s %9s %9s %9s %6s %9s %6s   %s\n' chain received clean dlq duplicate late lake-rows files "dlq by reason"
-for c in users unsubscribes blocklists subscriptions mailings; do
-  p=${PORT[$c]}
-  reasons=$(curl -fsS "localhost:$p/metrics" | grep '^tributary_chain_dlq_records_total' | grep -v ' 0$' \
-    | sed -E 's/.*reason="([a-z_]+)".* ([0-9]+)$/\1=\2/' | paste -sd' ')
-  printf '%-14s %9d %9d %9d %9d %6d %9d %6d   %s\n' "$c" "$(metric $p chain_records_total)" "$(metric $p chain_records_total 'outcome="clean"')" \
-    "$(metric $p chain_records_total 'outcome="dlq"')" "$(metric $p chain_records_total 'outcome="duplicate"')" \
-    "$(metric $p chain_late_records_total)" "$(metric 9106 sink_rows_total "table=\"$c\"")" \
-    "$(metric 9106 sink_files_total "table=\"$c\"")" "${reasons:-none}"
+
+printf '\nThis run, per chain:\n%-14s %9s %9s %9s %9s %6s   %s\n' chain received clean dlq duplicate late "dlq by reason"
+for c in "${CHAINS[@]}"; do
+  reasons=""
+  for r in $(curl -fsS "$(chain_url "$c")/metrics" | grep '^tributary_chain_dlq_records_total' | sed -E 's/.*reason="([a-z_]+)".*/\1/' | sort -u); do
+    n=$(delta "$c" chain_dlq_records_total "reason=\"$r\"")
+    [ "$n" -gt 0 ] && reasons+="${reasons:+ }$r=$n"
+  done
+  printf '%-14s %9d %9d %9d %9d %6d   %s\n' "$c" "$(delta "$c" chain_records_total)" \
+    "$(delta "$c" chain_records_total 'outcome="clean"')" "$(delta "$c" chain_records_total 'outcome="dlq"')" \
+    "$(delta "$c" chain_records_total 'outcome="duplicate"')" "$(delta "$c" chain_late_records_total)" "${reasons:-none}"
 done
+echo
+echo "The lake at $LAKE (every row ever committed, also by earlier runs):"
+"$BIN/tributary" tables --lake "$LAKE"
 cat <<TXT
 
-Counts are since the services started (make down; make up resets them). Clean records are in
-the Kafka topics clean.<chain> (Avro, Confluent wire format, schemas under clean.<chain>-value
-at $SCHEMA_REGISTRY_URL), invalid ones with their reasons in dlq.<chain>, one audit record per
-transaction in audit.<chain>, and every clean record once in the Delta lake at
-${LAKE_URI:-$ROOT/.lake}/<chain> (partitioned by tenant_id and event_date). Look at it with any
-Delta reader, for example:
-  .infra/pyenv/bin/python -c "from deltalake import DeltaTable; print(DeltaTable('.lake/mailings').to_pyarrow_dataset().to_table().to_pandas().head())"
-(bash dev/python-env.sh makes that environment). Stop the services with 'make down' and the
-infrastructure with 'make infra-down'.
+Clean records are in the Kafka topics clean.<chain> (Avro, Confluent wire format, schemas under
+clean.<chain>-value at $SCHEMA_REGISTRY_URL), invalid ones with their reasons in dlq.<chain>,
+one audit record per transaction in audit.<chain>, and every clean record once in the Delta
+lake at $LAKE/<chain> (partitioned by tenant_id and event_date). Look at it with
+  target/release/tributary tables --lake $LAKE --show 5
+or any Delta reader, e.g. Python's deltalake (bash dev/python-env.sh makes .infra/pyenv):
+  .infra/pyenv/bin/python -c "from deltalake import DeltaTable; print(DeltaTable('$LAKE/mailings').to_pyarrow_dataset().to_table().to_pandas().head())"
+Stop the services with 'make down' and the infrastructure with 'make infra-down'.
 TXT

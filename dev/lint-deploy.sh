@@ -13,9 +13,10 @@
 #
 # The tools go, pinned, into .infra/tools/bin, once: kustomize and kube-score from the Go
 # module proxy (`go install module@version`), promtool and the prometheus server out of
-# Debian's `prometheus` package (downloaded and unpacked, not installed: installing it would
-# add a system user and, where systemd runs, start a Prometheus server; the test that needs a
-# server starts its own). Later runs reuse them.
+# Debian's `prometheus` package, and the pushgateway out of Debian's `prometheus-pushgateway`
+# (downloaded and unpacked, not installed: installing them would add a system user and,
+# where systemd runs, start the servers; the test that needs them starts its own). Later runs
+# reuse them.
 #
 # Usage: bash dev/lint-deploy.sh            lint
 #        bash dev/lint-deploy.sh tools      only install the tools
@@ -34,6 +35,7 @@ KUSTOMIZE_VERSION=v5.8.2            # v5.8.3 needs Go 1.27
 KUBE_SCORE_MODULE=github.com/zegl/kube-score/cmd/kube-score
 KUBE_SCORE_VERSION=v1.20.0
 PROMETHEUS_DEB=prometheus           # Debian's package; promtool is taken out of it
+PUSHGATEWAY_DEB=prometheus-pushgateway  # Debian's package (1.5.1 in bookworm)
 KUBERNETES_VERSION=v1.30            # what kube-score checks API versions against
 
 TOOLS="$ROOT/.infra/tools"
@@ -116,11 +118,30 @@ prometheus_tools() {
   rm -rf "$tmp"
 }
 
+# The Pushgateway the batch jobs push to (`tributary compact|vacuum|reconcile|erase
+# --pushgateway URL`), for tests/tests/observability.rs, which starts its own.
+pushgateway_tool() {
+  local stamp="$TOOLS/versions/pushgateway"
+  [ -x "$BIN/pushgateway" ] && [ -s "$stamp" ] && return 0
+  echo "installing pushgateway from Debian's $PUSHGATEWAY_DEB package"
+  local tmp; tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download -qq "$PUSHGATEWAY_DEB" 2>/dev/null); then
+    apt_update_once
+    (cd "$tmp" && apt-get download -qq "$PUSHGATEWAY_DEB" 2>/dev/null)
+  fi
+  local deb; deb=$(ls "$tmp"/*.deb)
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/prometheus-pushgateway
+  install -m 0755 "$tmp/usr/bin/prometheus-pushgateway" "$BIN/pushgateway"
+  dpkg-deb -f "$deb" Version > "$stamp"
+  rm -rf "$tmp"
+}
+
 step "tools (.infra/tools/bin)"
 go_tool kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION"
 go_tool kube-score "$KUBE_SCORE_MODULE" "$KUBE_SCORE_VERSION"
 prometheus_tools
-echo "kustomize $("$BIN/kustomize" version), kube-score $KUBE_SCORE_VERSION, promtool and prometheus $(cat "$TOOLS/versions/promtool")"
+pushgateway_tool
+echo "kustomize $("$BIN/kustomize" version), kube-score $KUBE_SCORE_VERSION, promtool and prometheus $(cat "$TOOLS/versions/promtool"), pushgateway $(cat "$TOOLS/versions/pushgateway")"
 [ "${1:-lint}" = tools ] && exit 0
 
 # ---------------------------------------------------------------------------- kubernetes

@@ -21,4 +21,6 @@ echo "== tests"
 cargo test --release --workspace -- --test-threads 2
 echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary binary)"
 bash dev/airflow.sh test
+echo "== make demo, twice (services in the background, the lake in a temporary directory)"
+bash dev/demo-check.sh
 echo "== make test passed in $(( $(date +%s) - t0 )) s"

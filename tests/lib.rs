@@ -31,6 +31,20 @@ pub fn namespace(chain: &str, partitions: i32) -> Result<String> {
     Ok(ns)
 }
 
+/// A random namespace in which the topics of every chain exist, `partitions` each (the raw
+/// topics the gateway writes and everything the chain services and the sink use).
+pub fn namespace_all(partitions: i32) -> Result<String> {
+    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let all: Vec<(String, bool)> = topics::CHAINS
+        .iter()
+        .flat_map(|c| topics::chain_topics(c))
+        .map(|(t, c)| (topics::namespaced(&ns, &t), c))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
+    Ok(ns)
+}
+
 pub fn topic(ns: &str, t: String) -> String {
     topics::namespaced(ns, &t)
 }
@@ -163,6 +177,75 @@ mod reqwest {
         s.read_to_string(&mut buf)?;
         Ok(buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200"))
     }
+}
+
+/// The gateway binary of this build as a child process, on a free port, over a namespace.
+pub struct Ingest {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Ingest {
+    pub fn start(ns: &str, env: &[(&str, &str)]) -> Result<Ingest> {
+        let port = free_port();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{ns}-ingest.log")))?;
+        let child = Command::new(bin_dir().join("ingest"))
+            .env("KAFKA_BOOTSTRAP", kafka())
+            .env("TOPIC_NAMESPACE", ns)
+            .env("PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting ingest (cargo build -p tributary-ingest first)")?;
+        let mut me = Ingest { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = me.child.try_wait()? {
+                bail!("ingest exited early with {st}");
+            }
+            if let Ok(true) = reqwest::blocking_get(&me.url("/health/ready")) {
+                return Ok(me);
+            }
+            if Instant::now() > deadline {
+                bail!("ingest not ready within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A provider's documented payload from a chain's test fixtures
+/// (`services/<chain>/tests/fixtures/<provider>/<name>`).
+pub fn fixture(chain: &str, provider: &str, name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../services")
+        .join(chain)
+        .join("tests/fixtures")
+        .join(provider)
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Percent-encoding of a form value (`application/x-www-form-urlencoded`).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Every record of a topic, read `read_committed` from the beginning up to its end.

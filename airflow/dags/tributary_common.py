@@ -14,6 +14,10 @@ The executor is chosen when the DAG file is parsed: env `TRIBUTARY_EXECUTOR`, el
 Airflow Variable of that name, else `local`. The other settings are read when a task runs:
 the Airflow Variable of the same name wins over the worker's environment, which wins over
 the default (templated into the task's environment, so no metadata DB access at parse time).
+
+Metrics: every CLI job pushes its metrics to the Pushgateway at TRIBUTARY_PUSHGATEWAY (read
+by the CLI from the environment, like LAKE_URI) when it is set; in a pod the ConfigMap
+`tributary-airflow` sets it.
 """
 
 from __future__ import annotations
@@ -49,13 +53,16 @@ RUNTIME_SETTINGS: dict[str, str] = {
     "TOPIC_NAMESPACE": "",  # reconcile --namespace
     "TRIBUTARY_CHAINS": "",  # reconcile --chains / the compaction's chains (comma-separated)
     "TRIBUTARY_LEDGER": "",  # erase --ledger
+    # The Prometheus Pushgateway every job pushes its metrics to (the CLI reads it from the
+    # environment; empty: no push). In a pod the ConfigMap sets it (k8s/base).
+    "TRIBUTARY_PUSHGATEWAY": "",
     "COMPACT_TARGET_SIZE": "256MiB",
     "COMPACT_MIN_FILES": "4",
     "COMPACT_CLOSED_BEFORE_DAYS": "1",
     "VACUUM_RETENTION": "168h",
 }
 # In a pod, the ConfigMap provides these; the Airflow side passes them on only when set.
-POD_FROM_CONFIGMAP = ("LAKE_URI", "KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL")
+POD_FROM_CONFIGMAP = ("LAKE_URI", "KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL", "TRIBUTARY_PUSHGATEWAY")
 
 
 def env_setting(name: str, default: str | None = None) -> str | None:
@@ -139,6 +146,7 @@ _PREAMBLE = """set -eu
 : "${LAKE_URI:?LAKE_URI is not set (Airflow Variable or environment)}"
 [ -n "${KAFKA_BOOTSTRAP:-}" ] || unset KAFKA_BOOTSTRAP
 [ -n "${SCHEMA_REGISTRY_URL:-}" ] || unset SCHEMA_REGISTRY_URL
+[ -n "${TRIBUTARY_PUSHGATEWAY:-}" ] || unset TRIBUTARY_PUSHGATEWAY
 """
 
 

@@ -122,3 +122,39 @@ def test_erasure_conf_validation():
                 {"tenant": "acme", "emails": ["a@b.c"], "extra": 1}):
         with pytest.raises(ValueError):
             validate_conf(bad)
+
+
+def _env_of(task, executor: str) -> dict:
+    """A CLI task's environment (BashOperator `env`, KubernetesPodOperator `env_vars`)."""
+    key = "env" if executor == "local" else "env_vars"
+    kw = task.partial_kwargs if hasattr(task, "partial_kwargs") else task.__dict__
+    env = kw.get(key) if key in kw else getattr(task, key, None)
+    if isinstance(env, list):  # the pod operator keeps k8s V1EnvVar objects
+        return {e.name: e.value for e in env}
+    return dict(env or {})
+
+
+@pytest.mark.parametrize("executor", ["local", "kubernetes"])
+def test_cli_tasks_pass_the_pushgateway_on(monkeypatch, executor):
+    """Every job gets TRIBUTARY_PUSHGATEWAY, which the CLI reads (--pushgateway); in a pod the
+    ConfigMap provides it unless Airflow sets it."""
+    import tributary_common as tc
+
+    assert "TRIBUTARY_PUSHGATEWAY" in tc.RUNTIME_SETTINGS
+    assert '[ -n "${TRIBUTARY_PUSHGATEWAY:-}" ] || unset TRIBUTARY_PUSHGATEWAY' in tc._PREAMBLE
+    monkeypatch.setenv("TRIBUTARY_PUSHGATEWAY", "http://pushgateway.example:9091")
+    bag = dagbag(monkeypatch, executor)
+    seen = 0
+    for dag in bag.dags.values():
+        for t in dag.tasks:
+            if t.task_id in CLI_TASKS:
+                env = _env_of(t, executor)
+                assert "http://pushgateway.example:9091" in env.get("TRIBUTARY_PUSHGATEWAY", ""), (t.task_id, env)
+                seen += 1
+    assert seen == len(CLI_TASKS)
+    if executor == "kubernetes":
+        monkeypatch.delenv("TRIBUTARY_PUSHGATEWAY")
+        for dag in dagbag(monkeypatch, executor).dags.values():
+            for t in dag.tasks:
+                if t.task_id in CLI_TASKS:
+                    assert "TRIBUTARY_PUSHGATEWAY" not in _env_of(t, executor), t.task_id

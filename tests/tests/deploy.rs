@@ -5,14 +5,19 @@
 //! - `dashboards_lint_clean`: grafana/dashboards/*.json with the rules of Grafana's
 //!   dashboard-linter that apply (which cannot be installed here: the Go module proxy refuses
 //!   it), every query parsed by `promtool`, every metric, label and label value checked
-//!   against what `ChainMetrics` really registers; the alert rules' metrics too.
+//!   against what the code really registers: `ChainMetrics`, the sink's metrics (from the
+//!   built binary: `sink --list-metrics`) and the jobs' pushed metrics
+//!   (`tributary_ctl::job_metrics::catalog`, with their grouping labels `job` and `table`);
+//!   the alert rules' metrics too.
 //! - `dashboards_lint_catches_seeded_faults`: each rule above finds a fault planted in a
 //!   clean dashboard.
 //! - `manifests_match_binaries`: `kustomize build` of k8s/overlays/{dev,prod}: probes,
 //!   Services and ServiceMonitors on the port the binary listens on, security context,
 //!   resources, budgets, network policies, StatefulSet + INSTANCE_ID + ScaledObject for the
 //!   chains, --config in a mounted ConfigMap, secrets from Secrets, the Airflow ConfigMap;
-//!   every flag and environment variable a container gets is in its binary's `--help`.
+//!   every flag and environment variable a container gets is in its binary's `--help`; the
+//!   Pushgateway (a third-party image) probed, locked down, scraped with honorLabels and
+//!   named by the Airflow ConfigMap's TRIBUTARY_PUSHGATEWAY.
 //! - `binaries_run_as_manifests_say`: each built binary started with its manifest's args,
 //!   config file, environment and user (Kafka and the registry pointed at a closed port)
 //!   serves /health/live, /health/ready and /metrics, and stops within the 30 s grace period.
@@ -98,7 +103,8 @@ fn has_word(text: &str, word: &str) -> bool {
 
 // ------------------------------------------------------------------------------ metrics
 
-/// What the chain services expose, from `ChainMetrics` itself.
+/// What the services and jobs expose: `ChainMetrics` itself, the sink's registry and the
+/// jobs' pushed metrics.
 struct Known {
     /// Series name (with `_bucket`, `_sum`, `_count` for histograms) to its label names.
     series: BTreeMap<String, BTreeSet<String>>,
@@ -142,24 +148,48 @@ fn known_metrics() -> &'static Known {
                 .expect("encode");
             String::from_utf8(buf).expect("utf-8")
         };
-        // As registered: the label values the engine initialises (outcome, reason, result).
+        // The sink's and the jobs' catalogs: every series with one child each (for the
+        // table `users`), the jobs' with their grouping labels.
+        let sink = sink_catalog();
+        let jobs = tributary_ctl::job_metrics::catalog();
+        // As registered: the label values the code initialises (outcome, reason, result,
+        // kind, job, when); not those that name a chain, table, partition or service.
         let mut values: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for (name, labels) in samples(&text(&m)) {
-            for (k, v) in labels.into_iter().filter(|(k, _)| k != "chain" && k != "le") {
-                values.entry((name.clone(), k)).or_default().insert(v);
+        for text in [text(&m), sink.clone(), jobs.clone()] {
+            for (name, labels) in samples(&text) {
+                for (k, v) in labels
+                    .into_iter()
+                    .filter(|(k, _)| !["chain", "table", "partition", "service", "le"].contains(&k.as_str()))
+                {
+                    values.entry((name.clone(), k)).or_default().insert(v);
+                }
             }
         }
         // Vectors without initialised children are not gathered: give each a child.
         m.state_keys.with_label_values(&["0"]);
         m.state_bytes.with_label_values(&["0"]);
         m.restore_seconds.with_label_values(&["0"]);
+        m.last_restore_seconds.with_label_values(&["0"]);
         m.consumer_lag.with_label_values(&["0"]);
         let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (name, labels) in samples(&text(&m)) {
-            series
-                .entry(name)
-                .or_default()
-                .extend(labels.into_iter().map(|(k, _)| k));
+        for text in [text(&m), sink, jobs] {
+            for (name, labels) in samples(&text) {
+                series
+                    .entry(name)
+                    .or_default()
+                    .extend(labels.into_iter().map(|(k, _)| k));
+            }
+        }
+        for prefix in [
+            "tributary_sink_",
+            "tributary_job_",
+            "tributary_compaction_",
+            "tributary_reconciliation_",
+        ] {
+            assert!(
+                series.keys().any(|n| n.starts_with(prefix)),
+                "no {prefix}* series in the catalogs"
+            );
         }
         assert!(
             series.len() >= 10,
@@ -168,6 +198,23 @@ fn known_metrics() -> &'static Known {
         );
         Known { series, values }
     })
+}
+
+/// What `sink --list-metrics` prints: the text exposition of every series the sink has
+/// (`SinkMetrics::catalog`); the test crate does not link the sink, its binary does.
+fn sink_catalog() -> String {
+    let bin = bin_dir().join("sink");
+    let out = Command::new(&bin)
+        .arg("--list-metrics")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release -p tributary-sink first)", bin.display()));
+    assert!(
+        out.status.success(),
+        "{} --list-metrics: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 // ------------------------------------------------------------------------------ PromQL
@@ -978,6 +1025,7 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
         .is_some_and(|p| p.to_uppercase().starts_with("SASL"));
     let mut images = BTreeSet::new();
     let mut containers = Vec::new();
+    let mut errors = Vec::new();
 
     for w in kind("StatefulSet").into_iter().chain(kind("Deployment")) {
         let (wkind, wname) = (s(w, "kind"), name_of(w));
@@ -985,6 +1033,21 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
         let pod = &spec["template"]["spec"];
         let labels = spec.pointer("/template/metadata/labels").cloned().unwrap_or(json!({}));
         let psc = pod.get("securityContext").cloned().unwrap_or(json!({}));
+        if let Some((_, image)) = THIRD_PARTY.iter().find(|(n, _)| *n == wname) {
+            // Not a Tributary binary: its own checks, and not in `images`/`containers`.
+            let ctx = ThirdParty {
+                image,
+                pod,
+                labels: &labels,
+                services: &services,
+                monitors: &kind("ServiceMonitor"),
+                budgets: &kind("PodDisruptionBudget"),
+                policies: &kind("NetworkPolicy"),
+                airflow: configmaps.get("tributary-airflow"),
+            };
+            errors.extend(ctx.check().into_iter().map(|e| format!("{wkind}/{wname}: {e}")));
+            continue;
+        }
         for c in arr(pod, "containers") {
             let mut errors = Vec::new();
             let mut err = |e: String| errors.push(e);
@@ -1318,7 +1381,6 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
     }
 
     // --- Airflow settings
-    let mut errors = Vec::new();
     match configmaps.get("tributary-airflow") {
         None => errors.push("no ConfigMap tributary-airflow".to_owned()),
         Some(air) => {
@@ -1359,6 +1421,148 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
         overlay,
         containers,
         errors,
+    }
+}
+
+/// Workloads that run a third-party image (name, image without tag).
+const THIRD_PARTY: &[(&str, &str)] = &[("pushgateway", "prom/pushgateway")];
+
+/// A third-party workload of the build and what it must agree with.
+struct ThirdParty<'a> {
+    image: &'a str,
+    pod: &'a Value,
+    labels: &'a Value,
+    services: &'a [&'a Value],
+    monitors: &'a [&'a Value],
+    budgets: &'a [&'a Value],
+    policies: &'a [&'a Value],
+    airflow: Option<&'a BTreeMap<String, String>>,
+}
+
+impl ThirdParty<'_> {
+    /// The Pushgateway: a pinned image, probes on its port, locked down like the services,
+    /// a budget and a network policy, a Service that only a ServiceMonitor with honorLabels
+    /// scrapes (the pushed `job` labels survive), and the Airflow ConfigMap's
+    /// TRIBUTARY_PUSHGATEWAY pointing at that Service.
+    fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut err = |e: String| errors.push(e);
+        let psc = self.pod.get("securityContext").cloned().unwrap_or(json!({}));
+        let containers = arr(self.pod, "containers");
+        if containers.len() != 1 {
+            err(format!("{} containers, expected 1", containers.len()));
+        }
+        for c in containers {
+            let image = s(c, "image");
+            match image.split_once(':') {
+                Some((name, tag)) if name == self.image && !tag.is_empty() && tag != "latest" => {}
+                _ => err(format!("image {image} is not {}:<pinned tag>", self.image)),
+            }
+            let ports: BTreeMap<&str, i64> = arr(c, "ports")
+                .iter()
+                .map(|p| {
+                    (
+                        s(p, "name"),
+                        p.get("containerPort").and_then(Value::as_i64).unwrap_or(-1),
+                    )
+                })
+                .collect();
+            let port = ports.values().next().copied();
+            for probe in ["livenessProbe", "readinessProbe"] {
+                let p = c.pointer(&format!("/{probe}/httpGet/port"));
+                let n = match p {
+                    Some(Value::String(n)) => ports.get(n.as_str()).copied(),
+                    Some(v) => v.as_i64(),
+                    None => None,
+                };
+                if n.is_none() || n != port {
+                    err(format!("{probe}: not an httpGet on the container port {port:?}"));
+                }
+            }
+            let csc = c.get("securityContext").cloned().unwrap_or(json!({}));
+            let sc = |k: &str| csc.get(k).or(psc.get(k)).cloned();
+            if sc("runAsNonRoot") != Some(json!(true)) {
+                err("runAsNonRoot is not true".into());
+            }
+            if csc.get("readOnlyRootFilesystem") != Some(&json!(true)) {
+                err("readOnlyRootFilesystem is not true".into());
+            }
+            if csc.get("allowPrivilegeEscalation") != Some(&json!(false)) {
+                err("allowPrivilegeEscalation is not false".into());
+            }
+            if !csc
+                .pointer("/capabilities/drop")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.contains(&json!("ALL")))
+            {
+                err("capabilities do not drop ALL".into());
+            }
+            for part in ["requests", "limits"] {
+                for r in ["cpu", "memory"] {
+                    if c.pointer(&format!("/resources/{part}/{r}")).is_none() {
+                        err(format!("no {r} {}", &part[..part.len() - 1]));
+                    }
+                }
+            }
+        }
+        if self.pod.get("automountServiceAccountToken") != Some(&json!(false)) {
+            err("automountServiceAccountToken is not false".into());
+        }
+        if !self
+            .budgets
+            .iter()
+            .any(|p| selects(p.pointer("/spec/selector"), self.labels))
+        {
+            err("no PodDisruptionBudget selects these pods".into());
+        }
+        if !self.policies.iter().any(|p| {
+            selects(p.pointer("/spec/podSelector"), self.labels)
+                && p.pointer("/spec/podSelector/matchLabels/app.kubernetes.io~1name")
+                    .is_some()
+        }) {
+            err("no NetworkPolicy of its own lets the jobs push to it".into());
+        }
+        let svcs: Vec<&&Value> = self
+            .services
+            .iter()
+            .filter(|sv| selects(sv.pointer("/spec/selector"), self.labels))
+            .collect();
+        if svcs.len() != 1 {
+            err(format!("{} Services select these pods, expected 1", svcs.len()));
+        }
+        for sv in svcs {
+            let sname = sv.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            let sports = arr(&sv["spec"], "ports");
+            let pnames: BTreeSet<&str> = sports.iter().map(|p| s(p, "name")).collect();
+            let slabels = sv.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+            let scrapes: Vec<&Value> = self
+                .monitors
+                .iter()
+                .filter(|m| selects(m.pointer("/spec/selector"), &slabels))
+                .flat_map(|m| arr(&m["spec"], "endpoints"))
+                .filter(|ep| pnames.contains(s(ep, "port")))
+                .collect();
+            if scrapes.is_empty() {
+                err(format!("no ServiceMonitor scrapes Service {sname}"));
+            }
+            for ep in scrapes {
+                if ep.get("honorLabels") != Some(&json!(true)) {
+                    err(format!(
+                        "a ServiceMonitor scrapes Service {sname} port {} without honorLabels: the pushed job labels would be lost",
+                        s(ep, "port")
+                    ));
+                }
+            }
+            let sport = sports.first().and_then(|p| p.get("port")).and_then(Value::as_i64);
+            let want = format!("http://{sname}:{}", sport.unwrap_or(-1));
+            let got = self.airflow.and_then(|a| a.get("TRIBUTARY_PUSHGATEWAY"));
+            if got != Some(&want) {
+                err(format!(
+                    "tributary-airflow TRIBUTARY_PUSHGATEWAY is {got:?}, expected {want:?}"
+                ));
+            }
+        }
+        errors
     }
 }
 
@@ -1580,13 +1784,15 @@ fn live_run(c: &Container, known: &Known) -> (Vec<String>, Vec<String>) {
         .collect();
     let unknown: Vec<&String> = exposed
         .iter()
-        .filter(|n| n.starts_with("tributary_chain_") && !known.series.contains_key(*n))
+        .filter(|n| {
+            (n.starts_with("tributary_chain_") || n.starts_with("tributary_sink_")) && !known.series.contains_key(*n)
+        })
         .collect();
     if exposed.is_empty() {
         bad.push(format!("{label}: /metrics has no tributary_* series"));
     } else if !unknown.is_empty() {
         bad.push(format!(
-            "{label}: /metrics exposes chain series ChainMetrics::new does not register: {unknown:?}"
+            "{label}: /metrics exposes chain or sink series the code does not register: {unknown:?}"
         ));
     } else {
         ok.push(format!("{label}: /metrics: {} tributary_* series", exposed.len()));
@@ -1734,10 +1940,43 @@ fn manifest_checks_catch_seeded_faults() {
             failed.push(format!("{what}: no finding with {expect:?}: {errors:?}"));
         }
     }
-    println!(
-        "manifest self-test: {} of {} seeded faults caught",
-        seeded.len() - failed.len(),
-        seeded.len()
-    );
+    // The Pushgateway's faults are findings of the build as a whole.
+    fn named(d: &Value, kind: &str, name: &str) -> bool {
+        s(d, "kind") == kind && d.pointer("/metadata/name") == Some(&json!(name))
+    }
+    type PlantAll = fn(&mut Vec<Value>);
+    let pushgateway_faults: &[(&str, &str, PlantAll)] = &[
+        ("honorLabels", "without honorLabels", |docs| {
+            for d in docs
+                .iter_mut()
+                .filter(|d| named(d, "ServiceMonitor", "tributary-pushgateway"))
+            {
+                d["spec"]["endpoints"][0]["honorLabels"] = json!(false);
+            }
+        }),
+        ("image", "pinned tag", |docs| {
+            for d in docs.iter_mut().filter(|d| named(d, "Deployment", "pushgateway")) {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("prom/pushgateway:latest");
+            }
+        }),
+        ("airflow", "TRIBUTARY_PUSHGATEWAY", |docs| {
+            for d in docs.iter_mut().filter(|d| named(d, "ConfigMap", "tributary-airflow")) {
+                d["data"]["TRIBUTARY_PUSHGATEWAY"] = json!("http://elsewhere:9091");
+            }
+        }),
+    ];
+    for (what, expect, plant) in pushgateway_faults {
+        let mut docs = docs.clone();
+        plant(&mut docs);
+        let b = check_build("dev", &docs, &defaults);
+        if !b.errors.iter().any(|e| e.contains(expect)) {
+            failed.push(format!(
+                "pushgateway {what}: no finding with {expect:?}: {:?}",
+                b.errors
+            ));
+        }
+    }
+    let n = seeded.len() + pushgateway_faults.len();
+    println!("manifest self-test: {} of {n} seeded faults caught", n - failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -3,85 +3,12 @@
 //! the right counts and line numbers; and `kill -9` of the gateway while webhooks are in
 //! flight loses none that was answered 2xx.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tributary_engine::topics::{self, CHAINS};
-use tributary_tests::{free_port, kafka, read_all};
-
-/// The gateway binary of this build as a child process, on a free port, over a namespace.
-struct Ingest {
-    child: Child,
-    port: u16,
-}
-
-impl Ingest {
-    fn start(ns: &str, env: &[(&str, &str)]) -> Result<Ingest> {
-        let exe = std::env::current_exe()?;
-        let bin = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .context("target dir")?
-            .join("ingest");
-        let port = free_port();
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{ns}-ingest.log")))?;
-        let child = Command::new(&bin)
-            .env("KAFKA_BOOTSTRAP", kafka())
-            .env("TOPIC_NAMESPACE", ns)
-            .env("PORT", port.to_string())
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} (cargo build -p tributary-ingest first)", bin.display()))?;
-        let mut me = Ingest { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = me.child.try_wait()? {
-                bail!("ingest exited early with {st}");
-            }
-            if let Ok(r) = reqwest::blocking_free_get(&me.url("/health/ready")) {
-                if r == 200 {
-                    return Ok(me);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("ingest not ready within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-mod reqwest {
-    pub use ::reqwest::*;
-    /// Status of a GET, without a runtime.
-    pub fn blocking_free_get(url: &str) -> std::io::Result<u16> {
-        use std::io::{Read, Write};
-        let rest = url.trim_start_matches("http://");
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut s = std::net::TcpStream::connect(host)?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
-        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf)?;
-        Ok(buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
-    }
-}
+use tributary_tests::{fixture, kafka, read_all, urlencode, Ingest};
 
 /// A fresh namespace with the raw topic of every chain.
 fn raw_namespace(partitions: i32) -> Result<String> {
@@ -93,16 +20,6 @@ fn raw_namespace(partitions: i32) -> Result<String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
     Ok(ns)
-}
-
-fn fixture(chain: &str, provider: &str, name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../services")
-        .join(chain)
-        .join("tests/fixtures")
-        .join(provider)
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -255,15 +172,6 @@ fn webhooks_of_each_provider_land_on_their_raw_topics() -> Result<()> {
     assert!(metrics.contains(r#"tributary_ingest_requests_total{provider="sendgrid",route="webhook",status="403"} 2"#));
     assert!(metrics.contains("tributary_ingest_request_duration_seconds_bucket"));
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]
@@ -448,5 +356,63 @@ fn kill_9_loses_no_accepted_webhook() -> Result<()> {
     assert!(twice.is_empty(), "published twice: {twice:?}");
     // Requests cut off by the kill may have landed without their answer; never more.
     assert!(counts.len() as u64 <= attempted);
+    Ok(())
+}
+
+/// A large upload streams through in bounded memory: 300 MB of CSV (300 000 rows of ~1 KB,
+/// generated while it is sent, never held whole by the test either) go through the gateway,
+/// every row is acknowledged by Kafka, and the gateway's peak resident memory stays a small
+/// fraction of the file.
+#[test]
+fn a_large_upload_streams_in_bounded_memory() -> Result<()> {
+    use std::io::{Read, Write};
+    let ns = raw_namespace(2)?;
+    let gw = Ingest::start(&ns, &[])?;
+    let rows = 300_000u64;
+    let notes = "n".repeat(1000);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port))?;
+    s.set_read_timeout(Some(Duration::from_secs(300)))?;
+    write!(
+        s,
+        "POST /v1/tenants/acme/uploads/users?token=acme-local-token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut sent = 0u64;
+    let mut chunk = String::from("event_id,email,first_name,notes\n");
+    for i in 0..rows {
+        chunk.push_str(&format!("big-{i},big{i}@example.com,Big,{notes}\n"));
+        if chunk.len() >= 1 << 20 || i + 1 == rows {
+            write!(s, "{:x}\r\n", chunk.len())?;
+            s.write_all(chunk.as_bytes())?;
+            s.write_all(b"\r\n")?;
+            sent += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    s.write_all(b"0\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).with_context(|| format!("answer: {resp}"))?;
+    assert_eq!(v["accepted"], rows, "{v}");
+    assert_eq!(v["rejected_count"], 0, "{v}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id()))?;
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("VmHWM")?;
+    println!(
+        "upload of {} MiB, {rows} rows: gateway peak RSS {} MiB",
+        sent >> 20,
+        peak_kib >> 10
+    );
+    assert!(sent > 280 << 20, "the upload is as large as meant: {sent} bytes");
+    assert!(
+        peak_kib < 96 << 10,
+        "the gateway's peak RSS is {} MiB for a {} MiB upload: not bounded",
+        peak_kib >> 10,
+        sent >> 20
+    );
     Ok(())
 }

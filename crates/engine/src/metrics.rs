@@ -4,8 +4,8 @@
 
 use crate::error::ErrorClass;
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,9 +28,14 @@ pub struct ChainMetrics {
     pub state_keys: IntGaugeVec,
     pub state_bytes: IntGaugeVec,
     pub restore_seconds: HistogramVec,
+    /// Duration of each partition's last restore: a histogram's increase cannot show the
+    /// restores a process makes before its first scrape (at start-up), this gauge does.
+    pub last_restore_seconds: GaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub ingest_to_clean_seconds: Histogram,
     pub assigned_partitions: IntGauge,
+    /// `tributary_service_ready{service}`: 1 while `/health/ready` answers 200.
+    pub ready: IntGauge,
 }
 
 impl ChainMetrics {
@@ -90,6 +95,13 @@ impl ChainMetrics {
                 secs("chain_state_restore_duration_seconds", "Dedup state restore time", 0.01),
                 &["partition"]
             )),
+            last_restore_seconds: reg!(GaugeVec::new(
+                Opts::new(
+                    "chain_state_last_restore_duration_seconds",
+                    "Duration of the partition's last dedup state restore"
+                ),
+                &["partition"]
+            )),
             consumer_lag: reg!(IntGaugeVec::new(
                 Opts::new("chain_consumer_lag_records", "Records behind the raw topic's end"),
                 &["partition"]
@@ -100,6 +112,7 @@ impl ChainMetrics {
                 0.005
             ))),
             assigned_partitions: reg!(IntGauge::new("chain_assigned_partitions", "Input partitions owned")),
+            ready: reg!(ready_gauge("service_ready", chain)),
             registry,
         };
         for outcome in ["clean", "dlq", "duplicate"] {
@@ -139,16 +152,38 @@ impl Tally {
     }
 }
 
+/// The readiness gauge of a service (`<prefix>service_ready{service}`, 1 or 0): `name` is
+/// `service_ready` in a registry with the prefix `tributary`, `tributary_service_ready` in
+/// one without.
+pub fn ready_gauge(name: &str, service: &str) -> prometheus::Result<IntGauge> {
+    IntGauge::with_opts(
+        Opts::new(name, "1 while the service is ready (its /health/ready answers 200)").const_label("service", service),
+    )
+}
+
 /// Readiness: set once the producer is initialised and every assigned partition's state is
-/// restored; cleared while a restore runs.
+/// restored; cleared while a restore runs. With a gauge (`Health::with_gauge`), every change
+/// is also published as `tributary_service_ready`.
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    gauge: Option<IntGauge>,
 }
 
 impl Health {
+    pub fn with_gauge(gauge: IntGauge) -> Health {
+        gauge.set(0);
+        Health {
+            ready: Arc::default(),
+            gauge: Some(gauge),
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+        if let Some(g) = &self.gauge {
+            g.set(i64::from(ready));
+        }
     }
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)

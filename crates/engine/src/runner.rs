@@ -493,6 +493,10 @@ impl<C: Chain> Core<C> {
             .with_label_values(&[&label])
             .observe(elapsed.as_secs_f64());
         self.metrics
+            .last_restore_seconds
+            .with_label_values(&[&label])
+            .set(elapsed.as_secs_f64());
+        self.metrics
             .state_keys
             .with_label_values(&[&label])
             .set(state.len() as i64);
@@ -608,7 +612,7 @@ fn check_topics<X: ConsumerContext>(consumer: &BaseConsumer<X>, t: &Topics) -> R
 /// Runs a chain service until `shutdown` is cancelled or a fatal error occurs.
 pub fn run<C: Chain>(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = ChainMetrics::new(C::NAME);
-    let health = Health::default();
+    let health = Health::with_gauge(metrics.ready.clone());
     let http = crate::metrics::serve(
         cfg.metrics_port,
         metrics.registry.clone(),

@@ -400,19 +400,21 @@ pub fn check(
     Ok(report)
 }
 
+/// Every kind of discrepancy, as the metrics name them (`error`: a chain could not be checked).
+pub const DISCREPANCY_KINDS: [&str; 7] = [
+    "gap",
+    "overlap",
+    "audit_sum",
+    "row_count",
+    "duplicate_event_id",
+    "table_ahead",
+    "error",
+];
+
 /// Prometheus text-format gauges of a run. `last_success` is the Unix time of the last
 /// run without discrepancies (this one's, or carried over from the previous file).
 pub fn prometheus(reports: &[ChainReport], errors: &[(String, String)], last_success: Option<f64>, now: f64) -> String {
     use std::fmt::Write;
-    const KINDS: [&str; 7] = [
-        "gap",
-        "overlap",
-        "audit_sum",
-        "row_count",
-        "duplicate_event_id",
-        "table_ahead",
-        "error",
-    ];
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -420,7 +422,7 @@ pub fn prometheus(reports: &[ChainReport], errors: &[(String, String)], last_suc
     );
     let _ = writeln!(s, "# TYPE tributary_reconcile_discrepancies gauge");
     for r in reports {
-        for k in KINDS {
+        for k in DISCREPANCY_KINDS {
             let n = r.discrepancies.iter().filter(|d| d.kind == k).count();
             let _ = writeln!(
                 s,

@@ -1,15 +1,34 @@
-//! Realistic synthetic raw events for every chain, from a seed so a run can be repeated, with
-//! a chosen share of exact duplicates and of invalid records. What it sends is summarised,
-//! including the exact set of identities that must come out clean.
+//! Realistic synthetic raw events for every chain, in every source format the chain reads
+//! (`json`, `csv` and the ESP webhooks: SendGrid, Mailgun, SES, Postmark, Mailchimp, Mandrill,
+//! one event a record, the way the gateway publishes them), from a seed so a run can be
+//! repeated, with a chosen share of exact duplicates and of invalid records of every class.
+//! What it sends is summarised, including the exact set of `tenant/event_id` that must come
+//! out clean.
+//!
+//! Identities: each format's valid records carry the identity the chain derives from them
+//! (SendGrid `sg_event_id`; Mailgun `<id>:<timestamp>`; SES `<messageId>:<type>:<recipient>`
+//! plus the time for repeating types and the list for unsubscribes; Postmark `<ID>:<type>` or
+//! `<MessageID>:<type>:<recipient>[:<time>]`; Mandrill `<_id>:<event>[:<ts>]`), written out by
+//! [`formats`]. Where the source has none (Mailchimp, Mandrill sync events, CSV exports
+//! without an id column) the chain hashes the normalized record: [`identity`] runs the
+//! chain's own pipeline to learn that hash. No two valid records of a run share an identity.
+
+mod formats;
+pub mod identity;
+mod progress;
+
+pub use formats::{Fault, Format};
+pub use progress::Progress;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use serde_json::{json, Value};
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+use tributary_engine::Source;
 
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -21,11 +40,17 @@ pub struct Spec {
     pub invalid_share: f64,
     pub seed: u64,
     pub tenants: Vec<String>,
-    /// Event times are spread over this many seconds before "now".
+    /// Event times are spread over this many seconds before the epoch.
     pub spread_secs: i64,
+    /// Which source formats: one, or a realistic mix of every format the chain reads.
+    pub format: Format,
+    /// The newest event time (Unix seconds); `None`: the wall clock at the start. Two runs
+    /// with the same seed and epoch send the same bytes.
+    pub epoch: Option<i64>,
 }
 
 impl Spec {
+    /// The canonical `json` format, ending now: what the tests and the benchmarks build on.
     pub fn new(chain: &str, count: u64) -> Spec {
         Spec {
             chain: chain.to_owned(),
@@ -35,7 +60,43 @@ impl Spec {
             seed: 1,
             tenants: vec!["acme".into(), "globex".into(), "initech".into()],
             spread_secs: 3600,
+            format: Format::One(Source::Json),
+            epoch: None,
         }
+    }
+
+    pub fn with_format(mut self, format: Format) -> Spec {
+        self.format = format;
+        self
+    }
+}
+
+/// The source formats a chain's `parse` reads, in the order they are listed.
+pub fn formats_for(chain: &str) -> &'static [Source] {
+    use Source::*;
+    match chain {
+        "users" => &[Json, Csv, Mailchimp],
+        "subscriptions" => &[Json, Csv, Sendgrid, Postmark, Mailchimp],
+        "mailings" => &[Json, Csv, Sendgrid, Mailgun, Ses, Postmark, Mandrill],
+        "unsubscribes" | "blocklists" => &[Json, Csv, Sendgrid, Mailgun, Ses, Postmark, Mailchimp, Mandrill],
+        _ => &[],
+    }
+}
+
+/// Checks that `chain` reads `format`; the error lists what it does read.
+pub fn check_format(chain: &str, format: Format) -> Result<(), String> {
+    let reads = formats_for(chain);
+    if reads.is_empty() {
+        return Err(format!("unknown chain '{chain}'"));
+    }
+    match format {
+        Format::Mix => Ok(()),
+        Format::One(s) if reads.contains(&s) => Ok(()),
+        Format::One(s) => Err(format!(
+            "the {chain} chain does not read '{}'; it reads: mix, {}",
+            s.as_str(),
+            reads.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -43,11 +104,18 @@ impl Spec {
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub key: String,
+    /// The `tenant` header.
     pub tenant: String,
     pub payload: Vec<u8>,
     pub kind: Kind,
     /// The identity that must appear once in the clean topic (valid records only).
     pub event_id: Option<String>,
+    /// The `source` header.
+    pub source: Source,
+    /// The `csv-header` header: the upload's header row.
+    pub csv_header: Option<String>,
+    /// For invalid records, what is wrong (each maps to one DLQ error class).
+    pub fault: Option<Fault>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +131,23 @@ pub struct Summary {
     pub valid: u64,
     pub duplicates: u64,
     pub invalid: u64,
+    /// Records sent per source format.
+    pub per_format: BTreeMap<String, u64>,
+    /// Invalid records per DLQ error class they must get.
+    pub invalid_by_class: BTreeMap<String, u64>,
+    /// Wall time of the send, including the final flush.
+    pub seconds: f64,
+    /// Records a second achieved.
+    pub rate: f64,
     /// `tenant/event_id` of every valid record: the exact expected clean set.
     #[serde(skip)]
     pub expected: BTreeSet<String>,
 }
 
 impl Summary {
-    fn add(&mut self, g: &Generated) {
+    pub fn add(&mut self, g: &Generated) {
         self.sent += 1;
+        *self.per_format.entry(g.source.as_str().to_owned()).or_default() += 1;
         match g.kind {
             Kind::Valid => {
                 self.valid += 1;
@@ -79,21 +156,44 @@ impl Summary {
                 }
             }
             Kind::Duplicate => self.duplicates += 1,
-            Kind::Invalid => self.invalid += 1,
+            Kind::Invalid => {
+                self.invalid += 1;
+                if let Some(f) = g.fault {
+                    *self.invalid_by_class.entry(f.class().as_str().to_owned()).or_default() += 1;
+                }
+            }
         }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        self.seconds = elapsed.as_secs_f64();
+        self.rate = if self.seconds > 0.0 {
+            self.sent as f64 / self.seconds
+        } else {
+            0.0
+        };
     }
 }
 
-const FIRST: &[&str] = &[
-    "ann", "bob", "chen", "dara", "emil", "fatima", "gus", "hana", "ivan", "jo", "kofi", "lena",
-];
-const DOMAINS: &[&str] = &[
-    "example.com",
-    "mail.example.org",
-    "example.net",
-    "bücher.example",
-    "corp.example.io",
-];
+/// Realistic shares of the formats in a `mix`, per chain (weights; formats a chain does not
+/// read are left out).
+fn mix_weight(chain: &str, s: Source) -> u32 {
+    use Source::*;
+    match (chain, s) {
+        ("users", Json) => 45,
+        ("users", Csv) => 25,
+        ("users", Mailchimp) => 30,
+        (_, Json) => 20,
+        (_, Csv) => 10,
+        ("mailings", Sendgrid) => 25,
+        ("mailings", Ses) => 15,
+        ("subscriptions", Mailchimp) => 30,
+        // An opt-out of several topics is one record a topic: fewer events, as many records.
+        ("unsubscribes", Ses) => 8,
+        (_, Sendgrid) => 18,
+        (_, Mailgun | Ses | Postmark | Mailchimp | Mandrill) => 12,
+    }
+}
 
 /// The generator itself: an iterator of records, deterministic for a spec.
 pub struct Generator {
@@ -102,110 +202,133 @@ pub struct Generator {
     i: u64,
     recent: Vec<Generated>,
     now: i64,
+    /// Records already decided that come next: the other recipients of one SES message, the
+    /// other topics of one SES opt-out.
+    pending: VecDeque<Generated>,
+    /// Hashes of every valid `tenant/identity`, so no two valid records share one.
+    seen: HashSet<u64>,
+    mix: Vec<(Source, u32)>,
+    hasher: identity::Hasher,
+    unknown_tenant: String,
 }
 
 impl Generator {
     pub fn new(spec: Spec) -> Generator {
-        let now = chrono_now();
+        let now = spec.epoch.unwrap_or_else(chrono_now);
+        let mix = formats_for(&spec.chain)
+            .iter()
+            .map(|s| (*s, mix_weight(&spec.chain, *s)))
+            .collect();
+        let mut unknown_tenant = "umbrella".to_owned();
+        while spec.tenants.contains(&unknown_tenant) {
+            unknown_tenant.push('x');
+        }
         Generator {
             rng: StdRng::seed_from_u64(spec.seed),
+            hasher: identity::Hasher::new(&spec.chain, &spec.tenants),
             spec,
             i: 0,
             recent: Vec::new(),
             now,
+            pending: VecDeque::new(),
+            seen: HashSet::new(),
+            mix,
+            unknown_tenant,
         }
     }
 
-    fn valid(&mut self) -> (Value, String, String) {
-        let r = &mut self.rng;
-        let tenant = self.spec.tenants[r.random_range(0..self.spec.tenants.len())].clone();
-        let person = r.random_range(0..100_000u32);
-        let email = format!(
-            "{}.{}@{}",
-            FIRST[person as usize % FIRST.len()],
-            person,
-            DOMAINS[person as usize % DOMAINS.len()]
-        );
-        let t = self.now - r.random_range(0..self.spec.spread_secs.max(1));
-        let id = format!("{}-{}-{}", self.spec.chain, self.spec.seed, self.i);
-        let time: Value = match self.i % 4 {
-            0 => json!(t),
-            1 => json!(t * 1000),
-            2 => json!(format_rfc3339(t)),
-            _ => json!(format_naive(t)),
-        };
-        let mut v = json!({"event_id": id, "event_time": time, "email": email});
-        let o = v.as_object_mut().expect("object");
-        let list = format!("list-{}", person % 7);
-        match self.spec.chain.as_str() {
-            "users" => {
-                o.insert("user_id".into(), json!(person.to_string()));
-                o.insert("first_name".into(), json!(FIRST[person as usize % FIRST.len()]));
-                o.insert(
-                    "country".into(),
-                    json!(["de", "us", "gb", "fr", "jp"][person as usize % 5]),
-                );
-                o.insert(
-                    "attributes".into(),
-                    json!({"plan": (["free", "pro", "team"][person as usize % 3])}),
-                );
-            }
-            "unsubscribes" => {
-                if person % 3 != 0 {
-                    o.insert("list_id".into(), json!(list));
+    fn pick_format(&mut self) -> Source {
+        match self.spec.format {
+            Format::One(s) => s,
+            Format::Mix => {
+                let total: u32 = self.mix.iter().map(|(_, w)| w).sum();
+                let mut roll = self.rng.random_range(0..total.max(1));
+                for (s, w) in &self.mix {
+                    if roll < *w {
+                        return *s;
+                    }
+                    roll -= w;
                 }
-                o.insert("method".into(), json!("link"));
-            }
-            "blocklists" => {
-                o.insert(
-                    "reason".into(),
-                    json!(["HARD_BOUNCE", "SPAM_COMPLAINT", "MANUAL"][person as usize % 3]),
-                );
-            }
-            "subscriptions" => {
-                o.insert("list_id".into(), json!(list));
-                o.insert(
-                    "action".into(),
-                    json!(["SUBSCRIBE", "CONFIRM", "RESUBSCRIBE"][person as usize % 3]),
-                );
-                o.insert("consent_ip".into(), json!(format!("198.51.100.{}", person % 250)));
-            }
-            _ => {
-                o.insert("message_id".into(), json!(format!("msg-{person}-{}", self.i / 3)));
-                o.insert("campaign_id".into(), json!(format!("c-{}", person % 11)));
-                o.insert(
-                    "event_type".into(),
-                    json!(["SENT", "DELIVERED", "OPENED", "CLICKED", "BOUNCED"][(self.i % 5) as usize]),
-                );
+                Source::Json
             }
         }
-        (v, tenant, email)
     }
 
-    /// An invalid record of one of the classes, cycling through them.
-    fn invalid(&mut self) -> (Vec<u8>, String) {
-        let (mut v, tenant, _) = self.valid();
-        let o = v.as_object_mut().expect("object");
-        let payload = match self.i % 5 {
-            0 => return (b"{not json".to_vec(), tenant),
-            1 => {
-                o.insert("email".into(), json!("not-an-address"));
-                v.to_string()
-            }
-            2 => {
-                o.insert("event_time".into(), json!("1999-01-01T00:00:00Z"));
-                v.to_string()
-            }
-            3 => {
-                o.insert("tenant_id".into(), json!("no-such-tenant"));
-                v.to_string()
-            }
-            _ => {
-                o.remove("email");
-                v.to_string()
-            }
+    fn tenant(&mut self) -> String {
+        // Tenants differ in size: the first ones send more.
+        let n = self.spec.tenants.len();
+        let a = self.rng.random_range(0..n);
+        let b = self.rng.random_range(0..n);
+        self.spec.tenants[a.min(b)].clone()
+    }
+
+    /// A record of `source`, valid or with `fault`; `None` when its identity is taken.
+    fn build(&mut self, source: Source, fault: Option<Fault>) -> Option<Vec<Generated>> {
+        let tenant = self.tenant();
+        let person = self.rng.random_range(0..100_000u32);
+        let t = match fault {
+            Some(Fault::TooOld) => 915_148_800 + self.rng.random_range(0..86_400 * 300),
+            _ => self.now - self.rng.random_range(0..self.spec.spread_secs.max(1)),
         };
-        (payload.into_bytes(), tenant)
+        let mut cx = formats::Ctx {
+            chain: &self.spec.chain,
+            seed: self.spec.seed,
+            i: self.i,
+            t,
+            person,
+            tenant: &tenant,
+            fault,
+            rng: &mut self.rng,
+        };
+        let built = formats::build(source, &mut cx);
+        let header_tenant = if fault == Some(Fault::UnknownTenant) {
+            self.unknown_tenant.clone()
+        } else {
+            tenant
+        };
+        let mut out = Vec::with_capacity(built.len());
+        for b in built {
+            let event_id = if fault.is_some() {
+                None
+            } else {
+                let id = match b.identity {
+                    formats::Identity::Known(id) => id,
+                    formats::Identity::Hashed => {
+                        self.hasher
+                            .identity(source, &b.payload, &header_tenant, b.csv_header.as_deref())
+                    }
+                };
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&header_tenant, &id).hash(&mut h);
+                if !self.seen.insert(h.finish()) {
+                    return None;
+                }
+                Some(id)
+            };
+            out.push(Generated {
+                key: format!(
+                    "{header_tenant}:{}",
+                    b.email.as_deref().unwrap_or_default().trim().to_lowercase()
+                ),
+                tenant: header_tenant.clone(),
+                payload: b.payload,
+                kind: if fault.is_some() { Kind::Invalid } else { Kind::Valid },
+                event_id,
+                source,
+                csv_header: b.csv_header,
+                fault,
+            });
+        }
+        Some(out)
+    }
+
+    fn remember(&mut self, g: &Generated) {
+        if self.recent.len() < 10_000 {
+            self.recent.push(g.clone());
+        } else {
+            let slot = self.rng.random_range(0..self.recent.len());
+            self.recent[slot] = g.clone();
+        }
     }
 }
 
@@ -216,38 +339,35 @@ impl Iterator for Generator {
         if self.i >= self.spec.count {
             return None;
         }
-        let roll: f64 = self.rng.random();
-        let g = if roll < self.spec.duplicate_share && !self.recent.is_empty() {
-            let pick = self.rng.random_range(0..self.recent.len());
-            let mut d = self.recent[pick].clone();
-            d.kind = Kind::Duplicate;
-            d
-        } else if roll < self.spec.duplicate_share + self.spec.invalid_share {
-            let (payload, tenant) = self.invalid();
-            Generated {
-                key: format!("{tenant}:invalid"),
-                tenant,
-                payload,
-                kind: Kind::Invalid,
-                event_id: None,
-            }
-        } else {
-            let (v, tenant, email) = self.valid();
-            let id = v["event_id"].as_str().map(str::to_owned);
-            let g = Generated {
-                key: format!("{tenant}:{email}"),
-                tenant,
-                payload: v.to_string().into_bytes(),
-                kind: Kind::Valid,
-                event_id: id,
-            };
-            if self.recent.len() < 10_000 {
-                self.recent.push(g.clone());
-            } else {
-                let slot = self.rng.random_range(0..self.recent.len());
-                self.recent[slot] = g.clone();
-            }
+        let g = if let Some(g) = self.pending.pop_front() {
+            self.remember(&g);
             g
+        } else {
+            let roll: f64 = self.rng.random();
+            if roll < self.spec.duplicate_share && !self.recent.is_empty() {
+                let pick = self.rng.random_range(0..self.recent.len());
+                let mut d = self.recent[pick].clone();
+                d.kind = Kind::Duplicate;
+                d
+            } else if roll < self.spec.duplicate_share + self.spec.invalid_share {
+                let source = self.pick_format();
+                let fault = Fault::ALL[(self.i % Fault::ALL.len() as u64) as usize];
+                let built = self
+                    .build(source, Some(fault))
+                    .expect("invalid records have no identity");
+                built.into_iter().next().expect("one record")
+            } else {
+                let source = self.pick_format();
+                let mut records = loop {
+                    if let Some(b) = self.build(source, None) {
+                        break b;
+                    }
+                };
+                let first = records.remove(0);
+                self.remember(&first);
+                self.pending.extend(records);
+                first
+            }
         };
         self.i += 1;
         Some(g)
@@ -259,7 +379,8 @@ pub fn send(bootstrap: &str, topic: &str, spec: Spec, progress: impl FnMut(u64))
     send_paced(bootstrap, topic, spec, None, progress)
 }
 
-/// Like [`send`], at most `per_sec` records a second when given.
+/// Like [`send`], at most `per_sec` records a second when given. `progress` is called with
+/// the number sent so far, every 1 000 records and at the end.
 pub fn send_paced(
     bootstrap: &str,
     topic: &str,
@@ -267,27 +388,36 @@ pub fn send_paced(
     per_sec: Option<u64>,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Summary> {
-    let started = std::time::Instant::now();
-    let producer: BaseProducer = ClientConfig::new()
+    let started = Instant::now();
+    let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "20")
         .set("compression.type", "zstd")
         .set("queue.buffering.max.messages", "500000")
-        .create()?;
+        // A topic that does not exist is an error, not a wait until the message times out.
+        .set("allow.auto.create.topics", "false")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(Deliveries::default())?;
     let mut summary = Summary::default();
     for g in Generator::new(spec) {
         summary.add(&g);
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "tenant",
                 value: Some(g.tenant.as_str()),
             })
             .insert(Header {
                 key: "source",
-                value: Some("json"),
+                value: Some(g.source.as_str()),
             });
+        if let Some(h) = &g.csv_header {
+            headers = headers.insert(Header {
+                key: "csv-header",
+                value: Some(h.as_str()),
+            });
+        }
         let mut rec = BaseRecord::to(topic)
             .key(g.key.as_bytes())
             .payload(&g.payload[..])
@@ -312,13 +442,46 @@ pub fn send_paced(
                 std::thread::sleep(wait);
             }
         }
-        if summary.sent % 10_000 == 0 {
+        if summary.sent % 1_000 == 0 {
             progress(summary.sent);
         }
     }
     producer.flush(Duration::from_secs(120))?;
+    let ctx = producer.context();
+    let failed = ctx.failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        let first = ctx.first_error.lock().map(|e| e.clone()).unwrap_or_default();
+        anyhow::bail!(
+            "{failed} of {} records were not delivered to {topic}: {}",
+            summary.sent,
+            first.unwrap_or_default()
+        );
+    }
     progress(summary.sent);
+    summary.finish(started.elapsed());
     Ok(summary)
+}
+
+/// Counts the records Kafka did not acknowledge, so a run that lost any fails loudly.
+#[derive(Default)]
+struct Deliveries {
+    failed: std::sync::atomic::AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
 }
 
 fn chrono_now() -> i64 {
@@ -326,6 +489,12 @@ fn chrono_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The start of the current UTC day, in Unix seconds: a default epoch under which every run
+/// of one day sends the same bytes.
+pub fn start_of_today() -> i64 {
+    chrono_now().div_euclid(86_400) * 86_400
 }
 
 fn civil(t: i64) -> (i64, u32, u32, i64, i64, i64) {
@@ -362,25 +531,134 @@ fn format_naive(t: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn same_seed_same_records_and_shares_hold() {
-        let a: Vec<_> = Generator::new(Spec::new("mailings", 5000)).map(|g| g.payload).collect();
-        let b: Vec<_> = Generator::new(Spec::new("mailings", 5000)).map(|g| g.payload).collect();
-        assert_eq!(a, b);
-        let mut s = Summary::default();
-        for g in Generator::new(Spec::new("users", 10_000)) {
-            s.add(&g);
+/// `tributary loadgen`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The chain whose raw topic receives the events.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(tributary_engine::topics::CHAINS))]
+    pub chain: String,
+    /// The source format: one the chain reads (json, csv, or a provider: sendgrid, mailgun,
+    /// ses, postmark, mailchimp, mandrill), or `mix`, a realistic share of every format the
+    /// chain reads (users: json, csv, mailchimp; unsubscribes and blocklists: all eight;
+    /// subscriptions: json, csv, sendgrid, postmark, mailchimp; mailings: all but mailchimp).
+    #[arg(long, default_value = "mix", value_parser = clap::builder::PossibleValuesParser::new(Format::NAMES))]
+    pub format: String,
+    /// How many records.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: u64,
+    /// Share of exact duplicates of earlier records.
+    #[arg(long, default_value_t = 0.1)]
+    pub duplicates: f64,
+    /// Share of invalid records (malformed, bad address, too old, unknown tenant, missing
+    /// recipient, in turn, in every format).
+    #[arg(long, default_value_t = 0.02)]
+    pub invalid: f64,
+    /// Seed: the same seed (and epoch) sends the same records.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Tenants to spread the events over.
+    #[arg(long, value_delimiter = ',', default_value = "acme,globex,initech")]
+    pub tenants: Vec<String>,
+    /// At most this many records a second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Event times are spread over this long before the epoch.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub spread: std::time::Duration,
+    /// The newest event time: `today` (the start of the current UTC day, so every run of one
+    /// day with the same seed sends the same bytes and a repeat is all duplicates), `now`, or
+    /// Unix seconds.
+    #[arg(long, default_value = "today", value_parser = parse_epoch)]
+    pub epoch: Epoch,
+    /// Topic namespace: `<ns>.raw.<chain>`.
+    #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
+    pub namespace: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epoch {
+    Today,
+    Now,
+    At(i64),
+}
+
+fn parse_epoch(s: &str) -> Result<Epoch, String> {
+    match s {
+        "today" => Ok(Epoch::Today),
+        "now" => Ok(Epoch::Now),
+        n => n
+            .parse::<i64>()
+            .map(Epoch::At)
+            .map_err(|_| format!("'{n}' is not today, now or Unix seconds")),
+    }
+}
+
+impl Args {
+    /// The run these flags ask for; `Err` is a usage error (a format the chain does not read,
+    /// shares out of range).
+    pub fn spec(&self) -> Result<Spec, String> {
+        let format = Format::parse(&self.format).ok_or_else(|| format!("unknown format '{}'", self.format))?;
+        check_format(&self.chain, format)?;
+        let share = |x: f64| (0.0..=1.0).contains(&x);
+        if !(share(self.duplicates) && share(self.invalid) && self.duplicates + self.invalid <= 1.0) {
+            return Err("--duplicates and --invalid are shares between 0 and 1 that add up to at most 1".into());
         }
-        assert!((800..1200).contains(&s.duplicates), "{s:?}");
-        assert_eq!(s.expected.len() as u64, s.valid);
+        if self.tenants.is_empty() {
+            return Err("--tenants names no tenant".into());
+        }
+        Ok(Spec {
+            chain: self.chain.clone(),
+            count: self.count,
+            duplicate_share: self.duplicates,
+            invalid_share: self.invalid,
+            seed: self.seed,
+            tenants: self.tenants.clone(),
+            spread_secs: self.spread.as_secs().max(1) as i64,
+            format,
+            epoch: match self.epoch {
+                Epoch::Today => Some(start_of_today()),
+                Epoch::Now => None,
+                Epoch::At(t) => Some(t),
+            },
+        })
     }
+}
 
-    #[test]
-    fn dates_format() {
-        assert_eq!(format_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(format_naive(0), "1970-01-01 00:00:00");
+/// Runs `tributary loadgen` with checked flags: sends, shows progress on stderr, prints the
+/// summary (as JSON with `--json`).
+pub fn run_cli(bootstrap: &str, args: &Args, spec: Spec) -> anyhow::Result<Summary> {
+    let topic = tributary_engine::topics::namespaced(&args.namespace, &tributary_engine::topics::raw(&args.chain));
+    let mut progress = Progress::new(&format!("loadgen {topic} ({})", args.format), spec.count);
+    let s = send_paced(bootstrap, &topic, spec, args.rate, |n| progress.update(n))?;
+    progress.finish(s.sent);
+    if args.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["chain"] = serde_json::json!(args.chain);
+        v["topic"] = serde_json::json!(topic);
+        v["format"] = serde_json::json!(args.format);
+        v["seed"] = serde_json::json!(args.seed);
+        v["expected_clean"] = serde_json::json!(s.expected.len());
+        println!("{v}");
+    } else {
+        let list = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                "none".to_owned()
+            } else {
+                m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        println!(
+            "sent {} records to {topic} in {:.1}s ({:.0} records/s): {} valid, {} duplicates, {} invalid",
+            s.sent, s.seconds, s.rate, s.valid, s.duplicates, s.invalid
+        );
+        println!("  per format: {}", list(&s.per_format));
+        println!("  invalid by class: {}", list(&s.invalid_by_class));
+        println!("  expected clean identities: {}", s.expected.len());
     }
+    Ok(s)
 }

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use tributary_ctl::job_metrics::JobRun;
 use tributary_ctl::lake_ops::{self, human_bytes, parse_size};
 use tributary_ctl::{loadgen, reconcile};
 use tributary_engine::topics;
@@ -31,27 +32,10 @@ enum Command {
         #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
         namespace: String,
     },
-    /// Sends realistic synthetic raw events to raw.<chain>.
-    Loadgen {
-        /// The chain whose raw topic receives the events.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
-        chain: String,
-        /// How many records.
-        #[arg(long, default_value_t = 10_000)]
-        count: u64,
-        /// Share of exact duplicates of earlier records.
-        #[arg(long, default_value_t = 0.1)]
-        duplicates: f64,
-        /// Share of invalid records.
-        #[arg(long, default_value_t = 0.02)]
-        invalid: f64,
-        /// Seed: the same seed sends the same records.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Tenants to spread the events over.
-        #[arg(long, value_delimiter = ',', default_value = "acme,globex,initech")]
-        tenants: Vec<String>,
-    },
+    /// Sends realistic synthetic raw events to raw.<chain>, in every source format the chain
+    /// reads (json, csv, the ESP webhooks) or one of them, with exact duplicates and invalid
+    /// records; prints what was sent and the exact clean set to expect.
+    Loadgen(loadgen::Args),
     /// Bin-packs the small files of closed partitions (tenant_id, event_date) into files near
     /// the target size, rows sorted by email_sha256 then event_time; one atomic commit per
     /// partition, safe while the sink writes, idempotent.
@@ -77,6 +61,10 @@ enum Command {
         /// Also print one JSON line with the plan and metrics.
         #[arg(long)]
         json: bool,
+        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
+        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
+        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
+        pushgateway: Option<String>,
     },
     /// Deletes data files no table version references and older than the retention.
     Vacuum {
@@ -93,6 +81,10 @@ enum Command {
         dry_run: bool,
         #[arg(long)]
         json: bool,
+        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
+        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
+        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
+        pushgateway: Option<String>,
     },
     /// Checks that every raw offset is accounted for exactly once by the audit records, that
     /// received = clean + dlq + duplicate, and that the clean topic and the tables agree per
@@ -122,6 +114,10 @@ enum Command {
         /// How long reading one topic to its end may take.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         read_timeout: std::time::Duration,
+        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
+        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
+        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
+        pushgateway: Option<String>,
     },
     /// Erases every row holding an address from a tenant's tables, leaves a pseudonymous
     /// suppression record (blocklists, reason ERASED), records the request in the erasure
@@ -146,6 +142,26 @@ enum Command {
         /// Topic namespace of raw.blocklists.
         #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
         namespace: String,
+        #[arg(long)]
+        json: bool,
+        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
+        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
+        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
+        pushgateway: Option<String>,
+    },
+    /// What the lake holds: per chain table its version, live files, rows, bytes, tenants and
+    /// days, from the Delta log; `--show N` prints the first N rows of each table too.
+    Tables {
+        /// The lake root (`hdfs://host:port/path`, a local directory).
+        #[arg(long, env = "LAKE_URI")]
+        lake: String,
+        /// Only these chains' tables (default: all five).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
+        chains: Vec<String>,
+        /// Also print the first N rows of each table.
+        #[arg(long, default_value_t = 0)]
+        show: usize,
+        /// Print the figures as JSON instead.
         #[arg(long)]
         json: bool,
     },
@@ -199,44 +215,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             );
         }
-        Command::Loadgen {
-            chain,
-            count,
-            duplicates,
-            invalid,
-            seed,
-            tenants,
-        } => {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&duplicates) && (0.0..=1.0).contains(&invalid) && duplicates + invalid <= 1.0,
-                "--duplicates and --invalid are shares between 0 and 1 that add up to at most 1"
-            );
-            let spec = loadgen::Spec {
-                chain: chain.clone(),
-                count,
-                duplicate_share: duplicates,
-                invalid_share: invalid,
-                seed,
-                tenants,
-                spread_secs: 3600,
-            };
-            let started = std::time::Instant::now();
-            let topic = format!("raw.{chain}");
-            let s = loadgen::send(&cli.kafka_bootstrap, &topic, spec, |n| {
-                eprint!(
-                    "\rloadgen raw.{chain}: {n}/{count} ({:.0}%)",
-                    n as f64 * 100.0 / count.max(1) as f64
-                );
-            })?;
-            eprintln!();
-            println!(
-                "sent {} records to raw.{chain} in {:.1}s: {} valid, {} duplicates, {} invalid",
-                s.sent,
-                started.elapsed().as_secs_f64(),
-                s.valid,
-                s.duplicates,
-                s.invalid
-            );
+        Command::Loadgen(args) => {
+            let spec = args.spec().unwrap_or_else(|msg| {
+                <Cli as clap::CommandFactory>::command()
+                    .error(clap::error::ErrorKind::InvalidValue, msg)
+                    .exit()
+            });
+            loadgen::run_cli(&cli.kafka_bootstrap, &args, spec)?;
         }
         Command::Compact {
             lake,
@@ -246,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_files,
             closed_before_days,
             json,
+            pushgateway,
         } => {
             let opts = tributary_lake::compact::CompactOptions {
                 target_size,
@@ -253,8 +239,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 closed_before_days,
                 today: None,
             };
-            let out = lake_ops::compact(&lake, &chain, &opts, plan)?;
-            print_compaction(&out, plan, json);
+            let mut run = JobRun::start("compact");
+            let result = lake_ops::compact(&lake, &chain, &opts, plan);
+            // A plan changes nothing: it is no run of the job.
+            if !plan {
+                run.compaction(&chain, &result);
+                run.push(pushgateway.as_deref());
+            }
+            print_compaction(&result?, plan, json);
         }
         Command::Vacuum {
             lake,
@@ -262,8 +254,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chain,
             dry_run,
             json,
+            pushgateway,
         } => {
-            let out = lake_ops::vacuum(&lake, &chain, retention, dry_run)?;
+            let mut run = JobRun::start("vacuum");
+            let result = lake_ops::vacuum(&lake, &chain, retention, dry_run);
+            if !dry_run {
+                run.vacuum(&chain, &result);
+                run.push(pushgateway.as_deref());
+            }
+            let out = result?;
             for m in &out {
                 println!(
                     "{}: {} files {}deleted (retention {})",
@@ -285,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             namespace,
             schema_registry_url,
             read_timeout,
+            pushgateway,
         } => {
             return reconcile_cmd(
                 cli.kafka_bootstrap,
@@ -295,7 +295,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 namespace,
                 schema_registry_url,
                 read_timeout,
+                pushgateway,
             )
+        }
+        Command::Tables {
+            lake,
+            chains,
+            show,
+            json,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let (stats, text) = rt.block_on(tributary_ctl::tables::report(&lake, &chains, show))?;
+            if json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                print!("{text}");
+            }
         }
         Command::Erase {
             lake,
@@ -306,21 +321,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chains,
             namespace,
             json,
+            pushgateway,
         } => {
             let mut addresses: Vec<String> = email.into_iter().collect();
             if let Some(f) = emails_file {
                 let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 addresses.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
             }
-            let out = lake_ops::erase(&lake_ops::EraseRequest {
+            let mut run = JobRun::start("erase");
+            let result = lake_ops::erase(&lake_ops::EraseRequest {
                 lake,
                 tenant: tenant.clone(),
                 addresses,
                 bootstrap: cli.kafka_bootstrap,
                 namespace,
                 ledger,
-                chains,
-            })?;
+                chains: chains.clone(),
+            });
+            run.erasure(&chains, &result);
+            run.push(pushgateway.as_deref());
+            let out = result?;
             println!("erasure {} for tenant {tenant}:", out.request_id);
             for t in &out.tables {
                 println!(
@@ -419,20 +439,25 @@ fn reconcile_cmd(
     namespace: String,
     registry: String,
     read_timeout: std::time::Duration,
+    pushgateway: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let chains = if chains.is_empty() {
         topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
     } else {
         chains
     };
-    let out = reconcile::run(&reconcile::Settings {
+    let mut run = JobRun::start("reconcile");
+    let result = reconcile::run(&reconcile::Settings {
         bootstrap,
         registry,
         namespace,
         lake,
-        chains,
+        chains: chains.clone(),
         read_timeout,
-    })?;
+    });
+    run.reconciliation(&chains, &result);
+    run.push(pushgateway.as_deref());
+    let out = result?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

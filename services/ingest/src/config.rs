@@ -27,6 +27,13 @@ pub const fn default_delivery_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// How old a signed SendGrid or Mailgun webhook's timestamp may be. Longer than either
+/// provider retries a delivery (SendGrid up to 72 h, Mailgun 8 h), so a genuine retry is never
+/// refused; a replay inside it repeats events the chains already hold and drop by identity.
+pub const fn default_signature_max_age() -> Duration {
+    Duration::from_secs(72 * 3600 + 3600)
+}
+
 /// The local default: tenant → SHA-256 hex of `<tenant>-local-token`.
 pub const LOCAL_TENANTS: [(&str, &str); 3] = [
     (
@@ -54,6 +61,7 @@ Environment (each also a flag; the environment overrides the --config file):
   MAX_RECORD_BYTES           longest upload line or CSV row, longer ones are rejected (default 1048576)
   DELIVERY_TIMEOUT           how long Kafka may take to acknowledge a record before 503 (default 30s)
   REQUIRE_PROVIDER_SIGNATURES  true: refuse webhooks of a provider without a configured secret (default false)
+  SIGNATURE_MAX_AGE          oldest signed SendGrid/Mailgun timestamp accepted, else 403 as a replay (default 73h)
   TENANT_TOKENS_FILE         lines `<tenant> <sha256 hex of its token>`; adds or replaces tenant tokens
   TRIBUTARY_CONFIG           the TOML settings file, as --config
   KAFKA_PROP_<NAME>          any librdkafka property, dots as underscores (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL)
@@ -85,6 +93,8 @@ pub struct Cli {
     pub delivery_timeout: Option<String>,
     #[arg(long, env = "REQUIRE_PROVIDER_SIGNATURES")]
     pub require_provider_signatures: Option<bool>,
+    #[arg(long, env = "SIGNATURE_MAX_AGE")]
+    pub signature_max_age: Option<String>,
     #[arg(long, env = "TENANT_TOKENS_FILE")]
     pub tenant_tokens_file: Option<PathBuf>,
 }
@@ -110,6 +120,9 @@ pub struct FileConfig {
     pub delivery_timeout: Option<Duration>,
     /// Refuse webhooks of providers without a configured secret.
     pub require_provider_signatures: Option<bool>,
+    /// Oldest signed SendGrid/Mailgun timestamp accepted.
+    #[serde(default, with = "humantime_serde")]
+    pub signature_max_age: Option<Duration>,
     /// As `TENANT_TOKENS_FILE`.
     pub tenant_tokens_file: Option<PathBuf>,
     /// librdkafka properties.
@@ -191,6 +204,8 @@ pub struct Settings {
     pub max_record_bytes: usize,
     pub delivery_timeout: Duration,
     pub require_provider_signatures: bool,
+    /// Oldest signed SendGrid/Mailgun timestamp accepted (replay window).
+    pub signature_max_age: Duration,
     /// librdkafka properties: the file's `[kafka]`, then `KAFKA_PROP_<NAME>`.
     pub kafka: BTreeMap<String, String>,
     pub tenants: BTreeMap<String, Tenant>,
@@ -239,6 +254,13 @@ impl Settings {
                 default_delivery_timeout()
             }),
             None => file.delivery_timeout.unwrap_or(default_delivery_timeout()),
+        };
+        let signature_max_age = match cli.signature_max_age.as_deref() {
+            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
+                errors.push(format!("SIGNATURE_MAX_AGE='{v}': {e}"));
+                default_signature_max_age()
+            }),
+            None => file.signature_max_age.unwrap_or(default_signature_max_age()),
         };
         let max_body_bytes = cli
             .max_body_bytes
@@ -323,6 +345,7 @@ impl Settings {
                 .unwrap_or(default_max_upload_bytes()),
             max_record_bytes,
             delivery_timeout,
+            signature_max_age,
             require_provider_signatures: cli
                 .require_provider_signatures
                 .or(file.require_provider_signatures)

@@ -159,7 +159,8 @@ async fn webhook_inner(
         query: &q,
         body: &body,
     };
-    if signatures::check(p, &tenant.secrets, &req)? == signatures::Outcome::Unconfigured {
+    let window = signatures::Window::now(app.settings.signature_max_age);
+    if signatures::check(p, &tenant.secrets, &req, &window)? == signatures::Outcome::Unconfigured {
         if app.settings.require_provider_signatures {
             return Err(Error::Unauthorized(format!(
                 "no {} secret is configured for tenant '{tenant_id}' and provider signatures are required",
@@ -371,7 +372,7 @@ async fn watch_kafka(app: Arc<App>, shutdown: CancellationToken) {
         if ok != app.ready.swap(ok, Ordering::Relaxed) {
             tracing::info!(ready = ok, "Kafka reachability changed");
         }
-        app.metrics.ready.set(i64::from(ok));
+        app.metrics.set_ready(ok);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub rejected_lines: IntCounterVec,
     pub latency: HistogramVec,
     pub ready: IntGauge,
+    /// `tributary_service_ready{service="ingest"}`, the readiness gauge every service has.
+    pub service_ready: IntGauge,
 }
 
 impl Metrics {
@@ -57,6 +59,11 @@ impl Metrics {
         }
         registry.register(Box::new(latency.clone())).expect("unique metric");
         registry.register(Box::new(ready.clone())).expect("unique metric");
+        let service_ready =
+            tributary_engine::metrics::ready_gauge("tributary_service_ready", "ingest").expect("valid metric");
+        registry
+            .register(Box::new(service_ready.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             requests,
@@ -64,7 +71,14 @@ impl Metrics {
             rejected_lines,
             latency,
             ready,
+            service_ready,
         }
+    }
+
+    /// Readiness (Kafka answers), in both gauges.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+        self.service_ready.set(i64::from(ready));
     }
 
     pub fn render(&self) -> String {

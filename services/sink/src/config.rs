@@ -103,7 +103,7 @@ impl SinkConfig {
 }
 
 pub const HELP: &str = "sink: writes Tributary's clean topics into one Delta table per chain, exactly once\n\n\
-Usage: sink\n\n\
+Usage: sink            run\n       sink --list-metrics  print every metric series the sink serves, and exit\n\n\
 Settings (environment): KAFKA_BOOTSTRAP, SCHEMA_REGISTRY_URL, LAKE_URI (default .lake; hdfs://host:port/path for HDFS),\n\
 CHAINS (default all), TOPIC_NAMESPACE, GROUP_ID (default tributary-sink), METRICS_PORT (default 9106),\n\
 FLUSH_MAX_ROWS (200000), FLUSH_MAX_BYTES (67108864), FLUSH_MAX_AGE (1s), TARGET_FILE_SIZE (134217728), KAFKA_PROP_<NAME>.\n\

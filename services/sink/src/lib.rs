@@ -13,7 +13,7 @@
 //!   those partitions are re-read from the table's offsets.
 
 mod config;
-mod metrics;
+pub mod metrics;
 
 pub use config::SinkConfig;
 
@@ -317,7 +317,7 @@ impl Core {
                     self.metrics.committed(chain, &s, started.elapsed());
                     if let Some(ms) = t.oldest_ms.take() {
                         let now_ms = tributary_engine::normalize::now_micros() / 1000;
-                        self.metrics.commit_latency.observe((now_ms - ms).max(0) as f64 / 1e3);
+                        self.metrics.latency(chain, (now_ms - ms).max(0) as f64 / 1e3);
                     }
                     let mut hint = TopicPartitionList::new();
                     for ((topic, p), o) in &offsets {
@@ -376,8 +376,8 @@ fn client_config(cfg: &SinkConfig) -> ClientConfig {
 }
 
 pub fn run(cfg: SinkConfig, shutdown: CancellationToken) -> Result<()> {
-    let metrics = SinkMetrics::new();
-    let health = Health::default();
+    let metrics = SinkMetrics::new(&cfg.chains);
+    let health = Health::with_gauge(metrics.ready.clone());
     let http = tributary_engine::metrics::serve(
         cfg.metrics_port,
         metrics.registry.clone(),
@@ -510,6 +510,10 @@ pub fn main() -> ExitCode {
     tributary_engine::init_tracing();
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!("{}", config::HELP);
+        return ExitCode::SUCCESS;
+    }
+    if std::env::args().nth(1).as_deref() == Some("--list-metrics") {
+        print!("{}", SinkMetrics::catalog());
         return ExitCode::SUCCESS;
     }
     if let Some(a) = std::env::args().nth(1) {

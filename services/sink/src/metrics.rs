@@ -1,8 +1,13 @@
 //! Metrics of the sink: rows and bytes committed per table, commit latency, files and their
-//! sizes, retries, dead letters and the offset lag of each clean topic behind the sink.
+//! sizes, retries and conflicts, dead letters, the offset lag of each table behind its clean
+//! topic, the time of each table's last commit and readiness.
+//!
+//! Labels are bounded: `table` is one of the five chains, `partition` a clean topic's
+//! partition, `result` one of `RESULTS`.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::time::Duration;
@@ -19,12 +24,22 @@ pub struct SinkMetrics {
     pub commits: IntCounterVec,
     pub retries: IntCounterVec,
     pub dlq: IntCounter,
+    /// Records of a clean topic partition not yet in its table, by `table` and `partition`.
     pub lag: IntGaugeVec,
-    pub commit_latency: Histogram,
+    /// From the oldest waiting record's Kafka timestamp to the commit that holds it.
+    pub commit_latency: HistogramVec,
+    pub last_commit: GaugeVec,
+    /// `tributary_service_ready{service="sink"}`.
+    pub ready: IntGauge,
 }
 
+/// The values of the `result` label of `tributary_sink_commits_total`.
+pub const RESULTS: [&str; 3] = ["committed", "conflict", "failed"];
+
 impl SinkMetrics {
-    pub fn new() -> Self {
+    /// The sink's metrics, with a zero-valued series of every counter for each of `tables`
+    /// (so a rate or a ratio has data before the first retry or conflict).
+    pub fn new(tables: &[String]) -> Self {
         let registry = Registry::new_custom(Some("tributary".into()), None).expect("valid prefix");
         macro_rules! reg {
             ($m:expr) => {{
@@ -33,7 +48,7 @@ impl SinkMetrics {
                 m
             }};
         }
-        SinkMetrics {
+        let m = SinkMetrics {
             rows: reg!(IntCounterVec::new(
                 Opts::new("sink_rows_total", "Rows committed to the lake"),
                 &["table"]
@@ -73,17 +88,60 @@ impl SinkMetrics {
                     "sink_offset_lag_records",
                     "Records of a clean topic partition not yet in its table"
                 ),
-                &["topic", "partition"]
+                &["table", "partition"]
             )),
-            commit_latency: reg!(Histogram::with_opts(
+            commit_latency: reg!(HistogramVec::new(
                 HistogramOpts::new(
                     "sink_ingest_to_lake_seconds",
                     "From clean record to lake commit (oldest row of a commit)"
                 )
-                .buckets(exponential_buckets(0.01, 2.0, 14).expect("buckets"))
+                .buckets(exponential_buckets(0.01, 2.0, 14).expect("buckets")),
+                &["table"]
             )),
+            last_commit: reg!(GaugeVec::new(
+                Opts::new(
+                    "sink_last_commit_timestamp_seconds",
+                    "Unix time of the table's last commit by this sink"
+                ),
+                &["table"]
+            )),
+            ready: reg!(tributary_engine::metrics::ready_gauge("service_ready", "sink")),
             registry,
+        };
+        for t in tables {
+            for c in [&m.rows, &m.bytes, &m.files, &m.retries] {
+                c.with_label_values(&[t]);
+            }
+            for r in RESULTS {
+                m.commits.with_label_values(&[t, r]);
+            }
         }
+        m
+    }
+
+    /// The text exposition of every series the sink can expose (one child of each labelled
+    /// metric, for table `users`): what `sink --list-metrics` prints, for the checks of the
+    /// dashboards and alert rules in tests/tests/deploy.rs.
+    pub fn catalog() -> String {
+        let m = SinkMetrics::new(&["users".to_owned()]);
+        m.file_bytes.with_label_values(&["users"]);
+        m.commit_seconds.with_label_values(&["users"]);
+        m.lag.with_label_values(&["users", "0"]);
+        m.commit_latency.with_label_values(&["users"]);
+        m.last_commit.with_label_values(&["users"]);
+        m.render()
+    }
+
+    /// The text exposition of the registry.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// A commit's latency from its oldest record's Kafka timestamp.
+    pub fn latency(&self, table: &str, secs: f64) {
+        self.commit_latency.with_label_values(&[table]).observe(secs);
     }
 
     pub fn committed(&self, table: &str, s: &CommitSummary, took: Duration) {
@@ -97,6 +155,10 @@ impl SinkMetrics {
             .with_label_values(&[table])
             .observe(took.as_secs_f64());
         self.commits.with_label_values(&[table, "committed"]).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_commit.with_label_values(&[table]).set(now);
     }
 
     pub fn update_lag<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
@@ -106,8 +168,10 @@ impl SinkMetrics {
                 el.offset().to_raw(),
                 consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)),
             ) {
+                // `<ns>.clean.<chain>`: the table is the chain, the topic's last part.
+                let table = el.topic().rsplit('.').next().unwrap_or_default();
                 self.lag
-                    .with_label_values(&[el.topic(), &el.partition().to_string()])
+                    .with_label_values(&[table, &el.partition().to_string()])
                     .set((high - at).max(0));
             }
         }

@@ -7,7 +7,8 @@ use crate::error::Result;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub fn verify(signing_key: &str, body: &[u8]) -> Result<()> {
+/// Verifies the signature and answers its timestamp (for the replay window).
+pub fn verify(signing_key: &str, body: &[u8]) -> Result<String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| missing("mailgun", "a JSON body"))?;
     let field = |k: &str| {
         v.get("signature")
@@ -24,7 +25,8 @@ pub fn verify(signing_key: &str, body: &[u8]) -> Result<()> {
     let mut mac = Hmac::<Sha256>::new_from_slice(signing_key.as_bytes()).expect("HMAC takes any key length");
     mac.update(ts.as_bytes());
     mac.update(token.as_bytes());
-    mac.verify_slice(&sig).map_err(|_| forged("mailgun", "signature"))
+    mac.verify_slice(&sig).map_err(|_| forged("mailgun", "signature"))?;
+    Ok(ts)
 }
 
 /// The signature Mailgun would send, for tests and tools.

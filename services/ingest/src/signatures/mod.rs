@@ -66,11 +66,62 @@ pub enum Outcome {
     Unconfigured,
 }
 
-/// Checks the request against the tenant's secret for `provider`.
-pub fn check(provider: Provider, secrets: &Secrets, req: &Request<'_>) -> Result<Outcome> {
+/// The replay window of signed timestamps: `now` (Unix seconds) and how old one may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub now: i64,
+    pub max_age: std::time::Duration,
+}
+
+/// How far a signed timestamp may lie ahead of our clock.
+const MAX_SKEW_SECS: f64 = 300.0;
+
+impl Window {
+    pub fn now(max_age: std::time::Duration) -> Window {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Window { now, max_age }
+    }
+
+    /// A verified signature's timestamp must be recent: an old one is a replay (or a clock
+    /// far off), refused with 403 and the numbers.
+    fn fresh(&self, provider: &str, ts: &str) -> Result<()> {
+        let t: f64 = ts.trim().parse().map_err(|_| {
+            forged(
+                provider,
+                &format!("signature timestamp '{ts}' (not a number of seconds)"),
+            )
+        })?;
+        let age = self.now as f64 - t;
+        if age > self.max_age.as_secs_f64() {
+            return Err(Error::Forbidden(format!(
+                "{provider} signature timestamp {ts} is {age:.0} s old, more than signature_max_age {} s: refused as a possible replay",
+                self.max_age.as_secs()
+            )));
+        }
+        if -age > MAX_SKEW_SECS {
+            return Err(Error::Forbidden(format!(
+                "{provider} signature timestamp {ts} lies {:.0} s in the future (more than {MAX_SKEW_SECS} s of clock skew)",
+                -age
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the request against the tenant's secret for `provider`, and signed timestamps
+/// against the replay window.
+pub fn check(provider: Provider, secrets: &Secrets, req: &Request<'_>, window: &Window) -> Result<Outcome> {
     match provider {
-        Provider::Sendgrid => secrets.sendgrid.as_ref().map(|k| sendgrid::verify(k, req)),
-        Provider::Mailgun => secrets.mailgun.as_ref().map(|k| mailgun::verify(k, req.body)),
+        Provider::Sendgrid => secrets.sendgrid.as_ref().map(|k| {
+            sendgrid::verify(k, req)?;
+            window.fresh("sendgrid", req.header(sendgrid::TIMESTAMP).unwrap_or_default())
+        }),
+        Provider::Mailgun => secrets
+            .mailgun
+            .as_ref()
+            .map(|k| window.fresh("mailgun", &mailgun::verify(k, req.body)?)),
         Provider::Ses => secrets.ses.as_ref().map(|k| sns::verify_body(k, req.body)),
         Provider::Postmark => secrets.postmark.as_ref().map(|(u, p)| postmark::verify(u, p, req)),
         Provider::Mailchimp => secrets.mailchimp.as_ref().map(|s| mailchimp::verify(s, req)),
@@ -101,4 +152,31 @@ fn forged(provider: &str, what: &str) -> Error {
 fn b64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn signed_timestamps_must_be_recent() {
+        let w = Window {
+            now: 1_700_000_000,
+            max_age: Duration::from_secs(3600),
+        };
+        assert!(w.fresh("mailgun", "1700000000").is_ok());
+        assert!(w.fresh("mailgun", "1699996400.5").is_ok());
+        assert!(w.fresh("sendgrid", "1700000200").is_ok(), "a little clock skew is fine");
+        let old = w.fresh("mailgun", "1699990000").unwrap_err();
+        assert_eq!(old.status(), 403);
+        assert!(
+            old.to_string()
+                .contains("10000 s old, more than signature_max_age 3600 s"),
+            "{old}"
+        );
+        let ahead = w.fresh("sendgrid", "1700000900").unwrap_err();
+        assert!(ahead.to_string().contains("900 s in the future"), "{ahead}");
+        assert_eq!(w.fresh("sendgrid", "yesterday").unwrap_err().status(), 403);
+    }
 }
