@@ -118,9 +118,11 @@ async fn webhook(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let resp = match webhook_inner(&app, &tenant, &provider, &uri, &headers, body).await {
+    let mut body = Some(body);
+    let resp = match webhook_inner(&app, &tenant, &provider, &uri, &headers, &mut body).await {
         Ok(r) => r,
         Err(e) => {
+            drain(body.take(), app.settings.max_body_bytes.saturating_add(DRAIN_LIMIT)).await;
             if e.status().is_server_error() {
                 tracing::error!(tenant = %tenant, provider = %provider, error = %e, "Webhook not accepted");
             } else {
@@ -138,7 +140,7 @@ async fn webhook_inner(
     provider: &str,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Result<Response> {
     let p = Provider::parse(provider).ok_or_else(|| {
         Error::NotFound(format!(
@@ -153,7 +155,9 @@ async fn webhook_inner(
     if content_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let body = read_limited(body, limit).await?.ok_or_else(too_large)?;
+    let body = read_limited(body.take().expect("the body is read once"), limit)
+        .await?
+        .ok_or_else(too_large)?;
     let req = signatures::Request {
         headers,
         query: &q,
@@ -257,9 +261,13 @@ async fn upload_handler(
         .and_then(|v| v.to_str().ok())
         .and_then(upload::Format::from_content_type);
     let label = format.map_or("unknown", upload::Format::source);
-    let resp = match upload_inner(&app, &tenant, &chain, format, &uri, &headers, body).await {
+    let mut body = Some(body);
+    let resp = match upload_inner(&app, &tenant, &chain, format, &uri, &headers, &mut body).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            drain(body.take(), DRAIN_LIMIT).await;
+            e.into_response()
+        }
     };
     observe(&app, "upload", label, started, resp)
 }
@@ -271,7 +279,7 @@ async fn upload_inner(
     format: Option<upload::Format>,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Result<Response> {
     if !CHAINS.contains(&chain) {
         return Err(Error::NotFound(format!(
@@ -299,7 +307,7 @@ async fn upload_inner(
         &rid,
         app.settings.max_record_bytes,
         max,
-        body.into_data_stream(),
+        body.take().expect("the body is read once").into_data_stream(),
     )
     .await;
     app.metrics
@@ -322,6 +330,29 @@ async fn upload_inner(
             Ok((status, Json(body)).into_response())
         }
     }
+}
+
+/// How much of a refused upload's body is read before the answer.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads and drops what is left of a refused request's body, up to `limit` bytes and 2 s,
+/// before the error is answered: a client still sending its body when the answer comes
+/// would otherwise find the connection closed (a broken pipe) instead of reading the 4xx.
+/// Past the limit the connection closes, as before.
+async fn drain(body: Option<Body>, limit: usize) {
+    use futures::StreamExt;
+    let Some(body) = body else { return };
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > limit {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The whole body, or `None` past `limit` bytes (read no further).
