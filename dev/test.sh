@@ -18,7 +18,7 @@ trap 'echo "== stopping infrastructure"; bash dev/infra.sh down >/dev/null 2>&1 
 bash dev/infra.sh up
 set -a; . .infra/env; set +a
 echo "== tests"
-cargo test --release --workspace -- --test-threads 2
+cargo test --release --workspace --no-fail-fast -- --test-threads 2
 echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary binary)"
 bash dev/airflow.sh test
 echo "== make demo, twice (services in the background, the lake in a temporary directory)"

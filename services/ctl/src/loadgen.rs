@@ -398,7 +398,6 @@ pub fn send_paced(
         .set("queue.buffering.max.messages", "500000")
         // A topic that does not exist is an error, not a wait until the message times out.
         .set("allow.auto.create.topics", "false")
-        .set("message.timeout.ms", "60000")
         .create_with_context(Deliveries::default())?;
     let mut summary = Summary::default();
     for g in Generator::new(spec) {
