@@ -13,6 +13,9 @@ echo "== build"
 cargo build --release --workspace --all-targets
 echo "== deployment files (kustomize, kube-score, promtool)"
 bash dev/lint-deploy.sh
+# The build leaves gigabytes of dirty pages; write them out now rather than under the
+# brokers' fsyncs while the tests run.
+sync
 echo "== infrastructure"
 trap 'echo "== stopping infrastructure"; bash dev/infra.sh down >/dev/null 2>&1 || true' EXIT
 bash dev/infra.sh up

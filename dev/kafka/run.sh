@@ -126,10 +126,14 @@ auto.create.topics.enable=false
 delete.topic.enable=true
 group.initial.rebalance.delay.ms=0
 
-# After a kill -9 the controller refuses the new broker incarnation until the
-# old one's session expires (default 9 s): shorter session = faster restart.
+# The broker's session with the controller (both in this one process). A session
+# shorter than a stall of the machine fences the broker: every partition loses its
+# leader for a moment, and idempotent producers can then stall for minutes (seen on
+# this 2-core machine with a 5 s session while the tests started). 30 s rides out
+# such stalls; the price is that after a kill -9 of Kafka itself the controller
+# refuses the new incarnation until the old session expires (up to 30 s).
 broker.heartbeat.interval.ms=1000
-broker.session.timeout.ms=5000
+broker.session.timeout.ms=30000
 
 # Keep data forever (no time-based retention, even for old record timestamps).
 log.retention.ms=-1
