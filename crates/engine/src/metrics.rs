@@ -164,10 +164,27 @@ pub fn ready_gauge(name: &str, service: &str) -> prometheus::Result<IntGauge> {
 /// Readiness: set once the producer is initialised and every assigned partition's state is
 /// restored; cleared while a restore runs. With a gauge (`Health::with_gauge`), every change
 /// is also published as `tributary_service_ready`.
+///
+/// Liveness: a service whose work loop calls [`Health::beat`] is live while it beats; once
+/// it has not for [`STALL_AFTER`], `/health/live` answers 503 and the orchestrator restarts
+/// it (the loop is wedged: a commit that never returns, a deadlock). A service that never
+/// beats is live while its HTTP server answers.
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
     gauge: Option<IntGauge>,
+    /// Unix milliseconds of the last beat; 0 before the first.
+    beat: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How long a beating loop may stand still before the service is no longer live: longer than
+/// any restore, commit or registry wait the loop rides out on its own.
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Health {
@@ -176,7 +193,20 @@ impl Health {
         Health {
             ready: Arc::default(),
             gauge: Some(gauge),
+            beat: Arc::default(),
         }
+    }
+
+    /// The work loop turned.
+    pub fn beat(&self) {
+        self.beat.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the loop has stood still, when that is longer than [`STALL_AFTER`] at `now_ms`.
+    pub fn stalled_for(&self, now_ms: u64) -> Option<std::time::Duration> {
+        let last = self.beat.load(Ordering::Relaxed);
+        let still = now_ms.saturating_sub(last);
+        (last > 0 && still > STALL_AFTER.as_millis() as u64).then(|| std::time::Duration::from_millis(still))
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -216,7 +246,21 @@ pub fn serve(
                     }
                 }),
             )
-            .route("/health/live", get(|| async { "live\n" }))
+            .route("/health/live", {
+                let health = health.clone();
+                get(move || {
+                    let stalled = health.stalled_for(unix_ms());
+                    async move {
+                        match stalled {
+                            None => (StatusCode::OK, "live\n".to_owned()),
+                            Some(d) => (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("not live: the work loop has not turned for {} s\n", d.as_secs()),
+                            ),
+                        }
+                    }
+                })
+            })
             .route(
                 "/health/ready",
                 get(move || {
@@ -236,4 +280,29 @@ pub fn serve(
                 .await;
         });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_until_the_beating_loop_stands_still_too_long() {
+        let h = Health::default();
+        assert_eq!(
+            h.stalled_for(unix_ms() + 10 * STALL_AFTER.as_millis() as u64),
+            None,
+            "never beat: live"
+        );
+        h.beat();
+        let now = unix_ms();
+        assert_eq!(h.stalled_for(now), None);
+        assert_eq!(h.stalled_for(now + STALL_AFTER.as_millis() as u64 - 1000), None);
+        let stalled = h
+            .stalled_for(now + STALL_AFTER.as_millis() as u64 + 5000)
+            .expect("stalled");
+        assert!(stalled > STALL_AFTER, "{stalled:?}");
+        h.beat();
+        assert_eq!(h.stalled_for(unix_ms()), None, "a beat makes it live again");
+    }
 }

@@ -462,6 +462,7 @@ impl<C: Chain> Core<C> {
             if Instant::now() > limit {
                 return Err(fail(format!("not at the end ({high}) after {:?}", TXN_TIMEOUT * 2)));
             }
+            self.health.beat();
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     if let Some((k, v)) = dedup::decode_changelog(m.key(), m.payload()) {
@@ -694,6 +695,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     tracing::info!(chain = C::NAME, group = %cfg.group_id, instance = %cfg.instance_id, "Consuming");
     let mut last_gauges = Instant::now();
     while !shutdown.is_cancelled() {
+        health.beat();
         let timeout = lock(&core).deadline_in().unwrap_or(Duration::from_millis(100));
         let polled = consumer.poll(timeout.max(Duration::from_millis(1)));
         let mut core = lock(&core);

@@ -463,6 +463,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
     let mut last_lag = Instant::now();
     while !shutdown.is_cancelled() {
+        health.beat();
         let polled = consumer.poll(Duration::from_millis(50));
         let mut core = lock(&core);
         if let Some(e) = core.fatal.take() {
