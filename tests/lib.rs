@@ -517,6 +517,26 @@ pub fn wait_table(lake_uri: &str, chain: &str, want: usize, timeout: Duration) -
     }
 }
 
+/// Waits until the table holds every expected row, gives a doubled commit (if there were
+/// one, after a kill -9 or a racing compaction) two more seconds to land, and asserts the
+/// table holds exactly `expected`, once each.
+pub fn wait_exact_table(
+    lake_uri: &str,
+    chain: &str,
+    expected: &std::collections::BTreeSet<String>,
+    timeout: Duration,
+) -> Result<()> {
+    let rows = wait_table(lake_uri, chain, expected.len(), timeout)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = if rows.len() == expected.len() {
+        table_rows(lake_uri, chain)?
+    } else {
+        rows
+    };
+    assert_exact_table(&rows, expected);
+    Ok(())
+}
+
 /// Asserts a table holds exactly `expected`, once each.
 pub fn assert_exact_table(rows: &BTreeMap<String, u32>, expected: &std::collections::BTreeSet<String>) {
     let twice: Vec<_> = rows

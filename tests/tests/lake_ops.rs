@@ -388,14 +388,7 @@ fn compaction_while_the_sink_writes(ns: &str, lake: &str) -> Result<()> {
     let summary = producer.join().expect("producer")?;
     eprintln!("{runs} compactions during the load: {commits} commits, {removed} files removed");
     assert!(runs >= 2 && commits >= 2, "compaction ran against the live sink");
-    let rows = wait_table(&lake, chain, summary.expected.len(), Duration::from_secs(300))?;
-    std::thread::sleep(Duration::from_secs(2));
-    let rows = if rows.len() == summary.expected.len() {
-        table_rows(&lake, chain)?
-    } else {
-        rows
-    };
-    assert_exact_table(&rows, &summary.expected);
+    wait_exact_table(&lake, chain, &summary.expected, Duration::from_secs(300))?;
     sink.check_alive()?;
     // One more compaction with everything quiet, then reconcile.
     let r = tributary(&[

@@ -64,15 +64,7 @@ fn kill_sinks(instances: usize) -> Result<()> {
     }
     let summary = producer.join().expect("producer")?;
     assert!(kills >= 5, "only {kills} kills while the load ran");
-    let rows = wait_table(&lake, chain, summary.expected.len(), Duration::from_secs(180))?;
-    // Give a doubled commit, if there were one, the time to land before checking.
-    std::thread::sleep(Duration::from_secs(2));
-    let rows = if rows.len() == summary.expected.len() {
-        table_rows(&lake, chain)?
-    } else {
-        rows
-    };
-    assert_exact_table(&rows, &summary.expected);
+    wait_exact_table(&lake, chain, &summary.expected, Duration::from_secs(180))?;
     for s in &mut sinks {
         s.check_alive()?;
         s.stop()?;

@@ -35,6 +35,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The schema text a Confluent-compatible registry holds under `id`: the writer schema of
+/// clean records framed with that id (the sink and reconciliation decode with it).
+pub async fn registry_schema(registry_url: &str, id: u32) -> Result<String> {
+    use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
+    let sr = SrSettings::new(registry_url.trim_end_matches('/').to_owned());
+    get_schema_by_id(id, &sr)
+        .await
+        .map(|s| s.schema)
+        .map_err(|e| Error::Schema(format!("registry schema id {id}: {e}")))
+}
+
 /// The unified Avro schema of a chain (`schemas/<chain>.avsc`).
 pub fn chain_schema(chain: &str) -> Option<&'static str> {
     Some(match chain {

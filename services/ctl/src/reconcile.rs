@@ -139,16 +139,8 @@ struct Schemas {
 impl Schemas {
     fn get(&mut self, id: u32) -> Result<&apache_avro::Schema> {
         if !self.cache.contains_key(&id) {
-            let url = format!("{}/schemas/ids/{id}", self.registry.trim_end_matches('/'));
-            let body: serde_json::Value = self.rt.block_on(async {
-                reqwest::get(&url)
-                    .await?
-                    .error_for_status()?
-                    .json::<serde_json::Value>()
-                    .await
-            })?;
-            let text = body["schema"].as_str().context("registry answer without schema")?;
-            self.cache.insert(id, apache_avro::Schema::parse_str(text)?);
+            let text = self.rt.block_on(tributary_lake::registry_schema(&self.registry, id))?;
+            self.cache.insert(id, apache_avro::Schema::parse_str(&text)?);
         }
         Ok(&self.cache[&id])
     }

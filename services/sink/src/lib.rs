@@ -183,21 +183,9 @@ impl Core {
     /// Fetches a writer schema from the registry; a schema with fields the table lacks
     /// widens the table first (a new optional field becomes a nullable column).
     fn fetch_schema(&mut self, id: u32) -> Result<(AvroSchema, Schema)> {
-        let url = format!(
-            "{}/schemas/ids/{id}",
-            self.cfg.schema_registry_url.trim_end_matches('/')
-        );
-        let body: serde_json::Value = self.rt.block_on(async {
-            reqwest::get(&url)
-                .await?
-                .error_for_status()?
-                .json::<serde_json::Value>()
-                .await
-        })?;
-        let text = body["schema"]
-            .as_str()
-            .context("registry answer without schema")?
-            .to_owned();
+        let text = self
+            .rt
+            .block_on(tributary_lake::registry_schema(&self.cfg.schema_registry_url, id))?;
         let avro = AvroSchema::parse_str(&text)?;
         let arrow = convert::arrow_schema(&text)?;
         Ok((avro, arrow))
