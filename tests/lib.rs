@@ -554,3 +554,105 @@ pub fn assert_exact_table(rows: &BTreeMap<String, u32>, expected: &std::collecti
         "table: missing {missing:?}, unexpected {extra:?}"
     );
 }
+
+/// A hand-made raw record: its `tenant` and `source` headers, payload, and the DLQ class the
+/// chain must give it (`None`: clean).
+pub struct Special {
+    pub tenant: &'static str,
+    pub source: &'static str,
+    pub payload: Vec<u8>,
+    pub class: Option<&'static str>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// One record of each DLQ reason class the generator does not make, and a valid CSV record
+/// (`globex/csv-1`) with its upload's header row in the record.
+pub fn special_records(chain: &str) -> Vec<Special> {
+    let s = |tenant, source, payload: &[u8], class| Special {
+        tenant,
+        source,
+        payload: payload.to_vec(),
+        class,
+    };
+    let csv = match chain {
+        "users" => "Email Address,First Name,event_id,Timestamp\ncsv@example.com,Csv,csv-1,NOW",
+        "unsubscribes" => "Email Address,UNSUB_TIME,event_id\ncsv@example.com,NOW,csv-1",
+        "blocklists" => "Email,Timestamp,event_id,reason\ncsv@example.com,NOW,csv-1,spam",
+        "subscriptions" => "Email Address,OPTIN_TIME,event_id,list\ncsv@example.com,NOW,csv-1,news",
+        _ => "recipient,timestamp,event_id,msg_id,event\ncsv@example.com,NOW,csv-1,m-csv,delivered",
+    };
+    let valid = b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}";
+    vec![
+        s("acme", "json", &[b'x'; 70_000], Some("oversize")),
+        s("acme", "fax", b"{}", Some("unknown_source")),
+        s("acme", "json", b"{\"event_time\": 1", Some("malformed")),
+        s("Bad Tenant", "json", valid, Some("invalid_tenant")),
+        s("hooli", "json", valid, Some("unknown_tenant")),
+        s(
+            "acme",
+            "json",
+            b"{\"event_time\":1763000000,\"email\":\"not-an-address\"}",
+            Some("invalid_email"),
+        ),
+        s(
+            "acme",
+            "json",
+            b"{\"event_time\":\"1999-01-01T00:00:00Z\",\"email\":\"a@b.com\"}",
+            Some("invalid_timestamp"),
+        ),
+        s(
+            "globex",
+            "csv",
+            csv.replace("NOW", &unix_now().to_string()).as_bytes(),
+            None,
+        ),
+    ]
+}
+
+/// A clean event (`acme/late-1`) an hour and a half older than now: late with a 1 h window.
+pub fn late_record() -> Special {
+    let late = format!(
+        "{{\"event_id\":\"late-1\",\"event_time\":{},\"email\":\"late@example.com\",\"list_id\":\"l\",\
+         \"message_id\":\"m\",\"event_type\":\"SENT\"}}",
+        unix_now() - 5_400
+    );
+    Special {
+        tenant: "acme",
+        source: "json",
+        payload: late.into_bytes(),
+        class: None,
+    }
+}
+
+/// Produces hand-made records with the key `special`, and waits until Kafka has them.
+pub fn produce_special(topic: &str, records: &[Special]) -> Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    for r in records {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tenant",
+                value: Some(r.tenant),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(r.source),
+            });
+        p.send(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .key(b"special")
+                .payload(&r.payload)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)?;
+    }
+    p.flush(Duration::from_secs(30))?;
+    Ok(())
+}

@@ -3,88 +3,11 @@
 
 use anyhow::Result;
 use rand::Rng;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tributary_ctl::loadgen::{self, Generator, Kind, Spec};
 use tributary_engine::topics;
 use tributary_tests::*;
-
-/// A hand-made raw record: headers, payload, and the DLQ class it must get (`None`: clean).
-type Special = (Vec<(&'static str, String)>, Vec<u8>, Option<&'static str>);
-
-/// Hand-made records, each with the DLQ class it must get.
-fn special_records(chain: &str) -> Vec<Special> {
-    let h = |t: &str, s: &str| vec![("tenant", t.to_owned()), ("source", s.to_owned())];
-    let mut v = vec![
-        (h("acme", "json"), vec![b'x'; 70_000], Some("oversize")),
-        (h("acme", "fax"), b"{}".to_vec(), Some("unknown_source")),
-        (h("acme", "json"), b"{\"event_time\": 1".to_vec(), Some("malformed")),
-        (
-            h("Bad Tenant", "json"),
-            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
-            Some("invalid_tenant"),
-        ),
-        (
-            h("hooli", "json"),
-            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
-            Some("unknown_tenant"),
-        ),
-        (
-            h("acme", "json"),
-            b"{\"event_time\":1763000000,\"email\":\"not-an-address\"}".to_vec(),
-            Some("invalid_email"),
-        ),
-        (
-            h("acme", "json"),
-            b"{\"event_time\":\"1999-01-01T00:00:00Z\",\"email\":\"a@b.com\"}".to_vec(),
-            Some("invalid_timestamp"),
-        ),
-    ];
-    // A valid record in CSV with the header row carried in the record.
-    let csv = match chain {
-        "users" => "Email Address,First Name,event_id,Timestamp\ncsv@example.com,Csv,csv-1,NOW",
-        "unsubscribes" => "Email Address,UNSUB_TIME,event_id\ncsv@example.com,NOW,csv-1",
-        "blocklists" => "Email,Timestamp,event_id,reason\ncsv@example.com,NOW,csv-1,spam",
-        "subscriptions" => "Email Address,OPTIN_TIME,event_id,list\ncsv@example.com,NOW,csv-1,news",
-        _ => "recipient,timestamp,event_id,msg_id,event\ncsv@example.com,NOW,csv-1,m-csv,delivered",
-    };
-    let now = chrono_like_now();
-    v.push((h("globex", "csv"), csv.replace("NOW", &now).into_bytes(), None));
-    v
-}
-
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    secs.to_string()
-}
-
-fn produce(topic: &str, records: &[Special]) -> Result<()> {
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
-    for (headers, payload, _) in records {
-        let mut hs = OwnedHeaders::new();
-        for (k, v) in headers {
-            hs = hs.insert(Header {
-                key: k,
-                value: Some(v.as_str()),
-            });
-        }
-        p.send(
-            BaseRecord::<[u8], [u8]>::to(topic)
-                .key(b"special")
-                .payload(payload)
-                .headers(hs),
-        )
-        .map_err(|(e, _)| e)?;
-    }
-    p.flush(Duration::from_secs(30))?;
-    Ok(())
-}
 
 /// Checks the clean topic holds exactly `expected` (tenant/event_id), once each.
 fn assert_exact_clean(ns: &str, chain: &str, expected: &BTreeSet<String>) -> Result<Vec<CleanRow>> {
@@ -124,30 +47,17 @@ fn exact_sets_for(chain: &str) -> Result<()> {
     spec.invalid_share = 0.05;
     spec.spread_secs = 600;
     let summary = loadgen::send(&kafka(), &topic(&ns, topics::raw(chain)), spec, |_| {})?;
-    let specials = special_records(chain);
-    produce(&topic(&ns, topics::raw(chain)), &specials)?;
+    let mut specials = special_records(chain);
     // A late event: an hour and a half older than the newest, with a 1 h window.
-    let late_time = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        - 5_400)
-        .to_string();
-    let late = format!("{{\"event_id\":\"late-1\",\"event_time\":{late_time},\"email\":\"late@example.com\",\"list_id\":\"l\",\"message_id\":\"m\",\"event_type\":\"SENT\"}}");
-    produce(
-        &topic(&ns, topics::raw(chain)),
-        &[(
-            vec![("tenant", "acme".into()), ("source", "json".into())],
-            late.into_bytes(),
-            None,
-        )],
-    )?;
-    let total = summary.sent + specials.len() as u64 + 1;
+    specials.push(late_record());
+    produce_special(&topic(&ns, topics::raw(chain)), &specials)?;
+    let total = summary.sent + specials.len() as u64;
     let sums = wait_accounted(&topic(&ns, topics::audit(chain)), total, Duration::from_secs(120))?;
 
     let mut expected = summary.expected.clone();
     expected.insert("globex/csv-1".into());
     expected.insert("acme/late-1".into());
-    let special_dlq = specials.iter().filter(|s| s.2.is_some()).count() as u64;
+    let special_dlq = specials.iter().filter(|s| s.class.is_some()).count() as u64;
     assert_eq!(sums.received, total, "{chain}: audit received");
     assert_eq!(sums.clean, expected.len() as u64, "{chain}: audit clean");
     assert_eq!(sums.dlq, summary.invalid + special_dlq, "{chain}: audit dlq");
@@ -184,7 +94,7 @@ fn exact_sets_for(chain: &str) -> Result<()> {
         .filter(|r| r.key.as_deref() == Some(b"special"))
         .map(|r| r.headers["error.class"].as_str())
         .collect();
-    let specials_want: BTreeSet<&str> = specials.iter().filter_map(|s| s.2).collect();
+    let specials_want: BTreeSet<&str> = specials.iter().filter_map(|s| s.class).collect();
     assert_eq!(specials_seen, specials_want, "{chain}: DLQ classes");
     assert!(
         dlq.iter()

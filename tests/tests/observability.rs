@@ -37,9 +37,6 @@
 //! file's groups loaded, each rule evaluated with health `ok`.
 
 use anyhow::{bail, ensure, Context, Result};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -126,78 +123,6 @@ fn namespace_all_chains(partitions: i32) -> Result<String> {
 }
 
 // ------------------------------------------------------------------------------ load
-
-/// Hand-made raw records: one of each DLQ reason class the generator does not make, a valid
-/// CSV record, and a late event (90 minutes older than the rest, with a 1 h window).
-fn special_records(chain: &str) -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let csv = match chain {
-        "users" => "Email Address,First Name,event_id,Timestamp\ncsv@example.com,Csv,csv-1,NOW",
-        "unsubscribes" => "Email Address,UNSUB_TIME,event_id\ncsv@example.com,NOW,csv-1",
-        "blocklists" => "Email,Timestamp,event_id,reason\ncsv@example.com,NOW,csv-1,spam",
-        "subscriptions" => "Email Address,OPTIN_TIME,event_id,list\ncsv@example.com,NOW,csv-1,news",
-        _ => "recipient,timestamp,event_id,msg_id,event\ncsv@example.com,NOW,csv-1,m-csv,delivered",
-    };
-    let late = format!(
-        "{{\"event_id\":\"late-1\",\"event_time\":{},\"email\":\"late@example.com\",\"list_id\":\"l\",\
-         \"message_id\":\"m\",\"event_type\":\"SENT\"}}",
-        now - 5_400
-    );
-    vec![
-        ("acme", "json", vec![b'x'; 70_000]),
-        ("acme", "fax", b"{}".to_vec()),
-        ("acme", "json", b"{\"event_time\": 1".to_vec()),
-        (
-            "Bad Tenant",
-            "json",
-            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
-        ),
-        (
-            "hooli",
-            "json",
-            b"{\"event_time\":1763000000,\"email\":\"a@b.com\"}".to_vec(),
-        ),
-        (
-            "acme",
-            "json",
-            b"{\"event_time\":1763000000,\"email\":\"not-an-address\"}".to_vec(),
-        ),
-        (
-            "acme",
-            "json",
-            b"{\"event_time\":\"1999-01-01T00:00:00Z\",\"email\":\"a@b.com\"}".to_vec(),
-        ),
-        ("globex", "csv", csv.replace("NOW", &now.to_string()).into_bytes()),
-        ("acme", "json", late.into_bytes()),
-    ]
-}
-
-fn produce(topic: &str, records: &[(&str, &str, Vec<u8>)]) -> Result<()> {
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
-    for (tenant, source, payload) in records {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(*tenant),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(*source),
-            });
-        p.send(
-            BaseRecord::<[u8], [u8]>::to(topic)
-                .key(b"special")
-                .payload(payload)
-                .headers(headers),
-        )
-        .map_err(|(e, _)| e)?;
-    }
-    p.flush(Duration::from_secs(30))?;
-    Ok(())
-}
 
 // ------------------------------------------------------------------------------ http
 
@@ -580,8 +505,9 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         spec.invalid_share = 0.05;
         spec.spread_secs = 600;
         let s = loadgen::send(&kafka(), &raw, spec, |_| {})?;
-        let specials = special_records(chain);
-        produce(&raw, &specials)?;
+        let mut specials = special_records(chain);
+        specials.push(late_record());
+        produce_special(&raw, &specials)?;
         sent.insert(chain, s.sent + specials.len() as u64);
     }
     let mut clean = 0;

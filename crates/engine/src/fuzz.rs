@@ -7,16 +7,7 @@ use crate::record::RawRecord;
 use crate::testing::{settings, NOW};
 use proptest::prelude::*;
 
-pub const SOURCES: &[&str] = &[
-    "json",
-    "csv",
-    "sendgrid",
-    "mailgun",
-    "ses",
-    "postmark",
-    "mailchimp",
-    "mandrill",
-];
+pub const SOURCES: &[&str] = &crate::record::Source::NAMES;
 
 /// Runs a chain's whole pipeline on raw bytes; only a panic matters.
 pub fn process_bytes<C: Chain>(source: &str, payload: &[u8]) {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod esp;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+pub mod kafka;
 pub mod metrics;
 pub mod normalize;
 pub mod record;

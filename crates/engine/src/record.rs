@@ -21,18 +21,30 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source format, in the order they are documented; the one list the fuzzers,
+    /// loadgen's `--format` and parsing read.
+    pub const ALL: [Source; 8] = [
+        Source::Json,
+        Source::Csv,
+        Source::Sendgrid,
+        Source::Mailgun,
+        Source::Ses,
+        Source::Postmark,
+        Source::Mailchimp,
+        Source::Mandrill,
+    ];
+    /// Every format's name, as the `source` header carries it.
+    pub const NAMES: [&'static str; 8] = {
+        let mut names = [""; 8];
+        let mut i = 0;
+        while i < Source::ALL.len() {
+            names[i] = Source::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
     pub fn parse(s: &str) -> Option<Source> {
-        Some(match s {
-            "json" => Source::Json,
-            "csv" => Source::Csv,
-            "sendgrid" => Source::Sendgrid,
-            "mailgun" => Source::Mailgun,
-            "ses" => Source::Ses,
-            "postmark" => Source::Postmark,
-            "mailchimp" => Source::Mailchimp,
-            "mandrill" => Source::Mandrill,
-            _ => return None,
-        })
+        Source::ALL.into_iter().find(|source| source.as_str() == s)
     }
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -39,12 +39,7 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 type Producer_ = ThreadedProducer<DefaultProducerContext>;
 
 fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka_bootstrap);
-    for (k, v) in &cfg.kafka {
-        c.set(k, v);
-    }
-    c
+    crate::kafka::client_config(&cfg.kafka_bootstrap, &cfg.kafka)
 }
 
 /// Names of the chain's topics, resolved once.
@@ -271,37 +266,7 @@ impl<C: Chain> Core<C> {
     fn dead_letter(&mut self, m: &BorrowedMessage<'_>, e: &RecordError) -> Result<()> {
         self.txn.tally.dlq += 1;
         *self.txn.tally.dlq_by_class.entry(e.class.as_str()).or_default() += 1;
-        let mut headers = OwnedHeaders::new();
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let (partition, offset, time) = (
-            m.partition().to_string(),
-            m.offset().to_string(),
-            crate::normalize::now_micros().to_string(),
-        );
-        for (k, v) in [
-            ("error.class", e.class.as_str()),
-            ("error.reason", e.reason.as_str()),
-            ("error.time", time.as_str()),
-            ("source.topic", m.topic()),
-            ("source.partition", partition.as_str()),
-            ("source.offset", offset.as_str()),
-        ] {
-            headers = headers.insert(Header { key: k, value: Some(v) });
-        }
-        let mut rec = BaseRecord::<[u8], [u8]>::to(&self.topics.dlq).headers(headers);
-        if let Some(k) = m.key() {
-            rec = rec.key(k);
-        }
-        if let Some(v) = m.payload() {
-            rec = rec.payload(v);
-        }
+        let rec = crate::kafka::dead_letter(m, &self.topics.dlq, e.class.as_str(), &e.reason);
         self.send(rec)
     }
 

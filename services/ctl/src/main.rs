@@ -90,35 +90,7 @@ enum Command {
     /// received = clean + dlq + duplicate, and that the clean topic and the tables agree per
     /// tenant and day; writes a JSON report and Prometheus metrics; exits 1 on any
     /// discrepancy, naming it.
-    Reconcile {
-        #[arg(long, env = "LAKE_URI")]
-        lake: String,
-        /// Where the JSON report goes.
-        #[arg(long)]
-        report: std::path::PathBuf,
-        /// Prometheus text-format metrics (tributary_reconcile_*), for the textfile collector.
-        #[arg(long)]
-        metrics_file: Option<std::path::PathBuf>,
-        /// Only these chains (default: all five).
-        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
-        chains: Vec<String>,
-        /// Topic namespace: `<ns>.raw.users` and so on (and consumer group `<ns>.tributary-<chain>`).
-        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
-        namespace: String,
-        #[arg(
-            long,
-            env = "SCHEMA_REGISTRY_URL",
-            default_value = "http://localhost:8081/apis/ccompat/v7"
-        )]
-        schema_registry_url: String,
-        /// How long reading one topic to its end may take.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        read_timeout: std::time::Duration,
-        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
-        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
-        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
-        pushgateway: Option<String>,
-    },
+    Reconcile(ReconcileArgs),
     /// Erases every row holding an address from a tenant's tables, leaves a pseudonymous
     /// suppression record (blocklists, reason ERASED), records the request in the erasure
     /// ledger and verifies no live file still holds the address.
@@ -276,28 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::json!({"vacuum": out}));
             }
         }
-        Command::Reconcile {
-            lake,
-            report,
-            metrics_file,
-            chains,
-            namespace,
-            schema_registry_url,
-            read_timeout,
-            pushgateway,
-        } => {
-            return reconcile_cmd(
-                cli.kafka_bootstrap,
-                lake,
-                report,
-                metrics_file,
-                chains,
-                namespace,
-                schema_registry_url,
-                read_timeout,
-                pushgateway,
-            )
-        }
+        Command::Reconcile(args) => return reconcile_cmd(cli.kafka_bootstrap, args),
         Command::Tables {
             lake,
             chains,
@@ -429,18 +380,49 @@ fn print_compaction(out: &[lake_ops::ChainCompaction], plan_only: bool, json: bo
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reconcile_cmd(
-    bootstrap: String,
+/// The arguments of `tributary reconcile`.
+#[derive(clap::Args, Debug)]
+struct ReconcileArgs {
+    #[arg(long, env = "LAKE_URI")]
     lake: String,
+    /// Where the JSON report goes.
+    #[arg(long)]
     report: std::path::PathBuf,
+    /// Prometheus text-format metrics (tributary_reconcile_*), for the textfile collector.
+    #[arg(long)]
     metrics_file: Option<std::path::PathBuf>,
+    /// Only these chains (default: all five).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
     chains: Vec<String>,
+    /// Topic namespace: `<ns>.raw.users` and so on (and consumer group `<ns>.tributary-<chain>`).
+    #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
     namespace: String,
-    registry: String,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://localhost:8081/apis/ccompat/v7"
+    )]
+    schema_registry_url: String,
+    /// How long reading one topic to its end may take.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     read_timeout: std::time::Duration,
+    /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
+    /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
+    #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
     pushgateway: Option<String>,
-) -> anyhow::Result<ExitCode> {
+}
+
+fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let ReconcileArgs {
+        lake,
+        report,
+        metrics_file,
+        chains,
+        namespace,
+        schema_registry_url: registry,
+        read_timeout,
+        pushgateway,
+    } = args;
     let chains = if chains.is_empty() {
         topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
     } else {

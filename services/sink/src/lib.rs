@@ -218,32 +218,7 @@ impl Core {
     }
 
     fn dead_letter(&mut self, m: &BorrowedMessage<'_>, reason: &str) -> Result<()> {
-        let mut headers = OwnedHeaders::new();
-        if let Some(hs) = m.headers() {
-            for h in hs.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
-        }
-        let (p, o) = (m.partition().to_string(), m.offset().to_string());
-        for (k, v) in [
-            ("error.class", "unconvertible"),
-            ("error.reason", reason),
-            ("source.topic", m.topic()),
-            ("source.partition", p.as_str()),
-            ("source.offset", o.as_str()),
-        ] {
-            headers = headers.insert(Header { key: k, value: Some(v) });
-        }
-        let mut rec = BaseRecord::<[u8], [u8]>::to(&self.dlq_topic).headers(headers);
-        if let Some(k) = m.key() {
-            rec = rec.key(k);
-        }
-        if let Some(v) = m.payload() {
-            rec = rec.payload(v);
-        }
+        let rec = tributary_engine::kafka::dead_letter(m, &self.dlq_topic, "unconvertible", reason);
         self.dlq
             .send(rec)
             .map_err(|(e, _)| e)
@@ -355,12 +330,7 @@ impl Core {
 }
 
 fn client_config(cfg: &SinkConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka_bootstrap);
-    for (k, v) in &cfg.kafka {
-        c.set(k, v);
-    }
-    c
+    tributary_engine::kafka::client_config(&cfg.kafka_bootstrap, &cfg.kafka)
 }
 
 pub fn run(cfg: SinkConfig, shutdown: CancellationToken) -> Result<()> {

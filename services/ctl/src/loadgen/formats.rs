@@ -21,17 +21,15 @@ pub enum Format {
 
 impl Format {
     /// Every name `--format` takes.
-    pub const NAMES: [&'static str; 9] = [
-        "mix",
-        "json",
-        "csv",
-        "sendgrid",
-        "mailgun",
-        "ses",
-        "postmark",
-        "mailchimp",
-        "mandrill",
-    ];
+    pub const NAMES: [&'static str; 9] = {
+        let mut names = ["mix"; 9];
+        let mut i = 0;
+        while i < Source::NAMES.len() {
+            names[i + 1] = Source::NAMES[i];
+            i += 1;
+        }
+        names
+    };
 
     pub fn parse(s: &str) -> Option<Format> {
         if s == "mix" {

@@ -1,0 +1,61 @@
+//! Kafka pieces the chain services and the sink share: client settings and the shape of a
+//! dead-lettered record.
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
+use std::collections::BTreeMap;
+
+/// `bootstrap.servers` and every librdkafka setting of the service's configuration (its
+/// `KAFKA_*` variables); what the service sets on the result afterwards wins.
+pub fn client_config(bootstrap: &str, settings: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in settings {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The DLQ record for `m`: its key and payload byte for byte, its headers, and headers saying
+/// why (`error.class`, `error.reason`, `error.time` in µs since the epoch) and where it came
+/// from (`source.topic`, `source.partition`, `source.offset`).
+pub fn dead_letter<'a>(
+    m: &'a BorrowedMessage<'_>,
+    dlq_topic: &'a str,
+    class: &str,
+    reason: &str,
+) -> BaseRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(hs) = m.headers() {
+        for h in hs.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let (partition, offset, time) = (
+        m.partition().to_string(),
+        m.offset().to_string(),
+        crate::normalize::now_micros().to_string(),
+    );
+    for (k, v) in [
+        ("error.class", class),
+        ("error.reason", reason),
+        ("error.time", time.as_str()),
+        ("source.topic", m.topic()),
+        ("source.partition", partition.as_str()),
+        ("source.offset", offset.as_str()),
+    ] {
+        headers = headers.insert(Header { key: k, value: Some(v) });
+    }
+    let mut rec = BaseRecord::<[u8], [u8]>::to(dlq_topic).headers(headers);
+    if let Some(k) = m.key() {
+        rec = rec.key(k);
+    }
+    if let Some(v) = m.payload() {
+        rec = rec.payload(v);
+    }
+    rec
+}
