@@ -27,15 +27,25 @@ pub fn email(raw: &str) -> Result<String, RecordError> {
     let plain = domain
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let idn;
     let domain = if plain {
-        domain.to_ascii_lowercase()
+        domain
     } else {
-        idna::domain_to_ascii(domain).map_err(|_| bad("domain is not a valid international domain name"))?
+        idn = idna::domain_to_ascii(domain).map_err(|_| bad("domain is not a valid international domain name"))?;
+        idn.as_str()
     };
     if !domain.contains('.') {
         return Err(bad("domain has no dot"));
     }
-    let normalized = format!("{}@{}", local.to_lowercase(), domain);
+    // Built in one allocation: this runs for nearly every record.
+    let mut normalized = String::with_capacity(local.len() + 1 + domain.len());
+    if local.is_ascii() {
+        normalized.extend(local.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        normalized.push_str(&local.to_lowercase());
+    }
+    normalized.push('@');
+    normalized.extend(domain.chars().map(|c| c.to_ascii_lowercase()));
     if !email_address::EmailAddress::is_valid(&normalized) {
         return Err(bad("not a valid address"));
     }
