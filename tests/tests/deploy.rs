@@ -1651,14 +1651,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn tail(path: &Path) -> String {
     let t = std::fs::read_to_string(path).unwrap_or_default();
     let t: String = t
@@ -1677,7 +1669,7 @@ fn live_run(c: &Container, known: &Known) -> (Vec<String>, Vec<String>) {
     let (mut bad, mut ok) = (Vec::new(), Vec::new());
     let label = &c.label;
     let dir = tempdir(&c.binary);
-    let port = free_port();
+    let port = tributary_tests::free_port();
     let args: Vec<String> = c
         .args
         .iter()
