@@ -12,13 +12,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== build"
 # Warnings fail the build too: clippy does not see an import only `#[cfg(test)]` code uses
 # through `use super::*`, the plain build of the library does.
-build_log="$(mktemp)"
-cargo build --release --workspace --all-targets 2>&1 | tee "$build_log"
-if grep -q '^warning' "$build_log"; then
+cargo build --release --workspace --all-targets 2>&1 | tee target/build.log
+if grep -q '^warning' target/build.log; then
     echo "make test: the build printed warnings (above); fix them" >&2
     exit 1
 fi
-rm -f "$build_log"
 echo "== deployment files (kustomize, kube-score, promtool)"
 bash dev/lint-deploy.sh
 # The build leaves gigabytes of dirty pages; write them out now rather than under the

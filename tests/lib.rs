@@ -64,15 +64,10 @@ pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id() * 97 % SPAN,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(97);
     for _ in 0..SPAN {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let port = (FIRST + offset.wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
             return port;
         }

@@ -413,32 +413,23 @@ struct ReconcileArgs {
 }
 
 fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let ReconcileArgs {
-        lake,
-        report,
-        metrics_file,
-        chains,
-        namespace,
-        schema_registry_url: registry,
-        read_timeout,
-        pushgateway,
-    } = args;
-    let chains = if chains.is_empty() {
+    let chains = if args.chains.is_empty() {
         topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
     } else {
-        chains
+        args.chains
     };
     let mut run = JobRun::start("reconcile");
     let result = reconcile::run(&reconcile::Settings {
         bootstrap,
-        registry,
-        namespace,
-        lake,
+        registry: args.schema_registry_url,
+        namespace: args.namespace,
+        lake: args.lake,
         chains: chains.clone(),
-        read_timeout,
+        read_timeout: args.read_timeout,
     });
     run.reconciliation(&chains, &result);
-    run.push(pushgateway.as_deref());
+    run.push(args.pushgateway.as_deref());
+    let (report, metrics_file) = (args.report, args.metrics_file);
     let out = result?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
