@@ -7,7 +7,7 @@ PROFILE ?= release
 BIN := target/$(PROFILE)
 INFRA := .infra
 CHAINS := users unsubscribes blocklists subscriptions mailings
-SERVICES := $(CHAINS) sink ingest
+SERVICES := $(CHAINS) sink ingest serve
 
 .PHONY: help
 help: ## List every target

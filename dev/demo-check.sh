@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SERVICES=(users unsubscribes blocklists subscriptions mailings sink ingest)
+SERVICES=(users unsubscribes blocklists subscriptions mailings sink ingest serve)
 for s in "${SERVICES[@]}"; do
   if bash dev/services.sh status "$s" | grep -q running; then
     echo "demo-check: $s already runs (make up); skipped"; exit 0

@@ -20,7 +20,8 @@ declare -A PORT=([users]=9101 [unsubscribes]=9102 [blocklists]=9103 [subscriptio
 # One fixed time T for the demo's events, so that a second run repeats them exactly.
 T_FILE="$INFRA_DIR/demo-time"
 now=$(date +%s)
-if [ -f "$T_FILE" ] && [ $((now - $(cat "$T_FILE"))) -lt 21600 ]; then T=$(cat "$T_FILE"); else T=$now; echo "$T" > "$T_FILE"; fi
+FIRST_RUN=1
+if [ -f "$T_FILE" ] && [ $((now - $(cat "$T_FILE"))) -lt 21600 ]; then T=$(cat "$T_FILE"); FIRST_RUN=0; else T=$now; echo "$T" > "$T_FILE"; fi
 
 metric() { # url name [label-filter]: the sum of a metric's series
   curl -fsS "$1/metrics" 2>/dev/null | grep -E "^tributary_$2[{ ]" | grep -E "${3:-.}" | awk '{s+=$2} END {printf "%d", s}' || true
@@ -106,6 +107,42 @@ done
 echo
 echo "The lake at $LAKE (every row ever committed, also by earlier runs):"
 "$BIN/tributary" tables --lake "$LAKE"
+# The read side: a list's audience, one member's profile and suppression, and (first run of
+# this demo time only, so a second run repeats the first exactly) a one-click unsubscribe
+# through the gateway, timed until serve answers suppressed.
+SERVE="${SERVE:-http://localhost:8090}"
+wait_ready serve "http://localhost:9107"
+ask() { curl -fsS -H 'Authorization: Bearer acme-local-token' "$SERVE/v1/tenants/acme/$1"; }
+echo
+echo "The read side (serve at $SERVE), asked as tenant acme:"
+AUD=$(ask "audiences/newsletter?format=csv")
+echo "  GET /v1/tenants/acme/audiences/newsletter?format=csv: $(( $(printf '%s\n' "$AUD" | wc -l) - 1 )) members; the first two:"
+printf '%s\n' "$AUD" | sed -n 1,3p | sed 's/^/    /'
+EMAIL=$(printf '%s\n' "$AUD" | sed -n 2p | cut -d, -f1)
+if [ -n "$EMAIL" ]; then
+  echo "  GET /v1/tenants/acme/suppression?email=$EMAIL&list=newsletter:"
+  echo "    $(ask "suppression?email=$EMAIL&list=newsletter")"
+  echo "  GET /v1/tenants/acme/profiles?email=$EMAIL:"
+  echo "    $(ask "profiles?email=$EMAIL")"
+  if [ "$FIRST_RUN" = 1 ]; then
+    SIG=$(printf 'newsletter|%s' "$EMAIL" | openssl dgst -sha256 -hmac "acme-local-unsubscribe-secret" | awk '{print $NF}')
+    t0=$(date +%s%N)
+    curl -fsS -X POST --data 'List-Unsubscribe=One-Click' "$GATEWAY/v1/tenants/acme/unsubscribe?email=$EMAIL&list=newsletter&sig=$SIG" >/dev/null
+    for _ in $(seq 1 200); do
+      ask "suppression?email=$EMAIL&list=newsletter" | grep -q '"suppressed":true' && break
+      sleep 0.05
+    done
+    echo "  POST /v1/tenants/acme/unsubscribe (RFC 8058 one-click, list newsletter): suppressed after $(( ($(date +%s%N) - t0) / 1000000 )) ms:"
+    echo "    $(ask "suppression?email=$EMAIL&list=newsletter")"
+    # The unsubscribe reaches the lake too before the demo ends (a second run compares it).
+    for _ in $(seq 1 100); do
+      clean=$(metric "$(chain_url unsubscribes)" chain_records_total 'outcome="clean"')
+      [ "$(metric "http://localhost:$SINK_PORT" sink_rows_total 'table="unsubscribes"')" -ge "$clean" ] && break
+      sleep 0.2
+    done
+  fi
+fi
+
 cat <<TXT
 
 Clean records are in the Kafka topics clean.<chain> (Avro, Confluent wire format, schemas under
@@ -115,5 +152,9 @@ lake at $LAKE/<chain> (partitioned by tenant_id and event_date). Look at it with
   target/release/tributary tables --lake $LAKE --show 5
 or any Delta reader, e.g. Python's deltalake (bash dev/python-env.sh makes .infra/pyenv):
   .infra/pyenv/bin/python -c "from deltalake import DeltaTable; print(DeltaTable('$LAKE/mailings').to_pyarrow_dataset().to_table().to_pandas().head())"
+Ask the read side (README, "Running serve"), e.g.
+  curl -H 'Authorization: Bearer acme-local-token' '$SERVE/v1/tenants/acme/suppression?email=ann@example.com&list=newsletter'
+  curl -H 'Authorization: Bearer acme-local-token' '$SERVE/v1/tenants/acme/audiences/newsletter?format=ndjson'
+  target/release/tributary audience --tenant acme --list newsletter --lake $LAKE --out /tmp/newsletter.parquet
 Stop the services with 'make down' and the infrastructure with 'make infra-down'.
 TXT

@@ -30,6 +30,8 @@ echo "== tests"
 cargo test --release --workspace --no-fail-fast -- --test-threads 2
 echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary binary)"
 bash dev/airflow.sh test
+echo "== Spark audience export (PySpark + delta-spark, against the real tributary binary)"
+TRIBUTARY_REQUIRE_BIN=1 bash dev/spark.sh test
 echo "== make demo, twice (services in the background, the lake in a temporary directory)"
 bash dev/demo-check.sh
 echo "== make test passed in $(( $(date +%s) - t0 )) s"

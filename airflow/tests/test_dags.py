@@ -10,8 +10,8 @@ from airflow.serialization.serialized_objects import DagSerialization
 
 from conftest import DAGS
 
-DAG_IDS = {"tributary_compaction", "tributary_reconciliation", "tributary_erasure"}
-CLI_TASKS = {"plan", "compact", "vacuum", "reconcile", "erase"}
+DAG_IDS = {"tributary_compaction", "tributary_reconciliation", "tributary_erasure", "tributary_audiences"}
+CLI_TASKS = {"plan", "compact", "vacuum", "reconcile", "erase", "audience"}
 
 
 def dagbag(monkeypatch, executor: str) -> DagBag:
@@ -122,6 +122,59 @@ def test_erasure_conf_validation():
                 {"tenant": "acme", "emails": ["a@b.c"], "extra": 1}):
         with pytest.raises(ValueError):
             validate_conf(bad)
+
+
+def test_audiences_structure(bag):
+    dag = bag.get_dag("tributary_audiences")
+    assert dag.schedule == "@daily" and dag.timetable.expression == "0 0 * * *"
+    assert {t.task_id for t in dag.tasks} == {"targets", "audience", "summary"}
+    audience = dag.get_task("audience")
+    assert audience.is_mapped if hasattr(audience, "is_mapped") else type(audience).__name__ == "MappedOperator"
+    assert dag.get_task("targets").downstream_task_ids == {"audience"}
+    assert audience.downstream_task_ids == {"summary"}
+    assert dag.get_task("targets").retries == 0  # a bad request is not retried
+    assert set(dag.params.keys()) == {"tenant", "lists"}
+    assert dag.params["tenant"] is None and dag.params["lists"] == []  # the scheduled run's params are valid
+
+
+def test_audience_targets():
+    from tributary_audiences import parse_audiences, resolve_targets
+
+    conf = " acme: newsletter, offers ;globex:newsletter;; acme:offers,vip "
+    assert parse_audiences(conf) == {"acme": ["newsletter", "offers", "vip"], "globex": ["newsletter"]}
+    assert parse_audiences("") == {} and parse_audiences(None) == {}
+    for bad in ("acme", "acme:", "Bad!:x", ":x", "acme:a\tb"):
+        with pytest.raises(ValueError):
+            parse_audiences(bad)
+    # The scheduled run (and a manual one without params): every configured list.
+    assert resolve_targets(None, [], conf) == [
+        {"tenant": "acme", "list": "newsletter"}, {"tenant": "acme", "list": "offers"},
+        {"tenant": "acme", "list": "vip"}, {"tenant": "globex", "list": "newsletter"}]
+    assert resolve_targets(None, None, None) == []
+    # A tenant's own request: its lists, whatever is configured; without lists, the configured ones.
+    assert resolve_targets("globex", ["a b", "x", "a b"], conf) == [
+        {"tenant": "globex", "list": "a b"}, {"tenant": "globex", "list": "x"}]
+    assert resolve_targets("globex", [], conf) == [{"tenant": "globex", "list": "newsletter"}]
+    for tenant, lists in (("initech", []), (None, ["newsletter"]), ("Bad!", ["x"]), ("acme", [""]),
+                          ("acme", [" x"]), ("acme", [3])):
+        with pytest.raises(ValueError):
+            resolve_targets(tenant, lists, conf)
+
+
+def test_audience_script():
+    import tributary_common as tc
+    from tributary_audiences import audience_script
+
+    script = audience_script({"tenant": "acme", "list": "news letter; rm -rf /"})
+    assert (""""$TRIBUTARY_BIN" audience --tenant acme --list 'news letter; rm -rf /' --lake "$LAKE_URI" \\\n"""
+            "  --materialize --json") in script
+    # Each mapped instance has its own local result file; a pod keeps the sidecar's.
+    other = audience_script({"tenant": "acme", "list": "offers"})
+    name = [line for line in script.splitlines() if "XCOM_FILE=" in line][0]
+    assert name != [line for line in other.splitlines() if "XCOM_FILE=" in line][0]
+    assert name.startswith(f'[ "$XCOM_FILE" = {tc.K8S_XCOM_FILE} ] ||')
+    with pytest.raises(ValueError):
+        audience_script({"tenant": "acme", "list": ""})
 
 
 def _env_of(task, executor: str) -> dict:

@@ -121,6 +121,10 @@ enum Command {
         #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
         pushgateway: Option<String>,
     },
+    /// The members of one list of one tenant, net of every suppression (DESIGN "The read
+    /// side"), from the lake alone: to a CSV or Parquet file, or materialized into the lake's
+    /// `audiences` table (partitioned by tenant and list, the list's members replaced atomically).
+    Audience(AudienceArgs),
     /// What the lake holds: per chain table its version, live files, rows, bytes, tenants and
     /// days, from the Delta log; `--show N` prints the first N rows of each table too.
     Tables {
@@ -249,6 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Reconcile(args) => return reconcile_cmd(cli.kafka_bootstrap, args),
+        Command::Audience(args) => audience_cmd(args)?,
         Command::Tables {
             lake,
             chains,
@@ -485,4 +490,79 @@ fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitC
         eprintln!("  {c}: [error] {e}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+#[derive(clap::Args)]
+struct AudienceArgs {
+    #[arg(long)]
+    tenant: String,
+    /// The list id.
+    #[arg(long)]
+    list: String,
+    /// Where to write: `FILE.csv` or `FILE.parquet` (by extension).
+    #[arg(long, required_unless_present = "materialize")]
+    out: Option<std::path::PathBuf>,
+    /// The instant deciding which blocks have expired: RFC 3339 or Unix seconds (default now).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// The lake root (`hdfs://host:port/path`, a local directory).
+    #[arg(long, env = "LAKE_URI", default_value = ".lake")]
+    lake: String,
+    /// Also replace the list's members in the lake's `audiences` table.
+    #[arg(long)]
+    materialize: bool,
+    /// Print one JSON line with what was done.
+    #[arg(long)]
+    json: bool,
+}
+
+fn audience_cmd(a: AudienceArgs) -> anyhow::Result<()> {
+    use tributary_view::export;
+    let started = std::time::Instant::now();
+    tributary_engine::normalize::tenant_id(&a.tenant).map_err(|e| anyhow::anyhow!("--tenant: {}", e.reason))?;
+    let as_of = match &a.as_of {
+        Some(s) => tributary_view::parse_time(s).map_err(|e| anyhow::anyhow!("--as-of {e}"))?,
+        None => tributary_engine::normalize::now_micros(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let lake = tributary_lake::Lake::new(&a.lake)?;
+    let (view, loaded) = rt.block_on(export::tenant_view(&lake, &a.tenant))?;
+    let rows = export::members(&view, &a.list, as_of);
+    if let Some(out) = &a.out {
+        let file = std::fs::File::create(out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        match out.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => export::write_parquet(&rows, file)?,
+            Some("csv") => export::write_csv(&rows, std::io::BufWriter::new(file))?,
+            _ => anyhow::bail!("--out {}: name a .csv or .parquet file", out.display()),
+        }
+    }
+    let version = if a.materialize {
+        Some(rt.block_on(export::materialize(&lake, &a.tenant, &a.list, as_of, &rows))?)
+    } else {
+        None
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"tenant": a.tenant, "list": a.list, "members": rows.len(),
+                "as_of": tributary_view::fmt_time(as_of), "out": a.out,
+                "table": a.materialize.then(|| format!("{}/{}", a.lake.trim_end_matches('/'), export::AUDIENCES_TABLE)),
+                "version": version, "files_read": loaded.files, "events_read": loaded.events, "seconds": secs})
+        );
+    } else {
+        eprintln!(
+            "audience {}/{}: {} members as of {} ({} events from {} files in {secs:.2} s)",
+            a.tenant,
+            a.list,
+            rows.len(),
+            tributary_view::fmt_time(as_of),
+            loaded.events,
+            loaded.files
+        );
+    }
+    Ok(())
 }

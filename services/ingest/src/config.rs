@@ -150,6 +150,10 @@ pub struct TenantFile {
     pub mailchimp: Option<MailchimpFile>,
     /// SES over SNS: the SNS signing certificates (PEM files) and, optionally, the allowed topics.
     pub ses: Option<SesFile>,
+    /// The key of the RFC 8058 one-click unsubscribe links' signatures (HMAC-SHA256 of `L|E`);
+    /// without it the tenant's one-click links are refused. The local default tenants have
+    /// `<tenant>-local-unsubscribe-secret`.
+    pub unsubscribe_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +196,8 @@ pub struct SesFile {
 pub struct Tenant {
     pub token_sha256: [u8; 32],
     pub secrets: Secrets,
+    /// The one-click unsubscribe key; None refuses every one-click link of the tenant.
+    pub unsubscribe_secret: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +302,7 @@ impl Settings {
                         (*t).to_owned(),
                         TenantFile {
                             token_sha256: Some((*h).to_owned()),
+                            unsubscribe_secret: Some(format!("{t}-local-unsubscribe-secret")),
                             ..TenantFile::default()
                         },
                     )
@@ -402,7 +409,11 @@ fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
         });
     }
     if errors.is_empty() {
-        Ok(Tenant { token_sha256, secrets })
+        Ok(Tenant {
+            token_sha256,
+            secrets,
+            unsubscribe_secret: tf.unsubscribe_secret.map(String::into_bytes),
+        })
     } else {
         Err(errors)
     }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod one_click;
 pub mod publish;
 pub mod signatures;
 pub mod split;
@@ -69,6 +70,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(webhook).get(webhook_probe).head(webhook_probe),
         )
         .route("/v1/tenants/{tenant}/uploads/{chain}", post(upload_handler))
+        .route("/v1/tenants/{tenant}/unsubscribe", post(one_click_handler))
         .route("/metrics", get(metrics_handler))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready_handler))
@@ -225,6 +227,51 @@ async fn webhook_inner(
         "request_id": rid,
     }))
     .into_response())
+}
+
+/// RFC 8058 one-click unsubscribe ([`one_click`]): answered 200 once Kafka acknowledged the
+/// `unsubscribes` event.
+async fn one_click_handler(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let r = async {
+        let body = read_limited(body, 64 << 10)
+            .await?
+            .ok_or_else(|| Error::TooLarge("a one-click unsubscribe body is one short form field".into()))?;
+        let u = one_click::check(&app.settings.tenants, &tenant, &query(&uri), &body)?;
+        let rid = request_id(headers_ref(&headers));
+        let meta = Meta {
+            tenant: &tenant,
+            source: "json",
+            request_id: &rid,
+            csv_header: None,
+        };
+        let topic = app.publisher.topic("unsubscribes");
+        let key = format!("{tenant}:{}", u.email);
+        let f = app.publisher.send(&topic, key.as_bytes(), &u.payload, &meta).await?;
+        delivered(f, &topic).await?;
+        app.metrics
+            .events
+            .with_label_values(&["one-click", "unsubscribes"])
+            .inc();
+        tracing::info!(tenant = %tenant, request_id = %rid, "One-click unsubscribe");
+        Ok::<_, Error>(Json(json!({"unsubscribed": true, "request_id": rid})).into_response())
+    }
+    .await;
+    let resp = r.unwrap_or_else(|e| {
+        tracing::info!(tenant = %tenant, status = e.status().as_u16(), error = %e, "One-click unsubscribe refused");
+        e.into_response()
+    });
+    observe(&app, "unsubscribe", "one-click", started, resp)
+}
+
+fn headers_ref(h: &HeaderMap) -> &HeaderMap {
+    h
 }
 
 /// Mailchimp checks a webhook URL with a GET, Mandrill with a HEAD, before using it.

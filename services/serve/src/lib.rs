@@ -1,0 +1,218 @@
+//! `serve`: the read side of Tributary (DESIGN "The read side").
+//!
+//! - `GET /v1/tenants/{t}/suppression?email=E|email_sha256=H[&list=L]`
+//! - `POST /v1/tenants/{t}/suppression/check` `{"list": L|null, "emails"|"email_sha256s": [...]}`
+//! - `GET /v1/tenants/{t}/profiles?email=E|email_sha256=H|user_id=U`
+//! - `GET /v1/tenants/{t}/audiences/{list}?format=csv|ndjson[&as_of=T]`
+//! - `/metrics`, `/health/live`, `/health/ready` on the API port and on the metrics port.
+//!
+//! The answers come from an in-memory view ([`tributary_view`]) that [`reader`] builds from the
+//! lake and keeps current from the clean topics. Every read of a person's data is written to
+//! the audit log (who, tenant, address hashes, when).
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod reader;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
+use tributary_engine::metrics::Health;
+use tributary_view::event::{sha_hex, Sha};
+use tributary_view::View;
+
+pub struct App {
+    pub settings: Settings,
+    pub view: RwLock<View>,
+    pub metrics: Metrics,
+    pub health: Health,
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    audit: Mutex<Option<std::io::LineWriter<std::fs::File>>>,
+}
+
+impl App {
+    pub fn new(settings: Settings) -> anyhow::Result<Arc<App>> {
+        let metrics = Metrics::new()?;
+        let health = Health::with_gauge(metrics.ready.clone());
+        let rate = NonZeroU32::new(settings.rate_limit).unwrap_or(NonZeroU32::MIN);
+        let limiter = governor::RateLimiter::keyed(governor::Quota::per_second(rate));
+        let audit = match settings.audit_log.as_str() {
+            "-" | "" => None,
+            path => Some(std::io::LineWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| anyhow::anyhow!("audit log {path}: {e}"))?,
+            )),
+        };
+        Ok(Arc::new(App {
+            settings,
+            view: RwLock::new(View::default()),
+            metrics,
+            health,
+            limiter,
+            audit: Mutex::new(audit),
+        }))
+    }
+
+    fn audit_line(&self, line: serde_json::Value) {
+        self.metrics.audit_records.inc();
+        let mut guard = self.audit.lock().expect("audit lock");
+        match guard.as_mut() {
+            Some(w) => {
+                if let Err(e) = writeln!(w, "{line}") {
+                    tracing::error!(error = %e, "Audit log write failed");
+                }
+            }
+            None => tracing::info!(target: "tributary_serve::audit", record = %line, "Read of personal data"),
+        }
+    }
+
+    /// Records a read of the data of `shas` by `tenant`'s token.
+    pub fn audit(&self, tenant: &str, endpoint: &str, shas: &[Sha], headers: &HeaderMap) {
+        let hashes: Vec<String> = shas.iter().map(sha_hex).collect();
+        self.audit_line(serde_json::json!({
+            "time": tributary_view::fmt_time(tributary_engine::normalize::now_micros()),
+            "tenant": tenant, "endpoint": endpoint, "email_sha256": hashes,
+            "request_id": request_id(headers),
+        }));
+    }
+
+    pub fn audit_audience(&self, tenant: &str, list: &str, members: u64, headers: &HeaderMap) {
+        self.audit_line(serde_json::json!({
+            "time": tributary_view::fmt_time(tributary_engine::normalize::now_micros()),
+            "tenant": tenant, "endpoint": "audiences", "list": list, "members": members,
+            "request_id": request_id(headers),
+        }));
+    }
+
+    /// What grantors share with `tenant` about `sha` (enrichment grants).
+    pub fn shared_for(&self, _tenant: &str, _sha: &Sha) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| tributary_engine::normalize::truncate(v, 128).to_owned())
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let health = app.health.clone();
+    let ready = app.health.clone();
+    let m = app.clone();
+    Router::new()
+        .route("/v1/tenants/{tenant}/suppression", get(api::suppression))
+        .route("/v1/tenants/{tenant}/suppression/check", post(api::check))
+        .route("/v1/tenants/{tenant}/profiles", get(api::profile))
+        .route("/v1/tenants/{tenant}/audiences/{list}", get(api::audience))
+        .route(
+            "/metrics",
+            get(move || {
+                let body = m.metrics.render();
+                async move { ([("content-type", "text/plain; version=0.0.4")], body) }
+            }),
+        )
+        .route(
+            "/health/live",
+            get(move || {
+                let _ = &health;
+                async { "live\n" }
+            }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let ok = ready.is_ready();
+                async move {
+                    if ok {
+                        (axum::http::StatusCode::OK, "ready\n").into_response()
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "catching up\n").into_response()
+                    }
+                }
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(8 << 20))
+        .with_state(app)
+}
+
+pub fn main() -> ExitCode {
+    let cli = config::Cli::parse();
+    tributary_engine::init_tracing();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(cli, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("serve: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = match tributary_engine::shutdown_on_signals() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("serve: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(settings, shutdown) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Serve stopped");
+            eprintln!("serve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the reader and both HTTP servers until `shutdown`; the first failure stops all.
+pub fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = App::new(settings)?;
+    let metrics_thread = tributary_engine::metrics::serve(
+        app.settings.metrics_port,
+        app.metrics.registry.clone(),
+        app.health.clone(),
+        shutdown.clone(),
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let port = app.settings.port;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(("0.0.0.0", port)))?;
+    tracing::info!(port, metrics_port = app.settings.metrics_port, "Serve listening");
+    let reader = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new().name("reader".into()).spawn(move || {
+            let r = reader::run(app, shutdown.clone());
+            shutdown.cancel();
+            r
+        })?
+    };
+    let s = shutdown.clone();
+    rt.block_on(async move {
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await
+    })?;
+    let r = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    let _ = metrics_thread.join();
+    r
+}

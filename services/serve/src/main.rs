@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    tributary_serve::main()
+}
