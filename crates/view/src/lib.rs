@@ -5,6 +5,7 @@
 
 pub mod event;
 pub mod export;
+pub mod grants;
 pub mod lake;
 pub mod state;
 

@@ -125,6 +125,15 @@ enum Command {
     /// side"), from the lake alone: to a CSV or Parquet file, or materialized into the lake's
     /// `audiences` table (partitioned by tenant and list, the list's members replaced atomically).
     Audience(AudienceArgs),
+    /// Grants between companies over the compacted topic `grants`: create (prints the grant
+    /// as JSON, with the grantee's Delta Sharing profile for an analytics grant), list, revoke.
+    Grant {
+        #[command(subcommand)]
+        command: GrantCommand,
+        /// Topic namespace: `<ns>.grants`.
+        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "", global = true)]
+        namespace: String,
+    },
     /// What the lake holds: per chain table its version, live files, rows, bytes, tenants and
     /// days, from the Delta log; `--show N` prints the first N rows of each table too.
     Tables {
@@ -180,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &all,
                 partitions,
             ))?;
+            rt.block_on(tributary_ctl::grants::ensure_topic(&cli.kafka_bootstrap, &namespace))?;
             println!(
                 "{} topics checked, {} created{}",
                 all.len(),
@@ -254,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile(args) => return reconcile_cmd(cli.kafka_bootstrap, args),
         Command::Audience(args) => audience_cmd(args)?,
+        Command::Grant { command, namespace } => grant_cmd(&cli.kafka_bootstrap, &namespace, command)?,
         Command::Tables {
             lake,
             chains,
@@ -563,6 +574,114 @@ fn audience_cmd(a: AudienceArgs) -> anyhow::Result<()> {
             loaded.events,
             loaded.files
         );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum GrantCommand {
+    /// Grants `--to` use of some of `--from`'s data; prints the grant as one JSON object.
+    Create {
+        /// The grantor tenant.
+        #[arg(long)]
+        from: String,
+        /// The grantee tenant.
+        #[arg(long)]
+        to: String,
+        /// The granted chains.
+        #[arg(long, value_delimiter = ',', required = true)]
+        chains: Vec<String>,
+        /// The granted columns; each must be in at least one granted chain.
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// enrichment (profile lookups by overlap) or analytics (Delta Sharing).
+        #[arg(long, value_parser = ["enrichment", "analytics"])]
+        purpose: String,
+        /// Expiry: YYYY-MM-DD (the end of that day, UTC) or RFC 3339.
+        #[arg(long)]
+        expires: String,
+        /// The tenants that exist.
+        #[arg(long, env = "TENANTS", value_delimiter = ',', default_value = "acme,globex,initech")]
+        tenants: Vec<String>,
+        /// The Delta Sharing endpoint grantees are given.
+        #[arg(
+            long,
+            env = "SHARING_ENDPOINT",
+            default_value = "http://localhost:8090/delta-sharing"
+        )]
+        sharing_endpoint: String,
+    },
+    /// Prints every live grant, one JSON object a line (no key material).
+    List,
+    /// Ends a grant: a tombstone on `grants`; its key leaves the log at the next compaction.
+    Revoke {
+        /// The grant id.
+        id: String,
+    },
+}
+
+fn grant_cmd(bootstrap: &str, namespace: &str, command: GrantCommand) -> anyhow::Result<()> {
+    use tributary_ctl::grants;
+    use tributary_view::grants as g;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(grants::ensure_topic(bootstrap, namespace))?;
+    match command {
+        GrantCommand::Create {
+            from,
+            to,
+            chains,
+            columns,
+            purpose,
+            expires,
+            tenants,
+            sharing_endpoint,
+        } => {
+            let kek = g::Kek::from_env(true).map_err(anyhow::Error::msg)?;
+            let req = g::Request {
+                grantor: from,
+                grantee: to,
+                chains,
+                columns,
+                purpose: if purpose == "analytics" {
+                    g::Purpose::Analytics
+                } else {
+                    g::Purpose::Enrichment
+                },
+                expires,
+            };
+            let tenants: Vec<String> = tenants
+                .into_iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let (grant, _key, token) = g::create(&req, &tenants, &kek, tributary_engine::normalize::now_micros())
+                .map_err(|e| anyhow::anyhow!("grant create: {e}"))?;
+            let value = serde_json::to_vec(&grant)?;
+            rt.block_on(grants::write(bootstrap, namespace, &grant.grant_id, Some(&value)))?;
+            let mut out = grant.public_json();
+            if let Some(token) = token {
+                out["profile"] = serde_json::json!({
+                    "shareCredentialsVersion": 1,
+                    "endpoint": sharing_endpoint.trim_end_matches('/'),
+                    "bearerToken": token,
+                    "expirationTime": grant.expires_at,
+                });
+            }
+            println!("{out}");
+        }
+        GrantCommand::List => {
+            for grant in grants::read_all(bootstrap, namespace)?.values() {
+                println!("{}", grant.public_json());
+            }
+        }
+        GrantCommand::Revoke { id } => {
+            let all = grants::read_all(bootstrap, namespace)?;
+            if !all.contains_key(&id) {
+                anyhow::bail!("grant revoke: no live grant '{id}' (see `tributary grant list`)");
+            }
+            rt.block_on(grants::write(bootstrap, namespace, &id, None))?;
+            println!("{}", serde_json::json!({"grant_id": id, "revoked": true}));
+        }
     }
     Ok(())
 }

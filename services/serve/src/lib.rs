@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod config;
+pub mod grants;
 pub mod metrics;
 pub mod reader;
 
@@ -37,6 +38,10 @@ pub struct App {
     pub view: RwLock<View>,
     pub metrics: Metrics,
     pub health: Health,
+    /// Live grants by id, as the `grants` topic holds them.
+    pub grants: RwLock<BTreeMap<String, tributary_view::grants::Grant>>,
+    /// The key-encryption key of the grants' keys.
+    pub kek: tributary_view::grants::Kek,
     limiter: governor::DefaultKeyedRateLimiter<String>,
     audit: Mutex<Option<std::io::LineWriter<std::fs::File>>>,
 }
@@ -57,7 +62,10 @@ impl App {
                     .map_err(|e| anyhow::anyhow!("audit log {path}: {e}"))?,
             )),
         };
+        let kek = tributary_view::grants::Kek::from_env(true).map_err(anyhow::Error::msg)?;
         Ok(Arc::new(App {
+            grants: RwLock::default(),
+            kek,
             settings,
             view: RwLock::new(View::default()),
             metrics,
@@ -98,9 +106,44 @@ impl App {
         }));
     }
 
-    /// What grantors share with `tenant` about `sha` (enrichment grants).
-    pub fn shared_for(&self, _tenant: &str, _sha: &Sha) -> Vec<serde_json::Value> {
-        Vec::new()
+    /// What grantors share with `tenant` about `sha` under live enrichment grants: the granted
+    /// columns each grantor holds for the same address, nothing for a person the grantor
+    /// blocks or who unsubscribed from all its lists. The caller has checked that `tenant`
+    /// itself holds the address.
+    pub fn shared_for(&self, tenant: &str, sha: &Sha) -> Vec<serde_json::Value> {
+        use tributary_view::event::USER_FIELDS;
+        use tributary_view::grants::Purpose;
+        let now = tributary_engine::normalize::now_micros();
+        let grants = self.grants.read().expect("grants lock");
+        let view = self.view.read().expect("view lock");
+        let mut out = Vec::new();
+        for g in grants
+            .values()
+            .filter(|g| g.purpose == Purpose::Enrichment && g.grantee == tenant && g.live(now))
+        {
+            let Some(gt) = view.tenant(&g.grantor) else { continue };
+            let Some(p) = gt.person(sha) else { continue };
+            if gt.withheld(sha, now) {
+                continue;
+            }
+            let mut columns = serde_json::Map::new();
+            for col in &g.columns {
+                // The view holds the users chain's fields; the other chains' columns are
+                // events, not attributes of a person, and are shared by analytics grants.
+                let v = if g.chains.iter().any(|c| c == "users") {
+                    USER_FIELDS
+                        .iter()
+                        .position(|f| f == col)
+                        .and_then(|i| p.user_field(i))
+                        .map(|v| serde_json::Value::String(v.to_owned()))
+                } else {
+                    None
+                };
+                columns.insert(col.clone(), v.unwrap_or(serde_json::Value::Null));
+            }
+            out.push(serde_json::json!({"grant_id": g.grant_id, "grantor": g.grantor, "columns": columns}));
+        }
+        out
     }
 }
 
@@ -204,6 +247,17 @@ pub fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()
             r
         })?
     };
+    let grants = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new().name("grants".into()).spawn(move || {
+            let r = grants::follow(app, shutdown.clone());
+            if r.is_err() {
+                shutdown.cancel();
+            }
+            r
+        })?
+    };
     let s = shutdown.clone();
     rt.block_on(async move {
         axum::serve(listener, router(app))
@@ -213,6 +267,9 @@ pub fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()
     let r = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    grants
+        .join()
+        .map_err(|_| anyhow::anyhow!("the grants thread panicked"))??;
     let _ = metrics_thread.join();
     r
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub audit_records: IntCounter,
     pub ready: IntGauge,
+    pub grants: IntGauge,
 }
 
 impl Metrics {
@@ -62,6 +63,10 @@ impl Metrics {
             "Audit log records of reads of personal data",
         )?;
         let ready = tributary_engine::metrics::ready_gauge("service_ready", "serve")?;
+        let grants = IntGauge::new(
+            "serve_grants",
+            "Live grants (not revoked; expired ones included until used)",
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -75,6 +80,7 @@ impl Metrics {
             Box::new(rate_limited.clone()),
             Box::new(audit_records.clone()),
             Box::new(ready.clone()),
+            Box::new(grants.clone()),
         ] {
             registry.register(c)?;
         }
@@ -92,6 +98,7 @@ impl Metrics {
             rate_limited,
             audit_records,
             ready,
+            grants,
         })
     }
 
