@@ -349,7 +349,10 @@ mod tests {
                 "never shared",
             ),
             (
-                Box::new(|r: &mut Request| r.columns = vec!["url".into()]),
+                Box::new(|r: &mut Request| {
+                    r.chains = vec!["users".into()];
+                    r.columns = vec!["url".into()]
+                }),
                 "none of the granted chains",
             ),
             (

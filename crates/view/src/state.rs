@@ -489,23 +489,26 @@ impl TenantView {
     /// The profile answer of DESIGN (without `shared`, which the caller adds).
     pub fn profile(&self, sha: &Sha, now: i64) -> Option<Value> {
         let p = self.people.get(sha)?;
-        let user = p.user.as_ref().map(|u| {
+        // Always an object: the fields are null where no users event carried them.
+        let user = {
+            let u = p.user.as_deref();
             let mut o = serde_json::Map::new();
-            for (name, v) in USER_FIELDS.iter().zip(&u.fields) {
+            for (i, name) in USER_FIELDS.iter().enumerate() {
+                let v = u.and_then(|u| u.fields[i].as_ref());
                 o.insert(
                     (*name).into(),
-                    v.as_ref().map_or(Value::Null, |(_, v)| Value::String(v.to_string())),
+                    v.map_or(Value::Null, |(_, v)| Value::String(v.to_string())),
                 );
             }
             o.insert(
                 "attributes".into(),
-                u.attributes.as_ref().map_or(json!({}), |(_, a)| {
+                u.and_then(|u| u.attributes.as_ref()).map_or(json!({}), |(_, a)| {
                     Value::Object(a.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
                 }),
             );
-            o.insert("updated_at".into(), Value::String(fmt_time(u.updated_at)));
+            o.insert("updated_at".into(), time_value(u.map(|u| u.updated_at)));
             Value::Object(o)
-        });
+        };
         let mut lists = serde_json::Map::new();
         let blocked = self.blocked(p, now);
         for (l, s) in &p.lists {
