@@ -80,6 +80,10 @@ pub struct DedupState {
     journal: Vec<(u64, Option<u32>)>,
     watermark_at_commit: u32,
     last_sweep_at_commit: u32,
+    /// The wall clock (seconds since 2000) the watermark may not pass: a valid record dated
+    /// ahead (senders' clocks; up to a day is accepted) is remembered with its own time but
+    /// does not move the partition's time, so it cannot make every later record "late".
+    clock_cap: u32,
 }
 
 pub fn micros_to_secs2000(micros: i64) -> u32 {
@@ -96,7 +100,13 @@ impl DedupState {
             journal: Vec::new(),
             watermark_at_commit: 0,
             last_sweep_at_commit: 0,
+            clock_cap: u32::MAX,
         }
+    }
+
+    /// Bounds the watermark by the wall clock `now_secs` (seconds since 2000) from now on.
+    pub fn cap_clock(&mut self, now_secs: u32) {
+        self.clock_cap = now_secs;
     }
 
     pub fn len(&self) -> usize {
@@ -133,8 +143,9 @@ impl DedupState {
         let prev = self.slots.insert(Key::new(key), event_secs);
         self.journal.push((key, prev));
         changes.push((key, Some(event_secs)));
-        if event_secs > self.watermark {
-            self.watermark = event_secs;
+        let moved = event_secs.min(self.clock_cap);
+        if moved > self.watermark {
+            self.watermark = moved;
             self.maybe_sweep(changes);
         }
         Verdict::New
@@ -189,7 +200,7 @@ impl DedupState {
         match value {
             Some(t) => {
                 self.slots.insert(Key::new(key), t);
-                self.watermark = self.watermark.max(t);
+                self.watermark = self.watermark.max(t.min(self.clock_cap));
             }
             None => {
                 self.slots.remove(&Key::new(key));
@@ -227,6 +238,36 @@ pub fn decode_changelog(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_dated_ahead_does_not_move_the_partitions_time() {
+        let day = 86_400;
+        let now = 800_000_000;
+        let mut s = DedupState::new(day);
+        s.cap_clock(now);
+        let mut ch = Vec::new();
+        assert_eq!(
+            s.observe(1, now + day - 600, &mut ch),
+            Verdict::New,
+            "23 h 50 min ahead: valid"
+        );
+        assert_eq!(s.watermark(), now);
+        assert_eq!(
+            s.observe(2, now - 3600, &mut ch),
+            Verdict::New,
+            "an hour old is not late"
+        );
+        assert_eq!(s.observe(1, now + day - 600, &mut ch), Verdict::Duplicate);
+        // Restored from the changelog: the same.
+        let mut r = DedupState::new(day);
+        r.cap_clock(now);
+        for (k, v) in ch {
+            r.apply_changelog(k, v);
+        }
+        r.finish_restore();
+        assert_eq!(r.watermark(), now);
+        assert_eq!(r.observe(3, now - 3600, &mut Vec::new()), Verdict::New);
+    }
     use proptest::prelude::*;
     use std::collections::HashMap as StdMap;
 

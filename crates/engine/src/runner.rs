@@ -229,6 +229,7 @@ impl<C: Chain> Core<C> {
             Err(e) => return self.dead_letter(m, &e),
         };
         self.changes.clear();
+        state.cap_clock(dedup::micros_to_secs2000(now));
         let verdict = state.observe(
             encoded.key,
             dedup::micros_to_secs2000(encoded.event_time),
@@ -405,6 +406,7 @@ impl<C: Chain> Core<C> {
             reason,
         };
         let mut state = DedupState::new(self.cfg.dedup_window.as_secs() as u32);
+        state.cap_clock(dedup::micros_to_secs2000(crate::normalize::now_micros()));
         let consumer: BaseConsumer = client_config(&self.cfg)
             .set("group.id", format!("{}-restore", self.cfg.group_id))
             .set("enable.auto.commit", "false")
