@@ -14,8 +14,9 @@
 //! profile; see ARCHITECTURE.md for the figures at scale.
 
 use crate::event::{sha_hex, BlockAction, BlockKind, Event, Kind, MailType, Sha, USER_FIELDS, USER_ID};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// RFC 3339 UTC (`Z`), with as many fraction digits as the time has.
 pub fn fmt_time(micros: i64) -> String {
@@ -33,7 +34,7 @@ fn time_value(t: Option<i64>) -> Value {
 struct Add {
     time: i64,
     expires_at: Option<i64>,
-    reason: Box<str>,
+    reason: Arc<str>,
 }
 
 impl Add {
@@ -88,12 +89,12 @@ impl Blocks {
             .max_by(|a, b| a.order().cmp(&b.order()))
     }
 
-    fn apply(&mut self, action: BlockAction, time: i64, reason: &str, expires_at: Option<i64>) {
+    fn apply(&mut self, action: BlockAction, time: i64, reason: Arc<str>, expires_at: Option<i64>) {
         match action {
             BlockAction::Add => self.add(Add {
                 time,
                 expires_at,
-                reason: reason.into(),
+                reason,
             }),
             BlockAction::Remove => self.remove(time),
         }
@@ -104,7 +105,7 @@ impl Blocks {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Unsub {
     time: i64,
-    reason: Option<Box<str>>,
+    reason: Option<Arc<str>>,
 }
 
 fn keep_max<T: Ord>(slot: &mut Option<T>, v: T) {
@@ -159,17 +160,19 @@ pub struct Person {
     email: Option<Box<str>>,
     blocks: Option<Box<Blocks>>,
     global: Option<Unsub>,
-    lists: Vec<(Box<str>, ListState)>,
+    /// Usually one or two lists: allocated exactly, the names shared per tenant.
+    lists: Vec<(Arc<str>, ListState)>,
     user: Option<Box<UserState>>,
     mail: Option<Box<MailStats>>,
 }
 
 impl Person {
-    fn list_mut(&mut self, list: &str) -> &mut ListState {
-        let i = match self.lists.iter().position(|(l, _)| &**l == list) {
+    fn list_mut(&mut self, list: Arc<str>) -> &mut ListState {
+        let i = match self.lists.iter().position(|(l, _)| *l == list) {
             Some(i) => i,
             None => {
-                self.lists.push((list.into(), ListState::default()));
+                self.lists.reserve_exact(1);
+                self.lists.push((list, ListState::default()));
                 self.lists.len() - 1
             }
         };
@@ -273,6 +276,17 @@ pub struct TenantView {
     people: HashMap<Sha, Person>,
     by_user: HashMap<Box<str>, Sha>,
     domains: HashMap<Box<str>, Blocks>,
+    /// List ids and reasons, one copy each per tenant.
+    names: HashSet<Arc<str>>,
+}
+
+fn intern(names: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = names.get(s) {
+        return a.clone();
+    }
+    let a: Arc<str> = s.into();
+    names.insert(a.clone());
+    a
 }
 
 impl TenantView {
@@ -306,6 +320,7 @@ impl TenantView {
             expires_at,
         } = &e.kind
         {
+            let reason = intern(&mut self.names, reason);
             let entry = self.domains.entry_ref(value.as_str()).or_default();
             entry.apply(*action, e.time, reason, *expires_at);
             return;
@@ -321,6 +336,7 @@ impl TenantView {
             // An address-less record of a chain keyed by address: nothing to fold.
             (None, _) => return,
         };
+        let names = &mut self.names;
         let p = self.people.entry(sha).or_default();
         if p.email.is_none() {
             p.email = e.email.as_deref().map(Into::into);
@@ -331,18 +347,19 @@ impl TenantView {
                 reason,
                 expires_at,
                 ..
-            } => p
-                .blocks
-                .get_or_insert_with(Default::default)
-                .apply(action, e.time, &reason, expires_at),
+            } => {
+                p.blocks
+                    .get_or_insert_with(Default::default)
+                    .apply(action, e.time, intern(names, &reason), expires_at)
+            }
             Kind::Unsubscribe { list, reason } => {
                 let u = Unsub {
                     time: e.time,
-                    reason: reason.map(Into::into),
+                    reason: reason.map(|r| intern(names, &r)),
                 };
                 match list {
                     None => keep_max(&mut p.global, u),
-                    Some(l) => keep_max(&mut p.list_mut(&l).unsub, u),
+                    Some(l) => keep_max(&mut p.list_mut(intern(names, &l)).unsub, u),
                 }
             }
             Kind::Subscribe {
@@ -350,7 +367,7 @@ impl TenantView {
                 consent_ip,
                 consent_at,
             } => {
-                let s = p.list_mut(&list);
+                let s = p.list_mut(intern(names, &list));
                 keep_max(&mut s.sub, e.time);
                 if consent_ip.is_some() || consent_at.is_some() {
                     keep_max(
