@@ -32,6 +32,8 @@ echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary
 bash dev/airflow.sh test
 echo "== Spark audience export (PySpark + delta-spark, against the real tributary binary)"
 TRIBUTARY_REQUIRE_BIN=1 bash dev/spark.sh test
+echo "== Sharing (the delta-sharing Python client against serve)"
+bash dev/sharing.sh test
 echo "== make demo, twice (services in the background, the lake in a temporary directory)"
 bash dev/demo-check.sh
 echo "== make test passed in $(( $(date +%s) - t0 )) s"

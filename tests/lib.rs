@@ -669,3 +669,309 @@ pub fn produce_special(topic: &str, records: &[Special]) -> Result<()> {
     p.flush(Duration::from_secs(30))?;
     Ok(())
 }
+
+/// The read side (`serve`) of this build as a child process over a namespace and a lake, on
+/// free API and metrics ports, with a blocking HTTP client for its API.
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    ns: String,
+    env: Vec<(String, String)>,
+    http: ::reqwest::blocking::Client,
+}
+
+impl Serve {
+    /// Starts `serve` and waits until it answers `/health/ready` (caught up).
+    pub fn start(ns: &str, lake_uri: &str, extra: &[(&str, &str)]) -> Result<Serve> {
+        let mut env: Vec<(String, String)> = vec![("LAKE_URI".into(), lake_uri.into())];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let (child, port, metrics_port) = spawn_serve(ns, &env)?;
+        let http = ::reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let mut me = Serve {
+            child,
+            port,
+            metrics_port,
+            ns: ns.into(),
+            env,
+            http,
+        };
+        me.wait_ready(Duration::from_secs(120))?;
+        Ok(me)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits until `/health/ready` answers 200; fails at once if the process exited.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                bail!("serve exited early with {st}");
+            }
+            if let Ok(r) = self.http.get(self.url("/health/ready")).send() {
+                if r.status().as_u16() == 200 {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "serve not ready within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kill -9`, then start again (on new ports) and wait until it is ready.
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.respawn()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait()? {
+                anyhow::ensure!(st.success(), "serve exited with {st}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("serve did not stop within 30 s of SIGTERM")
+    }
+
+    /// Starts a stopped (or killed) instance again and waits until it is ready.
+    pub fn respawn(&mut self) -> Result<()> {
+        (self.child, self.port, self.metrics_port) = spawn_serve(&self.ns, &self.env)?;
+        self.wait_ready(Duration::from_secs(120))
+    }
+
+    /// `GET path` with `token` as the Bearer token (none: no Authorization header):
+    /// (status, body).
+    pub fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send()?;
+        Ok((r.status().as_u16(), r.text()?))
+    }
+
+    /// `POST path` with a JSON body: (status, body).
+    pub fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> Result<(u16, String)> {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send()?;
+        Ok((r.status().as_u16(), r.text()?))
+    }
+
+    /// The value of one series of the metrics port's `/metrics`, written as in the text
+    /// format (`name{label="v"}`); None when the series is not there.
+    pub fn metric(&self, series: &str) -> Result<Option<f64>> {
+        let text = self
+            .http
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()?
+            .text()?;
+        Ok(metric_value(&text, series))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `series` (`name` or `name{labels}`, exactly as the text format writes it).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn spawn_serve(ns: &str, env: &[(String, String)]) -> Result<(Child, u16, u16)> {
+    let port = free_port();
+    let metrics_port = free_port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::env::temp_dir().join(format!("{ns}-serve.log")))?;
+    let child = Command::new(bin_dir().join("serve"))
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry())
+        .env("TOPIC_NAMESPACE", ns)
+        .env("PORT", port.to_string())
+        .env("METRICS_PORT", metrics_port.to_string())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting serve (cargo build --release -p tributary-serve first)")?;
+    Ok((child, port, metrics_port))
+}
+
+/// One canonical-JSON event for `raw.<chain>`: headers `tenant` and `source: json`, keyed
+/// `<tenant>:<key>` (the identity, so a resent copy lands in the partition of the first).
+#[derive(Debug, Clone)]
+pub struct JsonEvent {
+    pub chain: &'static str,
+    pub tenant: String,
+    pub key: String,
+    pub value: serde_json::Value,
+}
+
+/// A producer of [`JsonEvent`]s to a namespace's raw topics (idempotent, so a retry never
+/// reorders or doubles a record).
+pub struct JsonProducer {
+    ns: String,
+    producer: rdkafka::producer::BaseProducer,
+}
+
+impl JsonProducer {
+    pub fn new(ns: &str) -> Result<JsonProducer> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", kafka())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()?;
+        Ok(JsonProducer {
+            ns: ns.into(),
+            producer,
+        })
+    }
+
+    pub fn send(&self, e: &JsonEvent) -> Result<()> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::BaseRecord;
+        let topic = topic(&self.ns, topics::raw(e.chain));
+        let key = format!("{}:{}", e.tenant, e.key);
+        let payload = serde_json::to_vec(&e.value)?;
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tenant",
+                value: Some(e.tenant.as_str()),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some("json"),
+            });
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
+            .key(key.as_bytes())
+            .payload(&payload)
+            .headers(headers);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    self.producer.poll(Duration::from_millis(50));
+                    record = r;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Waits until Kafka acknowledged everything sent.
+    pub fn flush(&self) -> Result<()> {
+        use rdkafka::producer::Producer;
+        self.producer.flush(Duration::from_secs(30))?;
+        Ok(())
+    }
+}
+
+/// Produces `events` in order and waits until Kafka has them.
+pub fn produce_json(ns: &str, events: &[JsonEvent]) -> Result<()> {
+    let p = JsonProducer::new(ns)?;
+    for e in events {
+        p.send(e)?;
+    }
+    p.flush()
+}
+
+/// Per partition of `topic`: (low, high) watermarks.
+pub fn watermarks(topic: &str) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut out = BTreeMap::new();
+    for p in md.topics()[0].partitions() {
+        out.insert(
+            p.id(),
+            consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Deletes every record of `topic` (DeleteRecords up to each partition's high watermark),
+/// as retention would once they expired; returns the high watermarks deleted up to.
+pub fn delete_all_records(topic: &str) -> Result<BTreeMap<i32, i64>> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    let ends: BTreeMap<i32, i64> = watermarks(topic)?.into_iter().map(|(p, (_, h))| (p, h)).collect();
+    let mut tpl = TopicPartitionList::new();
+    for (p, h) in &ends {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*h))?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let res = rt.block_on(admin.delete_records(&tpl, &AdminOptions::new()))?;
+    for e in res.elements() {
+        if let Err(err) = e.error() {
+            bail!("delete_records {topic}[{}]: {err}", e.partition());
+        }
+    }
+    Ok(ends)
+}
+
+/// Waits until every partition of every topic of a namespace answers its watermarks: a
+/// partition of a topic created a moment ago can answer `NotLeaderForPartition` for a while,
+/// and a chain service that meets that during its state restore stops.
+pub fn wait_namespace_ready(ns: &str, timeout: Duration) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
+    let deadline = Instant::now() + timeout;
+    for (t, _) in topics::CHAINS.iter().flat_map(|c| topics::chain_topics(c)) {
+        let t = topics::namespaced(ns, &t);
+        loop {
+            let ok = consumer
+                .fetch_metadata(Some(&t), Duration::from_secs(10))
+                .ok()
+                .and_then(|md| {
+                    let parts: Vec<i32> = md.topics().first()?.partitions().iter().map(|p| p.id()).collect();
+                    (!parts.is_empty()
+                        && parts
+                            .iter()
+                            .all(|p| consumer.fetch_watermarks(&t, *p, Duration::from_secs(5)).is_ok()))
+                    .then_some(())
+                })
+                .is_some();
+            if ok {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{t}: partitions without a leader after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
+}

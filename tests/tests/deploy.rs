@@ -152,15 +152,16 @@ fn known_metrics() -> &'static Known {
         // table `users`), the jobs' with their grouping labels.
         let sink = sink_catalog();
         let jobs = tributary_ctl::job_metrics::catalog();
+        let serve = serve_catalog();
         // As registered: the label values the code initialises (outcome, reason, result,
         // kind, job, when); not those that name a chain, table, partition or service.
         let mut values: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for text in [text(&m), sink.clone(), jobs.clone()] {
+        for text in [text(&m), sink.clone(), jobs.clone(), serve.clone()] {
             for (name, labels) in samples(&text) {
-                for (k, v) in labels
-                    .into_iter()
-                    .filter(|(k, _)| !["chain", "table", "partition", "service", "le"].contains(&k.as_str()))
-                {
+                for (k, v) in labels.into_iter().filter(|(k, v)| {
+                    // serve's catalog read from its source has no values (empty).
+                    !v.is_empty() && !["chain", "table", "partition", "service", "le", "topic"].contains(&k.as_str())
+                }) {
                     values.entry((name.clone(), k)).or_default().insert(v);
                 }
             }
@@ -172,7 +173,7 @@ fn known_metrics() -> &'static Known {
         m.last_restore_seconds.with_label_values(&["0"]);
         m.consumer_lag.with_label_values(&["0"]);
         let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for text in [text(&m), sink, jobs] {
+        for text in [text(&m), sink, jobs, serve] {
             for (name, labels) in samples(&text) {
                 series
                     .entry(name)
@@ -185,6 +186,7 @@ fn known_metrics() -> &'static Known {
             "tributary_job_",
             "tributary_compaction_",
             "tributary_reconciliation_",
+            "tributary_serve_",
         ] {
             assert!(
                 series.keys().any(|n| n.starts_with(prefix)),
@@ -215,6 +217,70 @@ fn sink_catalog() -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Every series `serve` registers (`services/serve/src/metrics.rs`), in the text format with
+/// one sample each and empty label values: `serve --list-metrics` when the binary has it (as
+/// the sink does), else read from the registrations in that file, which name each metric
+/// (`"serve_..."` after the registry's prefix `tributary_`), its kind and its label names.
+/// The test crate does not link serve; the live run checks that what the binary really
+/// exposes is in this catalog.
+fn serve_catalog() -> String {
+    let bin = bin_dir().join("serve");
+    if let Ok(out) = Command::new(&bin).arg("--list-metrics").output() {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.contains("tributary_serve_") {
+            return text;
+        }
+    }
+    let path = root().join("services/serve/src/metrics.rs");
+    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let body = &src[src
+        .find("fn new(")
+        .unwrap_or_else(|| panic!("no fn new in {}", path.display()))..];
+    let quoted = |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut out = String::new();
+    // One registration per `let x = Kind::new(...)` statement.
+    for stmt in body.split("let ").skip(1) {
+        let stmt = stmt.split(";").next().unwrap_or("");
+        let Some(name) = quoted(stmt).into_iter().next().filter(|n| n.starts_with("serve_")) else {
+            continue;
+        };
+        let labels: Vec<String> = stmt
+            .find("&[")
+            .map(|i| quoted(&stmt[i..i + stmt[i..].find(']').unwrap_or(0)]))
+            .unwrap_or_default();
+        let l = |extra: &[&str]| {
+            let all: Vec<String> = labels
+                .iter()
+                .map(String::as_str)
+                .chain(extra.iter().copied())
+                .map(|k| format!("{k}=\"\""))
+                .collect();
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", all.join(","))
+            }
+        };
+        if stmt.contains("HistogramOpts") {
+            out += &format!("tributary_{name}_bucket{} 0\n", l(&["le"]));
+            out += &format!("tributary_{name}_sum{} 0\n", l(&[]));
+            out += &format!("tributary_{name}_count{} 0\n", l(&[]));
+        } else {
+            out += &format!("tributary_{name}{} 0\n", l(&[]));
+        }
+    }
+    if src.contains("ready_gauge(\"service_ready\"") {
+        out += "tributary_service_ready{service=\"serve\"} 0\n";
+    }
+    assert!(
+        out.lines().count() >= 5,
+        "only {} serve series read from {}",
+        out.lines().count(),
+        path.display()
+    );
+    out
 }
 
 // ------------------------------------------------------------------------------ PromQL
@@ -835,7 +901,12 @@ fn dashboards_lint_catches_seeded_faults() {
         ),
         ("dashboard", r#""tributary""#, r#""tributory""#),
     ];
-    let (name, text) = &dashboards()[0];
+    // The first dashboard that holds every string a fault is planted in (the chain one).
+    let boards = dashboards();
+    let (name, text) = boards
+        .iter()
+        .find(|(_, text)| SEEDED.iter().all(|(_, old, _)| text.contains(old)))
+        .unwrap_or(&boards[0]);
     let mut failed = Vec::new();
     for (rule, old, new) in SEEDED {
         if !text.contains(old) {
@@ -873,6 +944,31 @@ const CONTRACT_PORTS: &[(&str, i64)] = &[
     ("mailings", 9105),
     ("sink", 9106),
     ("ingest", 8080),
+    ("serve", 9107),
+];
+/// Binaries whose API listens on a port of its own (`PORT`) beside the metrics port: the
+/// contract's API port, which the container must expose and a Service must reach.
+const API_PORTS: &[(&str, i64)] = &[("serve", 8090)];
+/// Environment variables a binary reads outside its clap settings, so its --help does not
+/// name them: (binary, variable, where it is read). The name must still be in the binary.
+const ENV_OUTSIDE_HELP: &[(&str, &str, &str)] = &[(
+    "serve",
+    "GRANTS_KEK_FILE",
+    "tributary_view::grants::Kek::from_env (crates/view/src/grants.rs)",
+)];
+/// Stand-in contents, for the live runs, of files that manifests mount from Secrets, by the
+/// variable that names the file; other such files get `secret-value`.
+const SECRET_FILE_STANDINS: &[(&str, &str)] = &[
+    // `<tenant> <sha256 hex of its token>` (the token `acme-live-run-token`; any hash will do).
+    (
+        "TENANT_TOKENS_FILE",
+        "acme 0000000000000000000000000000000000000000000000000000000000000001\n",
+    ),
+    // 64 hex digits.
+    (
+        "GRANTS_KEK_FILE",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    ),
 ];
 
 /// One container of a workload, as the manifests run it.
@@ -884,6 +980,8 @@ struct Container {
     env: BTreeMap<String, String>,
     /// --config paths to their content.
     files: BTreeMap<String, String>,
+    /// Environment variables naming a file of a mounted Secret.
+    secret_files: BTreeSet<String>,
     run_as: (Option<i64>, Option<i64>),
     errors: Vec<String>,
 }
@@ -929,10 +1027,19 @@ fn default_ports(help: &BTreeMap<String, Result<String, String>>, errors: &mut V
     let mut out = BTreeMap::new();
     for (b, port) in CONTRACT_PORTS {
         if let Some(Ok(h)) = help.get(*b) {
-            let p = h.find("METRICS_PORT (default ").and_then(|i| {
-                let d: String = h[i + 22..].chars().take_while(char::is_ascii_digit).collect();
-                d.parse::<i64>().ok()
-            });
+            // `METRICS_PORT (default N)`, or clap's `... [default: N] [env: METRICS_PORT=]`.
+            let p = h
+                .find("METRICS_PORT (default ")
+                .and_then(|i| {
+                    let d: String = h[i + 22..].chars().take_while(char::is_ascii_digit).collect();
+                    d.parse::<i64>().ok()
+                })
+                .or_else(|| {
+                    let line = h.lines().find(|l| l.contains("[env: METRICS_PORT="))?;
+                    let i = line.find("[default: ")?;
+                    let d: String = line[i + 10..].chars().take_while(char::is_ascii_digit).collect();
+                    d.parse::<i64>().ok()
+                });
             match p {
                 None => errors.push(format!("{b} --help names no METRICS_PORT default")),
                 Some(p) if p != *port => errors.push(format!(
@@ -969,7 +1076,7 @@ fn helps() -> BTreeMap<String, Result<String, String>> {
 }
 
 fn is_secretish(name: &str) -> bool {
-    ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL"]
+    ["PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "KEK"]
         .iter()
         .any(|w| name.contains(w))
         || name.ends_with("_KEY")
@@ -1068,6 +1175,31 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
                     "command should be the bare binary name (on PATH in the image), got {cmd:?}"
                 ));
             }
+            // --- files of mounted Secrets: their paths in the container
+            let mut secret_paths = BTreeSet::new();
+            for vm in arr(c, "volumeMounts") {
+                let Some(vol) = arr(pod, "volumes").iter().find(|v| s(v, "name") == s(vm, "name")) else {
+                    continue;
+                };
+                let mp = s(vm, "mountPath").trim_end_matches('/').to_owned();
+                let Some(sec) = vol.get("secret") else { continue };
+                if s(sec, "secretName").is_empty() {
+                    err(format!("volume {} names no Secret", s(vol, "name")));
+                }
+                // Without `items` every key is a file; with them, only their paths.
+                match sec.get("items").and_then(Value::as_array) {
+                    Some(items) => secret_paths.extend(items.iter().map(|i| format!("{mp}/{}", s(i, "path")))),
+                    None => {
+                        secret_paths.insert(format!("{mp}/*"));
+                    }
+                }
+            }
+            let in_secret = |v: &str| {
+                secret_paths.contains(v)
+                    || v.rsplit_once('/')
+                        .is_some_and(|(dir, _)| secret_paths.contains(&format!("{dir}/*")))
+            };
+            let mut secret_files = BTreeSet::new();
             // --- environment, resolved
             let mut env = BTreeMap::new();
             let mut env_from_secret = BTreeSet::new();
@@ -1089,8 +1221,12 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
                 let n = s(e, "name").to_owned();
                 if let Some(v) = e.get("value") {
                     let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    if is_secretish(&n) && !v.is_empty() {
-                        err(format!("{n} has a literal value: take it from a Secret"));
+                    if n.ends_with("_FILE") && in_secret(&v) {
+                        secret_files.insert(n.clone());
+                    } else if is_secretish(&n) && !v.is_empty() {
+                        err(format!(
+                            "{n} has a literal value: take it from a Secret (secretKeyRef, or a file of a mounted Secret)"
+                        ));
                     }
                     env.insert(n, v);
                 } else if let Some(vf) = e.get("valueFrom") {
@@ -1156,6 +1292,25 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
                         "{probe}: port {:?} is not the metrics port {expected}",
                         h.get("port")
                     ));
+                }
+            }
+            // The API port of a binary that has one apart from the metrics port.
+            let api = API_PORTS
+                .iter()
+                .find(|(b, _)| *b == binary)
+                .map(|(_, p)| env.get("PORT").and_then(|p| p.parse::<i64>().ok()).unwrap_or(*p));
+            if let Some(api) = api {
+                if !ports.values().any(|p| *p == api) {
+                    err(format!("the API port {api} is not a container port ({ports:?})"));
+                }
+                let reached = services.iter().any(|sv| {
+                    selects(sv.pointer("/spec/selector"), &labels)
+                        && arr(&sv["spec"], "ports")
+                            .iter()
+                            .any(|p| port_ref(p.get("targetPort").or(p.get("port"))) == Some(api))
+                });
+                if !reached {
+                    err(format!("no Service reaches the API port {api}"));
                 }
             }
             // Service and ServiceMonitor reach the metrics port
@@ -1374,6 +1529,7 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
                 args,
                 env,
                 files,
+                secret_files,
                 run_as: (id("runAsUser"), id("runAsGroup")),
                 errors,
             });
@@ -1617,6 +1773,11 @@ fn manifests_match_binaries() {
                     // Read by tributary_engine::init_tracing (crates/engine/src/lib.rs).
                     "RUST_LOG" | "LOG_FORMAT" => false,
                     v if v.starts_with("KAFKA_PROP_") => !h.contains("KAFKA_PROP_<NAME>"),
+                    v if ENV_OUTSIDE_HELP.iter().any(|(b, n, _)| *b == c.binary && *n == v) => {
+                        // Read outside clap: the name must at least be in the binary.
+                        let bytes = std::fs::read(bin_dir().join(&c.binary)).unwrap_or_default();
+                        !bytes.windows(v.len()).any(|w| w == v.as_bytes())
+                    }
                     v => !has_word(h, v),
                 })
                 .collect();
@@ -1714,11 +1875,31 @@ fn live_run(c: &Container, known: &Known) -> (Vec<String>, Vec<String>) {
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", &dir);
+    // A separate API port (PORT, unless it is the metrics port too) gets a free port as well.
+    let api_port = c
+        .env
+        .get("PORT")
+        .filter(|p| c.env.get("METRICS_PORT") != Some(*p))
+        .map(|_| tributary_tests::free_port());
     for (k, v) in &c.env {
         match k.as_str() {
             "KAFKA_BOOTSTRAP" | "SCHEMA_REGISTRY_URL" | "METRICS_PORT" => {}
+            "PORT" => {
+                cmd.env(k, api_port.map_or_else(|| port.to_string(), |p| p.to_string()));
+            }
             "LAKE_URI" => {
                 cmd.env(k, &lake);
+            }
+            k if c.secret_files.contains(k) => {
+                // The mounted Secret's file: a stand-in of the same form.
+                let content = SECRET_FILE_STANDINS
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map_or("secret-value\n", |(_, c)| c);
+                let p = dir.join(format!("secret-{}", k.to_ascii_lowercase()));
+                std::fs::write(&p, content).expect("write secret stand-in");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+                cmd.env(k, &p);
             }
             _ => {
                 cmd.env(k, v);
@@ -1768,6 +1949,24 @@ fn live_run(c: &Container, known: &Known) -> (Vec<String>, Vec<String>) {
             "{label}: /health/ready answered {other:?} (expected 200 or 503)"
         )),
     }
+    if let Some(api) = api_port {
+        // The API port serves /health/* too (DESIGN: serve answers them on both).
+        let mut live = None;
+        for _ in 0..50 {
+            live = http_get(api, "/health/live").map(|(code, _)| code);
+            if live == Some(200) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if live == Some(200) {
+            ok.push(format!("{label}: API port (PORT={api}) /health/live 200"));
+        } else {
+            bad.push(format!(
+                "{label}: /health/live on the API port PORT={api} answered {live:?}"
+            ));
+        }
+    }
     let body = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
     let exposed: BTreeSet<String> = samples(&body)
         .into_iter()
@@ -1777,14 +1976,17 @@ fn live_run(c: &Container, known: &Known) -> (Vec<String>, Vec<String>) {
     let unknown: Vec<&String> = exposed
         .iter()
         .filter(|n| {
-            (n.starts_with("tributary_chain_") || n.starts_with("tributary_sink_")) && !known.series.contains_key(*n)
+            ["tributary_chain_", "tributary_sink_", "tributary_serve_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+                && !known.series.contains_key(*n)
         })
         .collect();
     if exposed.is_empty() {
         bad.push(format!("{label}: /metrics has no tributary_* series"));
     } else if !unknown.is_empty() {
         bad.push(format!(
-            "{label}: /metrics exposes chain or sink series the code does not register: {unknown:?}"
+            "{label}: /metrics exposes chain, sink or serve series the code does not register: {unknown:?}"
         ));
     } else {
         ok.push(format!("{label}: /metrics: {} tributary_* series", exposed.len()));
@@ -1968,7 +2170,48 @@ fn manifest_checks_catch_seeded_faults() {
             ));
         }
     }
-    let n = seeded.len() + pushgateway_faults.len();
+    // serve: its Secret files and its API port.
+    let serve = |d: &Value| s(d, "kind") == "Deployment" && d.pointer("/metadata/name") == Some(&json!("serve"));
+    let serve_faults: &[(&str, &str, Plant)] = &[
+        ("secret file", "GRANTS_KEK_FILE has a literal value", |d| {
+            for v in d["spec"]["template"]["spec"]["volumes"]
+                .as_array_mut()
+                .expect("volumes")
+            {
+                if v.get("secret")
+                    .is_some_and(|s| s["secretName"] == json!("tributary-grants-kek"))
+                {
+                    *v = json!({"name": v["name"].clone(), "emptyDir": {}});
+                }
+            }
+        }),
+        ("api port", "API port", |d| {
+            let c = &mut d["spec"]["template"]["spec"]["containers"][0];
+            c["ports"]
+                .as_array_mut()
+                .expect("ports")
+                .retain(|p| p["containerPort"] != json!(8090));
+        }),
+    ];
+    if docs.iter().any(serve) {
+        for (what, expect, plant) in serve_faults {
+            let mut docs = docs.clone();
+            plant(docs.iter_mut().find(|d| serve(d)).expect("serve"));
+            let b = check_build("dev", &docs, &defaults);
+            let errors: Vec<&String> = b
+                .containers
+                .iter()
+                .filter(|c| c.binary == "serve")
+                .flat_map(|c| &c.errors)
+                .collect();
+            if !errors.iter().any(|e| e.contains(expect)) {
+                failed.push(format!("serve {what}: no finding with {expect:?}: {errors:?}"));
+            }
+        }
+    } else {
+        failed.push("no Deployment serve in the dev build".into());
+    }
+    let n = seeded.len() + pushgateway_faults.len() + serve_faults.len();
     println!("manifest self-test: {} of {n} seeded faults caught", n - failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -1,7 +1,7 @@
 //! The dashboards and alert rules against a real Prometheus during an end-to-end run.
 //!
-//! All five chain services and the sink run in one fresh topic namespace (local lake
-//! directory), beside a real Pushgateway; a real Prometheus (both Debian's packages, unpacked
+//! All five chain services, the sink and the read side (`serve`) run in one fresh topic
+//! namespace (local lake directory), beside a real Pushgateway; a real Prometheus (both Debian's packages, unpacked
 //! into `.infra/tools/bin` by `bash dev/lint-deploy.sh tools`) scrapes every one of them each
 //! second, one job per service (`tributary-<service>`, as k8s/base/monitoring/servicemonitor.yaml
 //! names them; `tributary-pushgateway` with `honor_labels`, as
@@ -15,7 +15,10 @@
 //! record, the lake jobs run as Airflow runs them, each with `--pushgateway`:
 //! `tributary compact` (today's partitions included, so it has small files to replace),
 //! `tributary vacuum`, `tributary reconcile` and `tributary erase` (the late event's address of
-//! tenant acme).
+//! tenant acme). Once `serve` has folded clean events of every chain into its view, it is asked
+//! what its users ask (single and bulk suppression checks, profiles, an audience export) and
+//! what they get wrong (a wrong token: 401, a bad address: 400), and one tenant goes over its
+//! rate limit (`RATE_LIMIT`, low on purpose: 429).
 //!
 //! Then every target expression of every panel of grafana/dashboards/*.json is evaluated with
 //! `GET /api/v1/query` and must succeed with data: a non-empty result with at least one value
@@ -54,6 +57,8 @@ const PUSHGATEWAY_JOB: &str = "tributary-pushgateway";
 /// What each chain service gets: a 1 h window so that an event 90 minutes old is late, and a
 /// record size limit the oversize record exceeds.
 const CHAIN_ENV: &[(&str, &str)] = &[("DEDUP_WINDOW", "1h"), ("MAX_RECORD_BYTES", "65536")];
+/// serve's requests per second per tenant: low, so that a burst gets 429s.
+const SERVE_RATE_LIMIT: u32 = 40;
 
 /// Panel titles whose queries may return nothing in a healthy short run, with the reason.
 /// Everything else must return data. Empty today: the load makes every panel's data
@@ -463,6 +468,72 @@ fn has_data(data: &Value) -> (usize, bool) {
     }
 }
 
+// ------------------------------------------------------------------------------ serve
+
+/// What serve's users ask, and get wrong; then a burst over tenant globex's rate limit. Every
+/// endpoint answers at least once (its status is not this test's business, serve.rs checks
+/// the answers); the wrong token must get 401, the bad address 400 and the burst some 429s.
+fn serve_requests(serve: &Serve) -> Result<()> {
+    let token = Some("acme-local-token");
+    let mut statuses: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    // Twice, a few scrapes apart: a series is born with its first request, and rate() sees
+    // only what it gains after Prometheus first scraped it.
+    for round in 0..2 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        let mut note = |what: &str, code: u16| {
+            statuses.entry(what.to_owned()).or_default().insert(code);
+        };
+        for i in 0..10 {
+            let email = format!("person{i}@example.com");
+            let (code, _) = serve.get(&format!("/v1/tenants/acme/suppression?email={email}"), token)?;
+            note("suppression", code);
+            let (code, _) = serve.get(
+                &format!("/v1/tenants/acme/suppression?email={email}&list=newsletter"),
+                token,
+            )?;
+            note("suppression", code);
+        }
+        let emails: Vec<String> = (0..100).map(|i| format!("person{i}@example.com")).collect();
+        let (code, _) = serve.post(
+            "/v1/tenants/acme/suppression/check",
+            token,
+            &serde_json::json!({"list": null, "emails": emails}),
+        )?;
+        note("suppression_check", code);
+        for who in ["email=late@example.com", "email=nobody@example.com", "user_id=u1"] {
+            let (code, _) = serve.get(&format!("/v1/tenants/acme/profiles?{who}"), token)?;
+            note("profiles", code);
+        }
+        let (code, _) = serve.get("/v1/tenants/acme/audiences/newsletter?format=ndjson", token)?;
+        note("audiences", code);
+        let (code, _) = serve.get(
+            "/v1/tenants/acme/suppression?email=ann@example.com",
+            Some("wrong-token"),
+        )?;
+        ensure!(code == 401, "a wrong token got {code}, not 401");
+        let (code, _) = serve.get("/v1/tenants/acme/suppression?email=not-an-address", token)?;
+        ensure!(code == 400, "a bad address got {code}, not 400");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let mut limited = 0;
+    for _ in 0..(3 * SERVE_RATE_LIMIT) {
+        let (code, _) = serve.get(
+            "/v1/tenants/globex/suppression?email=ann@example.com",
+            Some("globex-local-token"),
+        )?;
+        limited += usize::from(code == 429);
+    }
+    ensure!(
+        limited > 0,
+        "{} requests of globex in a burst, none refused with 429 (RATE_LIMIT={SERVE_RATE_LIMIT})",
+        3 * SERVE_RATE_LIMIT
+    );
+    println!("serve: statuses by endpoint {statuses:?}; wrong token 401, bad address 400, {limited} of the burst 429");
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------ the test
 
 #[test]
@@ -484,11 +555,14 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
     for (_, svc) in &mut first {
         svc.wait_ready(Duration::from_secs(60))?;
     }
+    let rate_limit = SERVE_RATE_LIMIT.to_string();
+    let serve = Serve::start(&ns, &lake, &[("RATE_LIMIT", rate_limit.as_str())])?;
     let mut targets: BTreeMap<String, BTreeSet<u16>> = first
         .iter()
         .map(|(chain, svc)| (format!("tributary-{chain}"), BTreeSet::from([svc.port])))
         .collect();
     targets.insert("tributary-sink".into(), BTreeSet::from([sink.port]));
+    targets.insert("tributary-serve".into(), BTreeSet::from([serve.metrics_port]));
     let pushgateway = Pushgateway::start(&ns, &http)?;
     targets.insert(PUSHGATEWAY_JOB.into(), BTreeSet::from([pushgateway.port]));
     let mut prom = Prometheus::start(&ns, targets)?;
@@ -517,6 +591,24 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         println!("{chain}: {sums:?}");
         clean += sums.clean;
     }
+
+    // The read side: once serve has folded clean events of every chain, its users' requests.
+    let serve_port = serve.metrics_port;
+    wait_for(
+        "serve folds clean events of every chain",
+        Duration::from_secs(120),
+        || {
+            let text = http.get(&format!("http://127.0.0.1:{serve_port}/metrics"), &[])?;
+            Ok(CHAINS
+                .iter()
+                .all(|c| {
+                    metric_value(&text, &format!("tributary_serve_events_applied_total{{chain=\"{c}\"}}"))
+                        .is_some_and(|v| v > 0.0)
+                })
+                .then_some(()))
+        },
+    )?;
+    serve_requests(&serve)?;
 
     // The lake jobs, once the sink has committed every clean record, each pushing its metrics.
     let sink_port = sink.port;
@@ -790,6 +882,7 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
     drop(pushgateway);
     let _ = std::fs::remove_file(&report);
     drop(sink);
+    drop(serve);
     for (_, mut svc) in first {
         svc.stop()?;
     }

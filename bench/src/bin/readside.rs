@@ -65,7 +65,7 @@ fn events_for(i: u64, out: &mut Vec<Event>) {
         time,
         kind,
     };
-    let consent = i % 2 == 0;
+    let consent = i.is_multiple_of(2);
     out.push(ev(
         t,
         Kind::Subscribe {
@@ -74,7 +74,7 @@ fn events_for(i: u64, out: &mut Vec<Event>) {
             consent_at: consent.then_some(t),
         },
     ));
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         out.push(ev(
             t + 1,
             Kind::Subscribe {

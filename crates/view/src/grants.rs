@@ -145,17 +145,38 @@ impl Kek {
     /// `GRANTS_KEK` (64 hex digits) or `GRANTS_KEK_FILE` (a file holding them, as a mounted
     /// Secret); with neither, the local development key, which `local` must allow.
     pub fn from_env(local: bool) -> Result<Kek, String> {
+        Kek::load(None, local)
+    }
+
+    /// The KEK from `file` (a mounted Secret) when given, else as [`Kek::from_env`].
+    pub fn load(file: Option<&std::path::Path>, local: bool) -> Result<Kek, String> {
+        if let Some(p) = file {
+            let hexed = std::fs::read_to_string(p).map_err(|e| format!("GRANTS_KEK_FILE {}: {e}", p.display()))?;
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(hexed.trim(), &mut k)
+                .map_err(|e| format!("GRANTS_KEK_FILE {}: 64 hex digits: {e}", p.display()))?;
+            return Ok(Kek(k));
+        }
         let hexed = match (std::env::var("GRANTS_KEK"), std::env::var("GRANTS_KEK_FILE")) {
             (Ok(v), _) if !v.trim().is_empty() => v,
             (_, Ok(p)) if !p.trim().is_empty() => {
                 std::fs::read_to_string(p.trim()).map_err(|e| format!("GRANTS_KEK_FILE {p}: {e}"))?
             }
-            _ if local => return Ok(Kek(Sha256::digest(b"tributary-local-grants-kek").into())),
+            _ if local => return Ok(Kek::local()),
             _ => return Err("no key-encryption key: set GRANTS_KEK_FILE (a mounted Secret) or GRANTS_KEK".into()),
         };
         let mut k = [0u8; 32];
         hex::decode_to_slice(hexed.trim(), &mut k).map_err(|e| format!("GRANTS_KEK: 64 hex digits: {e}"))?;
         Ok(Kek(k))
+    }
+
+    /// The local development key: only for `make up` and tests.
+    pub fn local() -> Kek {
+        Kek(Sha256::digest(b"tributary-local-grants-kek").into())
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.0 == Kek::local().0
     }
 
     fn seal(&self, grant_id: &str, key: &[u8; 32]) -> String {

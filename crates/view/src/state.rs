@@ -467,7 +467,9 @@ impl TenantView {
                 None => p
                     .global
                     .as_ref()
-                    .filter(|_| !p.lists.iter().any(|(l, _)| p.subscribed(l)))
+                    // Rule 4's member is also not blocked: a blocked address is a member of
+                    // no list, so its global unsubscribe holds as a reason of its own.
+                    .filter(|_| !p.lists.iter().any(|(l, _)| self.member(p, l, now)))
                     .map(|u| (u, None)),
             };
             if let Some((u, l)) = unsub {

@@ -60,6 +60,10 @@ pub struct Cli {
     /// Requests per second per tenant, else 429 [default: 20000].
     #[arg(long, env = "RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// The grants' key-encryption key: a file holding 64 hex digits (a mounted Secret);
+    /// without it (and without GRANTS_KEK) the local development key.
+    #[arg(long, env = "GRANTS_KEK_FILE")]
+    pub grants_kek_file: Option<PathBuf>,
     /// Where the audit log of reads of personal data goes: a file, or `-` for the service's
     /// own log [default: -].
     #[arg(long, env = "AUDIT_LOG")]
@@ -92,6 +96,8 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     /// Audit log destination.
     pub audit_log: Option<String>,
+    /// The grants' key-encryption key file.
+    pub grants_kek_file: Option<PathBuf>,
     /// librdkafka properties.
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
@@ -110,6 +116,7 @@ pub struct Settings {
     pub hold_tenants: Option<Vec<String>>,
     pub rate_limit: u32,
     pub audit_log: String,
+    pub grants_kek_file: Option<PathBuf>,
     pub kafka: BTreeMap<String, String>,
 }
 
@@ -202,6 +209,7 @@ impl Settings {
             hold_tenants: cli.hold_tenants.or(file.hold_tenants).filter(|h| !h.is_empty()),
             rate_limit,
             audit_log: cli.audit_log.or(file.audit_log).unwrap_or_else(|| "-".into()),
+            grants_kek_file: cli.grants_kek_file.or(file.grants_kek_file),
             kafka,
         };
         if s.tokens.is_empty() {

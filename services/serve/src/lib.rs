@@ -15,6 +15,7 @@ pub mod config;
 pub mod grants;
 pub mod metrics;
 pub mod reader;
+pub mod sharing;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -43,7 +44,9 @@ pub struct App {
     /// The key-encryption key of the grants' keys.
     pub kek: tributary_view::grants::Kek,
     limiter: governor::DefaultKeyedRateLimiter<String>,
-    audit: Mutex<Option<std::io::LineWriter<std::fs::File>>>,
+    /// Audit records go to a writer thread ([`audit_writer`]): a request never waits on a
+    /// write system call or on another request's.
+    audit: Mutex<std::sync::mpsc::Sender<String>>,
 }
 
 impl App {
@@ -52,17 +55,25 @@ impl App {
         let health = Health::with_gauge(metrics.ready.clone());
         let rate = NonZeroU32::new(settings.rate_limit).unwrap_or(NonZeroU32::MIN);
         let limiter = governor::RateLimiter::keyed(governor::Quota::per_second(rate));
-        let audit = match settings.audit_log.as_str() {
+        let file = match settings.audit_log.as_str() {
             "-" | "" => None,
-            path => Some(std::io::LineWriter::new(
+            path => Some(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .map_err(|e| anyhow::anyhow!("audit log {path}: {e}"))?,
-            )),
+            ),
         };
-        let kek = tributary_view::grants::Kek::from_env(true).map_err(anyhow::Error::msg)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || audit_writer(rx, file))?;
+        let kek =
+            tributary_view::grants::Kek::load(settings.grants_kek_file.as_deref(), true).map_err(anyhow::Error::msg)?;
+        if kek.is_local() {
+            tracing::warn!("No GRANTS_KEK_FILE: grants' keys are sealed with the local development key");
+        }
         Ok(Arc::new(App {
             grants: RwLock::default(),
             kek,
@@ -71,20 +82,15 @@ impl App {
             metrics,
             health,
             limiter,
-            audit: Mutex::new(audit),
+            audit: Mutex::new(tx),
         }))
     }
 
     fn audit_line(&self, line: serde_json::Value) {
         self.metrics.audit_records.inc();
-        let mut guard = self.audit.lock().expect("audit lock");
-        match guard.as_mut() {
-            Some(w) => {
-                if let Err(e) = writeln!(w, "{line}") {
-                    tracing::error!(error = %e, "Audit log write failed");
-                }
-            }
-            None => tracing::info!(target: "tributary_serve::audit", record = %line, "Read of personal data"),
+        let sent = self.audit.lock().expect("audit lock").send(line.to_string());
+        if sent.is_err() {
+            tracing::error!(record = %line, "The audit writer stopped: record logged here instead");
         }
     }
 
@@ -147,6 +153,36 @@ impl App {
     }
 }
 
+/// Writes audit records as they come, flushing whenever the queue is empty (at most 100 ms
+/// after a record), to the file or, without one, to the service's log.
+fn audit_writer(rx: std::sync::mpsc::Receiver<String>, file: Option<std::fs::File>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut w = file.map(|f| std::io::BufWriter::with_capacity(1 << 16, f));
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(line) => match w.as_mut() {
+                Some(w) => {
+                    if let Err(e) = writeln!(w, "{line}") {
+                        tracing::error!(error = %e, record = %line, "Audit log write failed");
+                    }
+                }
+                None => tracing::info!(target: "tributary_serve::audit", record = %line, "Read of personal data"),
+            },
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(Err(e)) = w.as_mut().map(std::io::Write::flush) {
+                    tracing::error!(error = %e, "Audit log flush failed");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Some(w) = w.as_mut() {
+                    let _ = std::io::Write::flush(w);
+                }
+                return;
+            }
+        }
+    }
+}
+
 fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
@@ -163,6 +199,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tenants/{tenant}/suppression/check", post(api::check))
         .route("/v1/tenants/{tenant}/profiles", get(api::profile))
         .route("/v1/tenants/{tenant}/audiences/{list}", get(api::audience))
+        .nest("/delta-sharing", sharing::router())
         .route(
             "/metrics",
             get(move || {
@@ -258,6 +295,7 @@ pub fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()
             r
         })?
     };
+    let sharing = sharing::spawn(app.clone(), shutdown.clone())?;
     let s = shutdown.clone();
     rt.block_on(async move {
         axum::serve(listener, router(app))
@@ -270,6 +308,7 @@ pub fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()
     grants
         .join()
         .map_err(|_| anyhow::anyhow!("the grants thread panicked"))??;
+    let _ = sharing.join();
     let _ = metrics_thread.join();
     r
 }

@@ -20,6 +20,18 @@ pub struct Metrics {
     pub audit_records: IntCounter,
     pub ready: IntGauge,
     pub grants: IntGauge,
+    /// Rows of each shared table (label values: grant ids, which are few, and chains).
+    pub share_rows: IntGaugeVec,
+    /// Delta Sharing requests answered, by grant (`none` before a token is known) and endpoint.
+    pub share_requests: IntCounterVec,
+    /// Delta Sharing requests refused, by grant (`none`: no or an unknown token) and reason.
+    pub share_refusals: IntCounterVec,
+    /// Refreshes of the shared tables, by outcome (`ok`, `error`).
+    pub share_refreshes: IntCounterVec,
+    /// Shared files written or deleted, by kind (`added`, `rewritten`, `removed`).
+    pub share_files: IntCounterVec,
+    /// How long the last refresh of the shared tables took.
+    pub share_refresh_seconds: Gauge,
 }
 
 impl Metrics {
@@ -67,6 +79,42 @@ impl Metrics {
             "serve_grants",
             "Live grants (not revoked; expired ones included until used)",
         )?;
+        let share_rows = IntGaugeVec::new(
+            Opts::new("serve_share_rows", "Rows of each shared table, by grant and table"),
+            &["grant", "table"],
+        )?;
+        let share_requests = IntCounterVec::new(
+            Opts::new(
+                "serve_share_requests_total",
+                "Delta Sharing requests, by grant and endpoint",
+            ),
+            &["grant", "endpoint"],
+        )?;
+        let share_refusals = IntCounterVec::new(
+            Opts::new(
+                "serve_share_refusals_total",
+                "Delta Sharing requests refused, by grant and reason",
+            ),
+            &["grant", "reason"],
+        )?;
+        let share_refreshes = IntCounterVec::new(
+            Opts::new(
+                "serve_share_refreshes_total",
+                "Refreshes of the shared tables, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let share_files = IntCounterVec::new(
+            Opts::new(
+                "serve_share_files_total",
+                "Shared files added, rewritten (someone withheld) or removed (source gone)",
+            ),
+            &["kind"],
+        )?;
+        let share_refresh_seconds = Gauge::new(
+            "serve_share_refresh_seconds",
+            "How long the last refresh of the shared tables took",
+        )?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -81,6 +129,12 @@ impl Metrics {
             Box::new(audit_records.clone()),
             Box::new(ready.clone()),
             Box::new(grants.clone()),
+            Box::new(share_rows.clone()),
+            Box::new(share_requests.clone()),
+            Box::new(share_refusals.clone()),
+            Box::new(share_refreshes.clone()),
+            Box::new(share_files.clone()),
+            Box::new(share_refresh_seconds.clone()),
         ] {
             registry.register(c)?;
         }
@@ -99,6 +153,12 @@ impl Metrics {
             audit_records,
             ready,
             grants,
+            share_rows,
+            share_requests,
+            share_refusals,
+            share_refreshes,
+            share_files,
+            share_refresh_seconds,
         })
     }
 

@@ -18,7 +18,7 @@
 
 use crate::metrics::Metrics;
 use crate::App;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -49,18 +49,22 @@ fn consumer(app: &App) -> Result<BaseConsumer> {
     cfg.create().context("creating the Kafka consumer")
 }
 
-/// The partitions of each clean topic; waits (not ready) until every topic exists.
+/// The partitions of each clean topic; waits (not ready) until every topic exists. None when
+/// `shutdown` came first.
 fn partitions(
     c: &BaseConsumer,
     topics: &[(&str, String)],
     shutdown: &CancellationToken,
-) -> Result<BTreeMap<String, Vec<i32>>> {
+) -> Result<Option<BTreeMap<String, Vec<i32>>>> {
     let mut warned = false;
     loop {
         let mut out = BTreeMap::new();
         let mut missing = Vec::new();
         for (_, t) in topics {
-            match c.fetch_metadata(Some(t), Duration::from_secs(10)) {
+            if shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            match c.fetch_metadata(Some(t), Duration::from_secs(2)) {
                 Ok(md) => {
                     let parts: Vec<i32> = md
                         .topics()
@@ -77,16 +81,18 @@ fn partitions(
             }
         }
         if missing.is_empty() {
-            return Ok(out);
+            return Ok(Some(out));
         }
         if !warned {
             tracing::warn!(topics = ?missing, "Clean topics not there yet (run `tributary topics`); waiting");
             warned = true;
         }
-        if shutdown.is_cancelled() {
-            bail!("stopped while waiting for the clean topics");
+        for _ in 0..10 {
+            if shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -132,7 +138,9 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let c = consumer(&app)?;
     let topics = clean_topics(&app.settings.topic_namespace);
-    let parts = partitions(&c, &topics, &shutdown)?;
+    let Some(parts) = partitions(&c, &topics, &shutdown)? else {
+        return Ok(());
+    };
     let hold = app.settings.hold_tenants.clone();
     let keep = move |t: &str| hold.as_ref().is_none_or(|h| h.iter().any(|x| x == t));
 
@@ -180,14 +188,17 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
         for p in &parts[topic] {
             let (low, high) = watermarks(&c, topic, *p, &shutdown)?;
             let from = loaded.offsets.get(topic).and_then(|o| o.get(p)).copied();
+            // The lake's version is the offset after its last record; the transaction's commit
+            // marker sits there, so a topic emptied by retention starts one past it without
+            // any record missing. More than that is records the lake never received.
             let start = match from {
-                Some(o) if o < low => {
+                Some(o) if low > o + 1 => {
                     tracing::error!(topic, partition = p, lake_ends = o, topic_starts = low,
                         "The topic expired records the lake never received: offsets {o}..{low} are missing from the view");
                     app.metrics.gap_records.inc_by((low - o) as u64);
                     low
                 }
-                Some(o) => o,
+                Some(o) => o.max(low),
                 None => {
                     if low > 0 {
                         tracing::warn!(topic, partition = p, first = low,
