@@ -10,8 +10,8 @@
 //! What one address holds ([`Person`]): its address, the block entries that can still decide
 //! (ADDs not older than the latest REMOVE), the latest global unsubscribe, per list the latest
 //! unsubscribe, subscription and consented subscription, the users fields at their latest
-//! values and the mailing counters. About 150 bytes for an address with one list and no
-//! profile; see ARCHITECTURE.md for the figures at scale.
+//! values and the mailing counters: 421 to 475 bytes an address with one or two lists
+//! (`make bench`); see ARCHITECTURE.md for the figures at scale.
 
 use crate::event::{sha_hex, BlockAction, BlockKind, Event, Kind, MailType, Sha, USER_FIELDS, USER_ID};
 use hashbrown::{HashMap, HashSet};
