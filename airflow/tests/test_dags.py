@@ -10,8 +10,9 @@ from airflow.serialization.serialized_objects import DagSerialization
 
 from conftest import DAGS
 
-DAG_IDS = {"tributary_compaction", "tributary_reconciliation", "tributary_erasure", "tributary_audiences"}
-CLI_TASKS = {"plan", "compact", "vacuum", "reconcile", "erase", "audience"}
+DAG_IDS = {"tributary_compaction", "tributary_reconciliation", "tributary_erasure", "tributary_audiences",
+           "tributary_sharing"}
+CLI_TASKS = {"plan", "compact", "vacuum", "reconcile", "erase", "audience", "share_refresh"}
 
 
 def dagbag(monkeypatch, executor: str) -> DagBag:

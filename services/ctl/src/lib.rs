@@ -6,4 +6,5 @@ pub mod job_metrics;
 pub mod lake_ops;
 pub mod loadgen;
 pub mod reconcile;
+pub mod share;
 pub mod tables;

@@ -134,6 +134,13 @@ enum Command {
         #[arg(long, env = "TOPIC_NAMESPACE", default_value = "", global = true)]
         namespace: String,
     },
+    /// Analytics grants' shared tables (Delta Sharing): `refresh` brings them up to date with
+    /// the lake once (the DAG `tributary_sharing` runs it; `serve` does the same on a timer
+    /// unless SHARING_REFRESH=off).
+    Share {
+        #[command(subcommand)]
+        command: ShareCommand,
+    },
     /// What the lake holds: per chain table its version, live files, rows, bytes, tenants and
     /// days, from the Delta log; `--show N` prints the first N rows of each table too.
     Tables {
@@ -265,6 +272,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile(args) => return reconcile_cmd(cli.kafka_bootstrap, args),
         Command::Audience(args) => audience_cmd(args)?,
         Command::Grant { command, namespace } => grant_cmd(&cli.kafka_bootstrap, &namespace, command)?,
+        Command::Share {
+            command: ShareCommand::Refresh { lake, namespace, json },
+        } => tributary_ctl::share::refresh(&cli.kafka_bootstrap, &namespace, &lake, json)?,
         Command::Tables {
             lake,
             chains,
@@ -684,4 +694,21 @@ fn grant_cmd(bootstrap: &str, namespace: &str, command: GrantCommand) -> anyhow:
         }
     }
     Ok(())
+}
+
+#[derive(Subcommand)]
+enum ShareCommand {
+    /// One refresh of every live analytics grant's shared tables; deletes those of revoked
+    /// or expired grants.
+    Refresh {
+        /// The lake root (`hdfs://host:port/path`, a local directory).
+        #[arg(long, env = "LAKE_URI", default_value = ".lake")]
+        lake: String,
+        /// Topic namespace of `grants`.
+        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
+        namespace: String,
+        /// Print one JSON line with what was done.
+        #[arg(long)]
+        json: bool,
+    },
 }

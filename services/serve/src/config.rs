@@ -64,6 +64,14 @@ pub struct Cli {
     /// without it (and without GRANTS_KEK) the local development key.
     #[arg(long, env = "GRANTS_KEK_FILE")]
     pub grants_kek_file: Option<PathBuf>,
+    /// How often this instance refreshes the analytics grants' shared tables (e.g. `20s`), or
+    /// `off` where the DAG `tributary_sharing` does (one writer of the tables) [default: 20s].
+    /// Read by the sharing module from the environment; listed here for --help.
+    #[arg(long, env = "SHARING_REFRESH")]
+    pub sharing_refresh: Option<String>,
+    /// How long a Delta Sharing file URL stays valid (e.g. `15m`) [default: 15m].
+    #[arg(long, env = "SHARING_URL_TTL")]
+    pub sharing_url_ttl: Option<String>,
     /// Where the audit log of reads of personal data goes: a file, or `-` for the service's
     /// own log [default: -].
     #[arg(long, env = "AUDIT_LOG")]

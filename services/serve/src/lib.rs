@@ -233,6 +233,18 @@ pub fn router(app: Arc<App>) -> Router {
 
 pub fn main() -> ExitCode {
     let cli = config::Cli::parse();
+    // The sharing module reads these from the environment: a flag given instead reaches it too.
+    for (name, v) in [
+        ("SHARING_REFRESH", &cli.sharing_refresh),
+        ("SHARING_URL_TTL", &cli.sharing_url_ttl),
+    ] {
+        if let Some(v) = v {
+            if std::env::var(name).ok().as_deref() != Some(v.as_str()) {
+                // Single-threaded here: nothing else reads the environment yet.
+                std::env::set_var(name, v);
+            }
+        }
+    }
     tributary_engine::init_tracing();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let settings = match Settings::load(cli, &env) {
