@@ -416,21 +416,10 @@ impl<C: Chain> Core<C> {
             .set("max.partition.fetch.bytes", "10485760")
             .create()
             .ctx("creating restore consumer")?;
-        // A partition just created, or whose leader moves, answers NotLeaderForPartition for
-        // a while: wait it out (up to two minutes) rather than stop the service.
-        let mut wait = Duration::from_millis(100);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let (_low, high) = loop {
-            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)) {
-                Ok(w) => break w,
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!(topic, partition, error = %e, "Changelog watermarks not available yet; retrying");
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(fail(e.to_string())),
-            }
-        };
+        // A partition just created answers NotLeaderForPartition for a while: waited out.
+        let (_low, high) =
+            crate::kafka::watermarks_patiently(&consumer, topic, partition, Duration::from_secs(120), &|| false)
+                .map_err(|e| fail(e.to_string()))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Beginning)
             .ctx("building restore assignment")?;

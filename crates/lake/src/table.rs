@@ -329,8 +329,6 @@ pub fn live_files(table: &DeltaTable) -> Result<Vec<LiveFile>> {
 /// (None: every column of the file). Partition columns are not in the file.
 pub async fn read_file(table: &DeltaTable, path: &str, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     use object_store::ObjectStoreExt;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::ProjectionMask;
     let location = object_store::path::Path::parse(path).unwrap_or_else(|_| object_store::path::Path::from(path));
     let bytes = table
         .object_store()
@@ -340,9 +338,18 @@ pub async fn read_file(table: &DeltaTable, path: &str, columns: Option<&[&str]>)
         .bytes()
         .await
         .map_err(|e| Error::Record(format!("{path}: {e}")))?;
+    decode_parquet(bytes, columns)
+}
+
+/// Decodes a whole Parquet file's bytes; `columns` projects by name (None: every column).
+pub fn decode_parquet<T: parquet::file::reader::ChunkReader + 'static>(
+    bytes: T,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Record(e.to_string()))?;
     if let Some(cols) = columns {
-        let schema = builder.parquet_schema();
         let roots: Vec<usize> = builder
             .schema()
             .fields()
@@ -351,7 +358,7 @@ pub async fn read_file(table: &DeltaTable, path: &str, columns: Option<&[&str]>)
             .filter(|(_, f)| cols.contains(&f.name().as_str()))
             .map(|(i, _)| i)
             .collect();
-        let mask = ProjectionMask::roots(schema, roots);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         builder = builder.with_projection(mask);
     }
     Ok(builder

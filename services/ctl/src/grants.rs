@@ -14,12 +14,8 @@ use tributary_view::grants::{self, Grant};
 
 /// `KAFKA_PROP_<NAME>` from the environment: the same passthrough every service has.
 pub fn kafka_props() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("KAFKA_PROP_")
-                .map(|p| (p.to_ascii_lowercase().replace('_', "."), v))
-        })
-        .collect()
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    tributary_engine::kafka::props_from_env(&env)
 }
 
 pub fn topic(namespace: &str) -> String {

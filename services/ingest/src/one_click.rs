@@ -15,9 +15,14 @@ pub const BODY: &str = "List-Unsubscribe=One-Click";
 
 /// The signature a link for (`list`, `email`) carries.
 pub fn sign(secret: &[u8], list: Option<&str>, email: &str) -> String {
+    hex::encode(mac(secret, list, email).finalize().into_bytes())
+}
+
+/// HMAC-SHA256 under `secret` over `L|E`.
+fn mac(secret: &[u8], list: Option<&str>, email: &str) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(format!("{}|{email}", list.unwrap_or_default()).as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 /// What a valid request publishes: (key, canonical JSON payload).
@@ -45,9 +50,7 @@ pub fn check(
         .and_then(|t| t.unsubscribe_secret.as_deref())
         .ok_or_else(forbidden)?;
     let given = hex::decode(sig.trim()).map_err(|_| forbidden())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("{}|{email}", list.unwrap_or_default()).as_bytes());
-    mac.verify_slice(&given).map_err(|_| forbidden())?;
+    mac(secret, list, email).verify_slice(&given).map_err(|_| forbidden())?;
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     if !form
         .iter()

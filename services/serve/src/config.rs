@@ -149,11 +149,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let mut kafka = file.kafka;
-        for (k, v) in env {
-            if let Some(prop) = k.strip_prefix("KAFKA_PROP_") {
-                kafka.insert(prop.to_ascii_lowercase().replace('_', "."), v.clone());
-            }
-        }
+        kafka.extend(tributary_engine::kafka::props_from_env(env));
         let tenants = cli
             .tenants
             .or(file.tenants)

@@ -186,7 +186,11 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
     for (chain, topic) in &topics {
         chain_of.insert(topic.clone(), chain);
         for p in &parts[topic] {
-            let (low, high) = watermarks(&c, topic, *p, &shutdown)?;
+            let (low, high) =
+                tributary_engine::kafka::watermarks_patiently(&c, topic, *p, Duration::from_secs(120), &|| {
+                    shutdown.is_cancelled()
+                })
+                .with_context(|| format!("watermarks of {topic}[{p}]"))?;
             let from = loaded.offsets.get(topic).and_then(|o| o.get(p)).copied();
             // The lake's version is the offset after its last record; the transaction's commit
             // marker sits there, so a topic emptied by retention starts one past it without
@@ -310,24 +314,6 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A partition's watermarks, waiting out what a new or moving partition answers for a while
-/// (no leader yet, a broker restarting).
-fn watermarks(c: &BaseConsumer, topic: &str, p: i32, shutdown: &CancellationToken) -> Result<(i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match c.fetch_watermarks(topic, p, Duration::from_secs(10)) {
-            Ok(w) => return Ok(w),
-            Err(e) if Instant::now() < deadline && !shutdown.is_cancelled() => {
-                tracing::debug!(topic, partition = p, error = %e, "Watermarks not available yet; retrying");
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e).with_context(|| format!("watermarks of {topic}[{p}]")),
-        }
-    }
 }
 
 fn report_lag(c: &BaseConsumer, m: &Metrics, parts: &BTreeMap<String, Vec<i32>>) {

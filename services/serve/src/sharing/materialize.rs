@@ -414,22 +414,7 @@ async fn remove_orphans(store: &dyn ObjectStore, m: &Manifest) -> Result<()> {
 }
 
 fn read_parquet(bytes: bytes::Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::ProjectionMask;
-    let mut b = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    if let Some(cols) = columns {
-        let roots: Vec<usize> = b
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| cols.contains(&f.name().as_str()))
-            .map(|(i, _)| i)
-            .collect();
-        let mask = ProjectionMask::roots(b.parquet_schema(), roots);
-        b = b.with_projection(mask);
-    }
-    Ok(b.build()?.collect::<std::result::Result<Vec<_>, _>>()?)
+    Ok(tributary_lake::table::decode_parquet(bytes, columns)?)
 }
 
 /// The shared rows of one source file.
