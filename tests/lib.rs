@@ -49,6 +49,11 @@ pub fn topic(ns: &str, t: String) -> String {
     topics::namespaced(ns, &t)
 }
 
+/// The path of one of the project's release binaries, beside the test binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
 fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test binary> → target/<profile>
     let exe = std::env::current_exe().expect("current exe");

@@ -433,9 +433,10 @@ fn dashboard_queries() -> Result<(Vec<Query>, Vec<Query>)> {
 }
 
 /// The expression with Grafana's variables replaced (see the module comment).
-fn substitute(expr: &str, ns: &str, chain: &str, range: &str, rate_interval: &str) -> Result<String> {
+fn substitute(expr: &str, ns: &str, chain: &str, grant: &str, range: &str, rate_interval: &str) -> Result<String> {
     let mut e = expr.to_owned();
     for (var, value) in [
+        ("grant", grant),
         ("__rate_interval", rate_interval),
         ("__range", range),
         ("namespace", ns),
@@ -534,6 +535,56 @@ fn serve_requests(serve: &Serve) -> Result<()> {
     Ok(())
 }
 
+/// An analytics grant of acme to globex, read over Delta Sharing as a client does, and a
+/// request for a share the token does not hold: the per-grant panels' rows, requests and
+/// refusals. Returns the grant id.
+fn serve_share(serve: &Serve, ns: &str) -> Result<String> {
+    let out = Command::new(bin("tributary"))
+        .args([
+            "grant",
+            "create",
+            "--from",
+            "acme",
+            "--to",
+            "globex",
+            "--chains",
+            "users,mailings",
+            "--columns",
+            "country,event_type",
+            "--purpose",
+            "analytics",
+            "--expires",
+            "2099-12-31",
+        ])
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("TOPIC_NAMESPACE", ns)
+        .env("SHARING_ENDPOINT", serve.url("/delta-sharing"))
+        .env("RUST_LOG", "warn")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "grant create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: Value = serde_json::from_slice(&out.stdout)?;
+    let id = g["grant_id"].as_str().context("grant_id")?.to_owned();
+    let token = g["profile"]["bearerToken"].as_str().context("bearerToken")?.to_owned();
+    let query = format!("/delta-sharing/shares/{id}/schemas/default/tables/users/query");
+    // Twice, a few scrapes apart, as in serve_requests.
+    for round in 0..2 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        wait_for("the share is materialized", Duration::from_secs(60), || {
+            Ok((serve.post(&query, Some(&token), &serde_json::json!({}))?.0 == 200).then_some(()))
+        })?;
+        let (code, _) = serve.get("/delta-sharing/shares/not-this-grant", Some(&token))?;
+        ensure!(matches!(code, 403 | 404), "another share got {code}, not a refusal");
+    }
+    println!("serve: analytics grant {id} shared and read");
+    Ok(id)
+}
+
 // ------------------------------------------------------------------------------ the test
 
 #[test]
@@ -556,7 +607,11 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         svc.wait_ready(Duration::from_secs(60))?;
     }
     let rate_limit = SERVE_RATE_LIMIT.to_string();
-    let serve = Serve::start(&ns, &lake, &[("RATE_LIMIT", rate_limit.as_str())])?;
+    let serve = Serve::start(
+        &ns,
+        &lake,
+        &[("RATE_LIMIT", rate_limit.as_str()), ("SHARING_REFRESH", "1s")],
+    )?;
     let mut targets: BTreeMap<String, BTreeSet<u16>> = first
         .iter()
         .map(|(chain, svc)| (format!("tributary-{chain}"), BTreeSet::from([svc.port])))
@@ -617,6 +672,7 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
             + http.metric(sink_port, "tributary_sink_dlq_records_total")?;
         Ok((rows >= clean as f64).then_some(()))
     })?;
+    let grant = serve_share(&serve, &ns)?;
     let pg = pushgateway.url.as_str();
     let (ok, out) = tributary(
         &[
@@ -722,7 +778,7 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         (load_started.elapsed().as_secs() + 10).max(MIN_RATE_INTERVAL_SECS)
     );
     println!(
-        "substitutions: $namespace={ns}, $chain=each of {CHAINS:?}, $instance=.*, $table=.*, \
+        "substitutions: $namespace={ns}, $chain=each of {CHAINS:?}, $grant={grant}, $instance=.*, $table=.*, \
          $__rate_interval={rate_interval}, $__range={range}"
     );
     println!(
@@ -757,7 +813,7 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
                     format!(" [chain={chain}]")
                 }
             );
-            let expr = match substitute(&q.expr, &ns, chain, &range, &rate_interval) {
+            let expr = match substitute(&q.expr, &ns, chain, &grant, &range, &rate_interval) {
                 Ok(e) => e,
                 Err(e) => {
                     failures.push(format!("{what}: {e}"));
@@ -807,7 +863,7 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
     // A control: the same check finds no data for a chain that does not exist, so the data
     // above is not an artefact of the substitutions.
     if let Some(q) = panels.iter().find(|q| q.expr.contains("$chain")) {
-        let expr = substitute(&q.expr, &ns, "no-such-chain", &range, &rate_interval)?;
+        let expr = substitute(&q.expr, &ns, "no-such-chain", &grant, &range, &rate_interval)?;
         let d = http.api(&prom.base, "/api/v1/query", &[("query", &expr)])?;
         ensure!(!has_data(&d).1, "control query {expr} returned data: {d}");
     }

@@ -19,7 +19,9 @@
 //! 2. people who became withheld since the last refresh (the manifest keeps the subject keys
 //!    withheld then): every shared file is scanned on its `subject_key` column alone, and only
 //!    the files holding one of them are rewritten without their rows;
-//! 3. source files added since the last refresh: read (projected to the columns shared),
+//! 3. people no longer withheld (unblocked, resubscribed): the source files that had rows of
+//!    theirs left out (each manifest entry keeps the keys it dropped) are read again;
+//! 4. source files added since the last refresh: read (projected to the columns shared),
 //!    filtered, keyed and written as new shared files.
 //!
 //! Nothing is read that did not change, except the `subject_key` column in step 2 when
@@ -72,6 +74,10 @@ pub struct SharedFile {
     pub file: Option<String>,
     pub rows: u64,
     pub size: u64,
+    /// Subject keys whose rows of the source file were left out because they were withheld:
+    /// when one of them is no longer withheld, this source file is read again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dropped: BTreeSet<String>,
 }
 
 impl Manifest {
@@ -349,30 +355,60 @@ async fn refresh_table(
             }
             let all = read_parquet(bytes, None)?;
             let mut kept = Vec::new();
+            let mut dropped = m.files.get(&src).map(|f| f.dropped.clone()).unwrap_or_default();
             for b in all {
                 let keys = b.column(0).as_string::<i32>();
                 let mask: arrow::array::BooleanArray = (0..b.num_rows())
-                    .map(|i| Some(!withheld.contains(keys.value(i))))
+                    .map(|i| {
+                        let out = withheld.contains(keys.value(i));
+                        if out {
+                            dropped.insert(keys.value(i).to_owned());
+                        }
+                        Some(!out)
+                    })
                     .collect();
                 kept.push(arrow::compute::filter_record_batch(&b, &mask)?);
             }
             let batch = arrow::compute::concat_batches(&schema, &kept)?;
             delete_quietly(store, &path).await;
-            let entry = write_shared(store, &g.grant_id, chain, batch).await?;
+            let mut entry = write_shared(store, &g.grant_id, chain, batch).await?;
+            entry.dropped = dropped;
             m.files.insert(src, entry);
             r.rewritten += 1;
         }
     }
-    // 3. Source files added.
-    let table_ref = table;
+    // 3. People no longer withheld: the source files that left rows of theirs out are read
+    // again (the new shared file replaces the old one).
+    let released: BTreeSet<&String> = m.withheld.difference(withheld).collect();
+    if let (false, Some(t)) = (released.is_empty(), table) {
+        let again: Vec<String> = m
+            .files
+            .iter()
+            .filter(|(_, f)| f.dropped.iter().any(|k| released.contains(k)))
+            .map(|(src, _)| src.clone())
+            .collect();
+        for src in again {
+            let Some(f) = sources.get(&src) else { continue };
+            let (batch, dropped) = shared_rows(t, f, &schema, &columns, key, withheld).await?;
+            r.source_files_read += 1;
+            let mut entry = write_shared(store, &g.grant_id, chain, batch).await?;
+            entry.dropped = dropped;
+            if let Some(SharedFile { file: Some(old), .. }) = m.files.insert(src, entry) {
+                delete_quietly(store, &file_path(&g.grant_id, chain, &old)).await;
+            }
+            r.rewritten += 1;
+        }
+    }
+    // 4. Source files added.
     for (p, f) in &sources {
         if m.files.contains_key(p) {
             continue;
         }
-        let Some(t) = table_ref else { break };
-        let batch = shared_rows(t, f, &schema, &columns, key, withheld).await?;
+        let Some(t) = table else { break };
+        let (batch, dropped) = shared_rows(t, f, &schema, &columns, key, withheld).await?;
         r.source_files_read += 1;
-        let entry = write_shared(store, &g.grant_id, chain, batch).await?;
+        let mut entry = write_shared(store, &g.grant_id, chain, batch).await?;
+        entry.dropped = dropped;
         m.files.insert(p.clone(), entry);
         r.added += 1;
     }
@@ -417,7 +453,7 @@ fn read_parquet(bytes: bytes::Bytes, columns: Option<&[&str]>) -> Result<Vec<Rec
     Ok(tributary_lake::table::decode_parquet(bytes, columns)?)
 }
 
-/// The shared rows of one source file.
+/// The shared rows of one source file, and the subject keys left out as withheld.
 async fn shared_rows(
     table: &deltalake::DeltaTable,
     f: &tributary_lake::table::LiveFile,
@@ -425,7 +461,8 @@ async fn shared_rows(
     columns: &[String],
     key: &[u8; 32],
     withheld: &BTreeSet<String>,
-) -> Result<RecordBatch> {
+) -> Result<(RecordBatch, BTreeSet<String>)> {
+    let mut dropped = BTreeSet::new();
     let mut wanted: Vec<&str> = vec!["email", "event_time"];
     wanted.extend(columns.iter().map(String::as_str));
     let batches = tributary_lake::table::read_file(table, &f.path, Some(&wanted)).await?;
@@ -438,7 +475,14 @@ async fn shared_rows(
         let mut keep = Vec::with_capacity(b.num_rows());
         for i in 0..b.num_rows() {
             let k = email.is_valid(i).then(|| subject_key(key, email.value(i)));
-            let ok = k.as_ref().is_some_and(|k| !withheld.contains(k));
+            let ok = match &k {
+                Some(k) if withheld.contains(k) => {
+                    dropped.insert(k.clone());
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            };
             keep.push(Some(ok));
             keys.append_option(k);
         }
@@ -469,7 +513,7 @@ async fn shared_rows(
         let kept = arrow::compute::filter_record_batch(&full, &mask)?;
         out.push(RecordBatch::try_new(schema.clone(), kept.columns().to_vec())?);
     }
-    Ok(arrow::compute::concat_batches(schema, &out)?)
+    Ok((arrow::compute::concat_batches(schema, &out)?, dropped))
 }
 
 /// Writes one shared file (nothing when `batch` is empty).
@@ -495,6 +539,7 @@ async fn write_shared(store: &dyn ObjectStore, grant: &str, chain: &str, batch: 
         file: Some(name),
         rows: batch.num_rows() as u64,
         size,
+        dropped: BTreeSet::new(),
     })
 }
 

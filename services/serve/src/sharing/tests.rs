@@ -240,6 +240,32 @@ mod materialize {
             .unwrap();
         assert_eq!((m4.version, m4.rows()), (3, 3));
 
+        // a2 is unblocked (a later REMOVE): only the day-2 source file is read again, and a2's
+        // row is back in the share.
+        app.view.write().unwrap().apply(person(
+            "a2@example.com",
+            T0 + 4 * DAY,
+            Kind::Block {
+                action: BlockAction::Remove,
+                kind: BlockKind::Email,
+                value: "a2@example.com".into(),
+                reason: "MANUAL".into(),
+                expires_at: None,
+            },
+        ));
+        let r = rt.block_on(refresh_all(&app, store.as_ref())).unwrap();
+        assert_eq!((r.added, r.source_files_read, r.rewritten), (0, 1, 1));
+        let m5 = rt
+            .block_on(read_manifest(store.as_ref(), &gid, "users"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((m5.version, m5.rows()), (4, 4));
+        assert!(m5.withheld.is_empty());
+        assert!(m5.files.values().all(|f| f.dropped.is_empty()));
+        // Nothing changed since: nothing read again.
+        let r = rt.block_on(refresh_all(&app, store.as_ref())).unwrap();
+        assert_eq!((r.source_files_read, r.rewritten), (0, 0));
+
         // Revoked: the grant's tables are deleted at the next refresh.
         app.grants.write().unwrap().remove(&gid);
         let r = rt.block_on(refresh_all(&app, store.as_ref())).unwrap();
