@@ -119,10 +119,10 @@ class Env:
             time.sleep(0.5)
         raise AssertionError(f"serve not ready in {timeout} s: {self.log_path.read_text()[-3000:]}")
 
-    def grant(self, to: str, purpose: str, chains: str, columns: str) -> dict:
+    def grant(self, to: str, purpose: str, chains: str, columns: str, expires: str = "2099-12-31") -> dict:
         out = subprocess.run(
             [TRIBUTARY, "grant", "create", "--from", "acme", "--to", to, "--chains", chains,
-             "--columns", columns, "--purpose", purpose, "--expires", "2099-12-31"],
+             "--columns", columns, "--purpose", purpose, "--expires", expires],
             env=self.env, check=True, capture_output=True, text=True, timeout=120)
         g = json.loads(out.stdout)
         g["created"] = time.time()
@@ -384,6 +384,37 @@ def test_enrichment_by_overlap(env):
         r = profile(env, unknown)
         assert r.status_code == 404
     assert profile(env, "a5@example.com").text == profile(env, "nobody@example.com").text
+
+
+def test_expiry_ends_a_grant_within_60s(env):
+    """Grants that expire 25 s after they are made: readable and enriching before, refused
+    everywhere and their tables deleted within 60 s after."""
+    ends = time.time() + 25
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+    share = env.grant("globex", "analytics", "users", "country", expires=expires)
+    enrich = env.grant("globex", "enrichment", "users", "locale", expires=expires)
+    assert share["expires_at"] == expires
+    assert len(load_eventually(share, "users", timeout=20)) == len(SHARED_PEOPLE)
+    deadline = time.time() + 20
+    while not any(x["grant_id"] == enrich["grant_id"] for x in profile(env, "a1@example.com").json()["shared"]):
+        assert time.time() < deadline, "the enrichment grant is not applied within 20 s"
+        time.sleep(0.5)
+    assert time.time() < ends, "too slow to see the grants live before they expire"
+    time.sleep(max(0.0, ends - time.time()))
+    refused = None
+    while time.time() < ends + 60:
+        try:
+            load(share, "users")
+        except Exception as exc:
+            refused = exc
+            break
+        time.sleep(1)
+    assert refused is not None and "403" in str(refused), "the expired grant still reads after 60 s"
+    ids = {x["grant_id"] for x in profile(env, "a1@example.com").json()["shared"]}
+    assert enrich["grant_id"] not in ids and env.enrich["grant_id"] in ids
+    while time.time() < ends + 60 and (env.lake / "_shares" / share["grant_id"]).exists():
+        time.sleep(0.5)
+    assert not (env.lake / "_shares" / share["grant_id"]).exists()
 
 
 def test_zz_revocation_ends_everything_within_60s(env):
