@@ -49,7 +49,7 @@ fn write_lake(uri: &str) -> Result<()> {
             .chain([user_row("globex", "g1@example.com", T0, "DE")])
             .collect();
         let batch = tributary_lake::convert::to_batch(tributary_lake::table::table_arrow_schema(&table)?, &rows)?;
-        tributary_lake::Lake::commit(&mut table, batch, &BTreeMap::new(), 1 << 20).await?;
+        tributary_lake::Lake::commit(&mut table, batch, &BTreeMap::new(), &BTreeMap::new(), 1 << 20).await?;
         anyhow::Ok(())
     })
 }

@@ -84,6 +84,137 @@ fn exactly_once_with_two_sinks_under_kill_dash_nine() -> Result<()> {
     kill_sinks(2)
 }
 
+/// A zombie: a sink holding uncommitted rows is paused (SIGSTOP) past its group session;
+/// another sink takes its partitions and commits them; the zombie wakes up (SIGCONT) with its
+/// rows still waiting. They must not land: its commit is fenced on the offsets the table held
+/// when its rows began, so the table holds every record exactly once, and both sinks go on.
+#[test]
+fn a_sink_woken_after_its_session_adds_nothing_twice() -> Result<()> {
+    let chain = "users";
+    let ns = namespace(chain, 2)?;
+    let lake = lake_dir(&ns);
+    let mut svc = Service::start(chain, &ns, "0", &[])?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    // The zombie-to-be commits only every 40 s: what it reads waits in memory.
+    let mut zombie = Sink::start(
+        &ns,
+        &lake,
+        chain,
+        &[
+            ("INSTANCE", "0"),
+            ("FLUSH_MAX_AGE", "40s"),
+            ("FLUSH_MAX_ROWS", "10000000"),
+        ],
+    )?;
+    let raw = topic(&ns, topics::raw(chain));
+    let mut first = Spec::new(chain, 3_000);
+    first.seed = 71;
+    let a = loadgen::send(&kafka(), &raw, first, |_| {})?;
+    // Everything clean is on the topic and the zombie has read it (its consumer group's lag
+    // is not committed yet: give it a few seconds at its poll rate).
+    wait_accounted(&topic(&ns, topics::audit(chain)), a.sent, Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        table_rows(&lake, chain).map(|r| r.is_empty()).unwrap_or(true),
+        "nothing committed yet"
+    );
+    let pid = zombie.child.id().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status()?;
+    let mut other = Sink::start(&ns, &lake, chain, &[("INSTANCE", "1")])?;
+    // The other sink gets the partitions once the zombie's session (10 s) expires.
+    wait_exact_table(&lake, chain, &a.expected, Duration::from_secs(90))?;
+    std::process::Command::new("kill").args(["-CONT", &pid]).status()?;
+    // More load while both run; the zombie's old rows would double the first set.
+    let mut second = Spec::new(chain, 2_000);
+    second.seed = 72;
+    let b = loadgen::send(&kafka(), &raw, second, |_| {})?;
+    let mut want = a.expected.clone();
+    want.extend(b.expected.iter().cloned());
+    wait_exact_table(&lake, chain, &want, Duration::from_secs(120))?;
+    // Past the zombie's 40 s flush age: still exactly once.
+    std::thread::sleep(Duration::from_secs(45));
+    assert_exact_table(&table_rows(&lake, chain)?, &want);
+    zombie.check_alive()?;
+    other.check_alive()?;
+    zombie.stop()?;
+    other.stop()?;
+    svc.stop()?;
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
+}
+
+/// The registry down while the sink meets a writer schema it has not seen: the sink waits for
+/// it (counting the waits) and dead-letters nothing; once the registry is back every record is
+/// in the table exactly once. (It used to send each such record to `dlq.sink`, where
+/// reconciliation counted it as accounted for.)
+#[test]
+fn a_registry_outage_delays_the_sink_and_dead_letters_nothing() -> Result<()> {
+    let chain = "mailings";
+    let ns = namespace(chain, 2)?;
+    let dlq = topic(&ns, "dlq.sink".into());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(topics::create(
+        &kafka(),
+        &Default::default(),
+        &[(dlq.clone(), false)],
+        1,
+    ))?;
+    let lake = lake_dir(&ns);
+    let mut svc = Service::start(chain, &ns, "0", &[])?;
+    svc.wait_ready(Duration::from_secs(60))?;
+    // The sink reaches the real registry through a forwarder the test takes down.
+    let url = url::Url::parse(&registry())?;
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("localhost"),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    let outage = Outage::start(&target)?;
+    outage.down();
+    let mut via = url.clone();
+    via.set_host(Some("127.0.0.1"))?;
+    via.set_port(Some(outage.port)).map_err(|()| anyhow::anyhow!("port"))?;
+    let mut sink = Sink::start(&ns, &lake, chain, &[("SCHEMA_REGISTRY_URL", via.as_str())])?;
+    let mut spec = Spec::new(chain, 2_000);
+    spec.seed = 81;
+    let s = loadgen::send(&kafka(), &topic(&ns, topics::raw(chain)), spec, |_| {})?;
+    wait_accounted(&topic(&ns, topics::audit(chain)), s.sent, Duration::from_secs(60))?;
+    // Down for a while with every clean record waiting to be read by the sink.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waits = loop {
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", sink.port))?.text()?;
+        let waits = metric_value(&text, "tributary_sink_registry_waits_total").unwrap_or(0.0);
+        if waits >= 5.0 {
+            break waits;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the sink never waited for the registry"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    sink.check_alive()?;
+    assert!(
+        read_all(&dlq)?.is_empty(),
+        "records dead-lettered while the registry was down"
+    );
+    assert!(table_rows(&lake, chain).map(|r| r.is_empty()).unwrap_or(true));
+    outage.up();
+    wait_exact_table(&lake, chain, &s.expected, Duration::from_secs(120))?;
+    assert!(
+        read_all(&dlq)?.is_empty(),
+        "records dead-lettered after the registry came back"
+    );
+    println!(
+        "the sink waited {waits} times for the registry, then wrote {} rows",
+        s.expected.len()
+    );
+    sink.stop()?;
+    svc.stop()?;
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
+}
+
 /// A new optional field added to the chain's schema mid-stream reaches the table as a new
 /// nullable column, without stopping the sink.
 #[test]

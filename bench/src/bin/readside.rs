@@ -710,6 +710,7 @@ fn ensure_lake(dir: &Path, events: u64, users: u64) -> Result<Value> {
                 &mut table,
                 batch,
                 &BTreeMap::new(),
+                &BTreeMap::new(),
                 128 << 20,
             ))?;
             from = to;

@@ -31,6 +31,10 @@ pub enum Error {
     /// and the partitions re-read from the offsets the table now holds.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A dependency did not answer (the registry down, a connection refused, a 502/503): the
+    /// caller waits and retries; it never turns the record at hand into a dead letter.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,10 +44,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn registry_schema(registry_url: &str, id: u32) -> Result<String> {
     use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
     let sr = SrSettings::new(registry_url.trim_end_matches('/').to_owned());
-    get_schema_by_id(id, &sr)
-        .await
-        .map(|s| s.schema)
-        .map_err(|e| Error::Schema(format!("registry schema id {id}: {e}")))
+    get_schema_by_id(id, &sr).await.map(|s| s.schema).map_err(|e| {
+        let msg = format!("registry schema id {id}: {e}");
+        // The client marks what is worth retrying: no connection, 502, 503.
+        if e.retriable {
+            Error::Unavailable(msg)
+        } else {
+            Error::Schema(msg)
+        }
+    })
 }
 
 /// The unified Avro schema of a chain (`schemas/<chain>.avsc`).

@@ -124,14 +124,23 @@ impl Lake {
         Ok(table.add_columns().with_fields(fields).await?)
     }
 
-    /// Writes `batch` and the partitions' next offsets in one atomic Delta commit. A
-    /// concurrent commit of the same app ids is a [`Error::Conflict`].
+    /// Writes `batch` and the partitions' next offsets in one atomic Delta commit.
+    ///
+    /// `from` fences the writer: for each topic-partition it names, the offset the batch
+    /// starts from, which must be the table's `txn` version of that partition in the snapshot
+    /// committed on (None: the table holds none yet). A writer that stalled while another
+    /// committed those offsets (a sink past its group session, woken up) gets
+    /// [`Error::Conflict`] instead of adding its rows a second time, however recently it
+    /// reloaded the table; a commit of the same app ids that lands after the snapshot is a
+    /// conflict too (Delta's own check of concurrent `txn` actions).
     pub async fn commit(
         table: &mut DeltaTable,
         batch: RecordBatch,
         offsets: &BTreeMap<(String, i32), i64>,
+        from: &BTreeMap<(String, i32), Option<i64>>,
         target_file_size: u64,
     ) -> Result<CommitSummary> {
+        check_fence(table, from).await?;
         let rows = batch.num_rows();
         let txns: Vec<Transaction> = offsets
             .iter()
@@ -156,6 +165,26 @@ impl Lake {
             file_sizes,
         })
     }
+}
+
+/// Each partition's `txn` version in the table's snapshot equals the batch's start.
+async fn check_fence(table: &DeltaTable, from: &BTreeMap<(String, i32), Option<i64>>) -> Result<()> {
+    if from.is_empty() {
+        return Ok(());
+    }
+    let state = table.snapshot()?;
+    for ((topic, p), start) in from {
+        let held = state
+            .transaction_version(table.log_store().as_ref(), app_id(topic, *p))
+            .await?;
+        if held != *start {
+            return Err(Error::Conflict(format!(
+                "{topic}[{p}]: the table holds offsets up to {held:?}, this batch starts at {start:?}: \
+                 another writer committed these offsets"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn commit_actions(
@@ -185,14 +214,12 @@ async fn commit_actions(
             table.update_incremental(None).await?;
             Ok(v)
         }
-        Err(e) => {
-            let msg = e.to_string();
-            if msg.contains("oncurrent") || msg.contains("conflict") {
-                Err(Error::Conflict(msg))
-            } else {
-                Err(Error::Delta(e))
-            }
-        }
+        Err(
+            e @ deltalake::DeltaTableError::Transaction {
+                source: deltalake::kernel::transaction::TransactionError::CommitConflict(_),
+            },
+        ) => Err(Error::Conflict(e.to_string())),
+        Err(e) => Err(Error::Delta(e)),
     }
 }
 
@@ -495,4 +522,53 @@ pub async fn commit_rewrite(
     Err(Error::Conflict(format!(
         "gave up after {max_attempts} attempts: other writers kept committing first"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: i32) -> (String, i32) {
+        ("clean.users".to_owned(), p)
+    }
+
+    /// A writer that reloaded the table after another committed its partitions (a sink that
+    /// stalled past its session, then retried a failed commit) is fenced by its batch's start.
+    #[test]
+    fn a_commit_from_a_stale_start_is_a_conflict_even_after_a_reload() {
+        let dir = std::env::temp_dir().join(format!("tributary-fence-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let lake = crate::Lake::new(dir.to_str().unwrap()).unwrap();
+            let schema = crate::convert::arrow_schema(crate::chain_schema("users").unwrap()).unwrap();
+            let mut zombie = lake.open_or_create("users", &schema).await.unwrap();
+            let mut other = crate::open_existing(&lake, "users").await.unwrap().unwrap();
+            let ts = table_arrow_schema(&other).unwrap();
+            let empty = || RecordBatch::new_empty(ts.clone());
+            // The other writer commits partition 0 up to 20, from nothing.
+            let to = BTreeMap::from([(key(0), 20)]);
+            let from = BTreeMap::from([(key(0), None)]);
+            Lake::commit(&mut other, empty(), &to, &from, 1 << 20).await.unwrap();
+            // The zombie read 0..15 from nothing too, and reloads before committing.
+            zombie.update_incremental(None).await.unwrap();
+            let to = BTreeMap::from([(key(0), 15)]);
+            let err = Lake::commit(&mut zombie, empty(), &to, &from, 1 << 20)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Conflict(_)), "{err}");
+            // Nothing moved: the table still holds 20.
+            other.update_incremental(None).await.unwrap();
+            let held = Lake::committed_offsets(&other, "clean.users", &[0]).await.unwrap();
+            assert_eq!(held.get(&0), Some(&20));
+            // From the right start it lands.
+            let from = BTreeMap::from([(key(0), Some(20))]);
+            let to = BTreeMap::from([(key(0), 30)]);
+            Lake::commit(&mut zombie, empty(), &to, &from, 1 << 20).await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -50,6 +50,10 @@ struct Table {
     bytes: usize,
     /// Next offset per partition of this chain's topic.
     offsets: BTreeMap<i32, i64>,
+    /// Per assigned partition, the table's `txn` version the waiting rows start from (None:
+    /// the table holds none). A commit is fenced on it: when the table moved past it (another
+    /// sink committed while this one stalled), the rows are dropped, never added twice.
+    base: BTreeMap<i32, Option<i64>>,
     since: Option<Instant>,
     /// Kafka timestamp of the oldest waiting record, for the ingest-to-lake latency.
     oldest_ms: Option<i64>,
@@ -131,7 +135,14 @@ impl Core {
             let offsets = rt.block_on(Lake::committed_offsets(&t.table, &topic, &[p]))?;
             let offset = offsets.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
             tpl.set_partition_offset(&topic, p, offset)?;
-            t.offsets.remove(&p);
+            // Rows of a partition wait only while it is assigned; its revocation commits or
+            // drops them. Rows still waiting here cannot be told from the others: stop, and
+            // restart from the tables' offsets.
+            anyhow::ensure!(
+                !t.offsets.contains_key(&p),
+                "{topic}[{p}] assigned again while rows of it wait uncommitted"
+            );
+            t.base.insert(p, offsets.get(&p).copied());
         }
         Ok(())
     }
@@ -272,10 +283,24 @@ impl Core {
             let batch = convert::to_batch(t.schema.clone(), &t.rows)?;
             let offsets: BTreeMap<(String, i32), i64> =
                 t.offsets.iter().map(|(p, o)| ((t.topic.clone(), *p), *o)).collect();
-            match self
-                .rt
-                .block_on(Lake::commit(&mut t.table, batch, &offsets, self.cfg.target_file_size))
-            {
+            let from = t
+                .offsets
+                .keys()
+                .map(|p| {
+                    let start = t
+                        .base
+                        .get(p)
+                        .with_context(|| format!("{}[{p}] read but never positioned", t.topic))?;
+                    Ok(((t.topic.clone(), *p), *start))
+                })
+                .collect::<Result<BTreeMap<_, _>>>()?;
+            match self.rt.block_on(Lake::commit(
+                &mut t.table,
+                batch,
+                &offsets,
+                &from,
+                self.cfg.target_file_size,
+            )) {
                 Ok(s) => {
                     self.metrics.committed(chain, &s, started.elapsed());
                     if let Some(ms) = t.oldest_ms.take() {
@@ -287,6 +312,9 @@ impl Core {
                         hint.add_partition_offset(topic, *p, Offset::Offset(*o))?;
                     }
                     let _ = consumer.commit(&hint, rdkafka::consumer::CommitMode::Async);
+                    for ((_, p), o) in &offsets {
+                        t.base.insert(*p, Some(*o));
+                    }
                     t.rows.clear();
                     t.bytes = 0;
                     t.offsets.clear();
@@ -305,6 +333,7 @@ impl Core {
                     self.rt.block_on(t.table.update_incremental(None))?;
                     let at = self.rt.block_on(Lake::committed_offsets(&t.table, &t.topic, &parts))?;
                     for p in parts {
+                        t.base.insert(p, at.get(&p).copied());
                         let o = at.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
                         if let Err(e) = consumer.seek(&t.topic, p, o, Duration::from_secs(10)) {
                             tracing::info!(chain, partition = p, error = %e, "Partition no longer ours");
@@ -384,6 +413,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                 rows: Vec::new(),
                 bytes: 0,
                 offsets: BTreeMap::new(),
+                base: BTreeMap::new(),
                 since: None,
                 oldest_ms: None,
             },
@@ -395,7 +425,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .create()
         .context("creating the dlq.sink producer")?;
     let topics_: Vec<String> = tables.values().map(|t| t.topic.clone()).collect();
-    let core = Arc::new(Mutex::new(Core {
+    let core_arc = Arc::new(Mutex::new(Core {
         dlq_topic: topics::namespaced(&cfg.topic_namespace, "dlq.sink"),
         cfg: cfg.clone(),
         rt,
@@ -414,7 +444,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
-        .create_with_context(Ctx { core: core.clone() })
+        .create_with_context(Ctx { core: core_arc.clone() })
         .context("creating the consumer")?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
@@ -423,7 +453,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
     while !shutdown.is_cancelled() {
         health.beat();
         let polled = consumer.poll(Duration::from_millis(50));
-        let mut core = lock(&core);
+        let mut core = lock(&core_arc);
         if let Some(e) = core.fatal.take() {
             return Err(e);
         }
@@ -435,17 +465,50 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                     .map(|(id, _)| id);
                 let new_schema = id.is_some_and(|id| !core.schemas.contains_key(&id));
                 let topic = m.topic().to_owned();
-                if new_schema {
-                    // Load the writer schema first so the table can widen before the row.
-                    if let Some(id) = id {
+                let mut unread = false;
+                if let (true, Some(id)) = (new_schema, id) {
+                    // Load the writer schema first so the table can widen before the row. A
+                    // registry that does not answer is waited for: the record is not read on
+                    // until it does (never dead-lettered for it). Only a definite answer that
+                    // the id is unknown makes the record a dead letter (in `accept`).
+                    let mut delay = Duration::from_millis(200);
+                    loop {
                         match core.fetch_schema(id) {
                             Ok(s) => {
                                 core.schemas.insert(id, s);
                                 core.evolve_if_needed(&consumer, &topic, id)?;
+                                break;
                             }
-                            Err(e) => tracing::warn!(error = %e, "Cannot load writer schema"),
+                            Err(e)
+                                if matches!(
+                                    e.downcast_ref::<tributary_lake::Error>(),
+                                    Some(tributary_lake::Error::Unavailable(_))
+                                ) =>
+                            {
+                                if shutdown.is_cancelled() {
+                                    // Not accepted: the table's offsets still point before it.
+                                    tracing::info!("Shutting down while the registry is unavailable");
+                                    unread = true;
+                                    break;
+                                }
+                                core.metrics.registry_waits.inc();
+                                tracing::warn!(id, error = %e, retry_in_ms = delay.as_millis() as u64,
+                                    "Registry unavailable; waiting before reading on");
+                                health.beat();
+                                drop(core);
+                                std::thread::sleep(delay);
+                                delay = (delay * 2).min(Duration::from_secs(5));
+                                core = lock(&core_arc);
+                            }
+                            Err(e) => {
+                                tracing::warn!(id, error = %e, "Writer schema unknown to the registry");
+                                break;
+                            }
                         }
                     }
+                }
+                if unread {
+                    continue;
                 }
                 core.accept(&m)?;
             }
@@ -461,7 +524,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         }
     }
     tracing::info!("Shutting down: committing what waits");
-    lock(&core).flush_all(&consumer, false)?;
+    lock(&core_arc).flush_all(&consumer, false)?;
     Ok(())
 }
 

@@ -24,6 +24,8 @@ pub struct SinkMetrics {
     pub commits: IntCounterVec,
     pub retries: IntCounterVec,
     pub dlq: IntCounter,
+    /// Waits for a registry that did not answer (each a backoff before asking again).
+    pub registry_waits: IntCounter,
     /// Records of a clean topic partition not yet in its table, by `table` and `partition`.
     pub lag: IntGaugeVec,
     /// From the oldest waiting record's Kafka timestamp to the commit that holds it.
@@ -83,6 +85,10 @@ impl SinkMetrics {
                 &["table"]
             )),
             dlq: reg!(IntCounter::new("sink_dlq_records_total", "Records sent to dlq.sink")),
+            registry_waits: reg!(IntCounter::new(
+                "sink_registry_waits_total",
+                "Backoffs waiting for a schema registry that did not answer"
+            )),
             lag: reg!(IntGaugeVec::new(
                 Opts::new(
                     "sink_offset_lag_records",

@@ -92,7 +92,7 @@ mod materialize {
         let mut table = lake.open_or_create("users", &schema).await.unwrap();
         let ts = tributary_lake::table::table_arrow_schema(&table).unwrap();
         let batch = tributary_lake::convert::to_batch(ts, rows).unwrap();
-        tributary_lake::Lake::commit(&mut table, batch, &BTreeMap::new(), 1 << 20)
+        tributary_lake::Lake::commit(&mut table, batch, &BTreeMap::new(), &BTreeMap::new(), 1 << 20)
             .await
             .unwrap();
     }
