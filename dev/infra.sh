@@ -2,7 +2,9 @@
 # Starts, stops and reports the local infrastructure: Kafka (KRaft), the schema registry
 # (Apicurio, Confluent API) and HDFS (MiniDFSCluster), each from Maven Central through its
 # own dev/<component>/run.sh. `up` is idempotent and waits until each really answers, then
-# writes .infra/env with the addresses.
+# writes .infra/env with the addresses, and TRIBUTARY_LOCAL=1: the services started against
+# this infrastructure (make up, make demo, the tests) run in local mode, the only mode with
+# built-in tenants, tokens and keys.
 #
 # Usage: dev/infra.sh {up|down|status|env}
 set -euo pipefail
@@ -17,6 +19,7 @@ write_env() {
 KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 SCHEMA_REGISTRY_URL=http://localhost:$REGISTRY_PORT/apis/ccompat/v7
 HDFS_URL=hdfs://localhost:$HDFS_PORT
+TRIBUTARY_LOCAL=1
 ENV
 }
 

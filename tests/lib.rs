@@ -650,29 +650,7 @@ pub fn late_record() -> Special {
 
 /// Produces hand-made records with the key `special`, and waits until Kafka has them.
 pub fn produce_special(topic: &str, records: &[Special]) -> Result<()> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", kafka()).create()?;
-    for r in records {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(r.tenant),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(r.source),
-            });
-        p.send(
-            BaseRecord::<[u8], [u8]>::to(topic)
-                .key(b"special")
-                .payload(&r.payload)
-                .headers(headers),
-        )
-        .map_err(|(e, _)| e)?;
-    }
-    p.flush(Duration::from_secs(30))?;
-    Ok(())
+    produce_special_with(topic, records, &[])
 }
 
 /// The read side (`serve`) of this build as a child process over a namespace and a lake, on
@@ -1061,4 +1039,46 @@ impl Outage {
     pub fn up(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The `max.message.bytes` in effect for `topic` (its own, or the broker's
+/// `message.max.bytes` it inherits), as the broker describes it.
+pub fn topic_max_message_bytes(topic: &str) -> Result<usize> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", kafka());
+    tributary_engine::kafka::max_message_bytes(&cfg, &[topic])?
+        .remove(topic)
+        .with_context(|| format!("{topic}: no max.message.bytes described"))
+}
+
+/// [`produce_special`] with extra producer properties (e.g. a larger `message.max.bytes`
+/// for a record near the topic's limit), failing if Kafka refuses any record.
+pub fn produce_special_with(topic: &str, records: &[Special], props: &[(&str, &str)]) -> Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", kafka());
+    for (k, v) in props {
+        cfg.set(*k, *v);
+    }
+    let p: FutureProducer = cfg.create()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for r in records {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tenant",
+                value: Some(r.tenant),
+            })
+            .insert(Header {
+                key: "source",
+                value: Some(r.source),
+            });
+        let rec = FutureRecord::<[u8], [u8]>::to(topic)
+            .key(b"special")
+            .payload(&r.payload)
+            .headers(headers);
+        rt.block_on(p.send(rec, Duration::from_secs(30)))
+            .map_err(|(e, _)| anyhow::anyhow!("producing a {}-byte record to {topic}: {e}", r.payload.len()))?;
+    }
+    Ok(())
 }

@@ -7,8 +7,36 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// The tenants of the local default configuration.
+/// The tenants of the local default configuration (local mode only).
 pub const DEFAULT_TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// The environment variable of local mode. Built-in tenants, tokens (`<tenant>-local-token`)
+/// and keys exist only in local mode, which `make up`, `make demo` and the tests turn on
+/// (`.infra/env` sets it); anywhere else a service without configured tenants, tokens or keys
+/// refuses to start with a clear error.
+pub const LOCAL_MODE_VAR: &str = "TRIBUTARY_LOCAL";
+
+/// Whether a value of [`LOCAL_MODE_VAR`] turns local mode on (`1`, `true`, `yes`).
+pub fn is_local(value: Option<&str>) -> bool {
+    matches!(
+        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes")
+    )
+}
+
+/// Local mode, from this process's environment.
+pub fn local_mode() -> bool {
+    is_local(std::env::var(LOCAL_MODE_VAR).ok().as_deref())
+}
+
+/// The problem to report when no tenants are configured outside local mode.
+pub fn no_tenants_problem(how: &str) -> String {
+    format!(
+        "no tenants configured: {how}. The demo tenants ({}) and their local tokens exist only \
+         in local mode ({LOCAL_MODE_VAR}=1, as `make up` and the tests set)",
+        DEFAULT_TENANTS.join(", ")
+    )
+}
 
 const fn default_commit_interval() -> Duration {
     Duration::from_millis(100)
@@ -73,12 +101,13 @@ struct FileConfig {
 }
 
 impl Config {
-    /// Defaults of one chain: local infrastructure, the local tenants.
+    /// Defaults of one chain: local infrastructure, no tenants (local mode adds the demo
+    /// tenants when none are configured).
     pub fn defaults(chain: &str, window: Duration, port: u16) -> Config {
         Config {
             kafka_bootstrap: "localhost:9092".into(),
             schema_registry_url: "http://localhost:8081/apis/ccompat/v7".into(),
-            tenants: DEFAULT_TENANTS.iter().map(|t| (*t).to_owned()).collect(),
+            tenants: Vec::new(),
             dedup_window: window,
             commit_interval: default_commit_interval(),
             max_batch_records: default_max_batch_records(),
@@ -119,6 +148,10 @@ impl Config {
             if let Err(e) = c.apply_env(k, v) {
                 errors.push(format!("environment variable {k}: {e}"));
             }
+        }
+        let local = is_local(env.iter().find(|(k, _)| k == LOCAL_MODE_VAR).map(|(_, v)| v.as_str()));
+        if c.tenants.is_empty() && local {
+            c.tenants = DEFAULT_TENANTS.iter().map(|t| (*t).to_owned()).collect();
         }
         if !c.topic_namespace.is_empty() && c.group_id == format!("tributary-{chain}") {
             c.group_id = crate::topics::namespaced(&c.topic_namespace, &c.group_id);
@@ -195,7 +228,7 @@ impl Config {
             ));
         }
         if self.tenants.is_empty() {
-            p.push("tenants is empty: no record could ever be valid".to_owned());
+            p.push(no_tenants_problem("set TENANTS or `tenants` in the config file"));
         }
         for t in &self.tenants {
             if crate::normalize::tenant_id(t).is_err() {
@@ -290,5 +323,28 @@ mod tests {
         assert!(err.contains("no_such_key"), "{err}");
         assert!(err.contains("COMMIT_INTERVAL"), "{err}");
         assert!(err.contains("Bad Tenant"), "{err}");
+    }
+
+    #[test]
+    fn demo_tenants_only_in_local_mode() {
+        let load =
+            |pairs: &[(&str, &str)]| Config::load_from("users", Duration::from_secs(60), 9101, None, &env(pairs));
+        let err = load(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains("no tenants configured") && err.contains("TRIBUTARY_LOCAL=1"),
+            "{err}"
+        );
+        assert_eq!(
+            load(&[("TRIBUTARY_LOCAL", "1")]).unwrap().tenants,
+            DEFAULT_TENANTS.to_vec()
+        );
+        assert_eq!(
+            load(&[("TRIBUTARY_LOCAL", "0"), ("TENANTS", "a")]).unwrap().tenants,
+            vec!["a"]
+        );
+        assert_eq!(
+            load(&[("TRIBUTARY_LOCAL", "true"), ("TENANTS", "a")]).unwrap().tenants,
+            vec!["a"]
+        );
     }
 }

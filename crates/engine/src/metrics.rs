@@ -20,6 +20,8 @@ pub struct ChainMetrics {
     pub records: IntCounterVec,
     /// Dead-lettered records by reason class.
     pub dlq: IntCounterVec,
+    /// Dead letters whose payload was replaced by a summary: too large for the DLQ whole.
+    pub dlq_truncated: IntCounter,
     /// Late records (older than the window, let through).
     pub late: IntCounter,
     pub commit_seconds: Histogram,
@@ -65,6 +67,10 @@ impl ChainMetrics {
             dlq: reg!(IntCounterVec::new(
                 Opts::new("chain_dlq_records_total", "Dead-lettered records by reason class"),
                 &["reason"]
+            )),
+            dlq_truncated: reg!(IntCounter::new(
+                "chain_dlq_truncated_records_total",
+                "Dead letters too large for the DLQ whole, sent as a summary in place of the payload"
             )),
             late: reg!(IntCounter::new(
                 "chain_late_records_total",
@@ -136,6 +142,7 @@ pub struct Tally {
     pub dlq: u64,
     pub duplicate: u64,
     pub late: u64,
+    pub dlq_truncated: u64,
     pub dlq_by_class: BTreeMap<&'static str, u64>,
 }
 
@@ -145,6 +152,7 @@ impl Tally {
         m.records.with_label_values(&["dlq"]).inc_by(self.dlq);
         m.records.with_label_values(&["duplicate"]).inc_by(self.duplicate);
         m.late.inc_by(self.late);
+        m.dlq_truncated.inc_by(self.dlq_truncated);
         for (class, n) in &self.dlq_by_class {
             m.dlq.with_label_values(&[class]).inc_by(*n);
         }

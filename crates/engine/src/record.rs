@@ -369,6 +369,21 @@ pub struct CommonContext<'a> {
 impl Common {
     pub fn take(p: &mut Parsed, raw: &RawRecord<'_>, cx: &CommonContext<'_>) -> Result<Common, RecordError> {
         let tenant_field = p.opt_str("tenant_id")?;
+        // A record names one tenant: a payload naming another than its `tenant` header (set
+        // by whoever authenticated the sender) is refused before anything else is read of it,
+        // whether or not the other tenant exists here.
+        if let (Some(h), Some(f)) = (raw.tenant, tenant_field.as_deref()) {
+            if h.trim() != f {
+                return Err(RecordError::new(
+                    ErrorClass::InvalidTenant,
+                    format!(
+                        "the 'tenant' header '{}' and the 'tenant_id' field '{}' disagree",
+                        normalize::truncate(h.trim(), 64),
+                        normalize::truncate(f, 64)
+                    ),
+                ));
+            }
+        }
         let tenant_raw = tenant_field.as_deref().or(raw.tenant).ok_or_else(|| {
             RecordError::new(
                 ErrorClass::InvalidTenant,
@@ -381,17 +396,6 @@ impl Common {
                 ErrorClass::UnknownTenant,
                 format!("tenant '{tenant}' is not configured"),
             ));
-        }
-        if let (Some(h), Some(f)) = (raw.tenant, tenant_field.as_deref()) {
-            if h.trim() != f {
-                return Err(RecordError::new(
-                    ErrorClass::InvalidTenant,
-                    format!(
-                        "the 'tenant' header '{}' and the 'tenant_id' field '{f}' disagree",
-                        normalize::truncate(h, 64)
-                    ),
-                ));
-            }
         }
         let tenant_id = tenant.to_owned();
         let event_id = p.opt_str("event_id")?.unwrap_or_default();
@@ -457,6 +461,52 @@ mod tests {
             assert_eq!(e.class, ErrorClass::Malformed);
             assert!(e.reason.starts_with(want), "{payload:?}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn a_payload_naming_another_tenant_than_its_header_is_refused() {
+        let tenants = ["acme".to_owned(), "globex".to_owned()];
+        let cx = CommonContext {
+            tenants: &tenants,
+            source: Source::Json,
+            now_micros: 1_764_000_000_000_000,
+            email_required: false,
+        };
+        let common = |header: Option<&str>, payload: &str| {
+            let raw = RawRecord {
+                payload: payload.as_bytes(),
+                tenant: header,
+                csv_header: None,
+            };
+            let mut p = Parsed::from_json(raw.payload).unwrap();
+            Common::take(&mut p, &raw, &cx)
+        };
+        let body = |tenant: &str| format!(r#"{{"tenant_id":"{tenant}","event_time":1763000000,"email":"a@b.com"}}"#);
+        // Another configured tenant, an unknown one, a malformed one: the disagreement is the
+        // reason, naming both.
+        for other in ["globex", "hooli", "Not A Tenant"] {
+            let e = common(Some("acme"), &body(other)).unwrap_err();
+            assert_eq!(e.class, ErrorClass::InvalidTenant, "{other}: {e}");
+            assert!(
+                e.reason.contains("'acme'")
+                    && e.reason.contains(&format!("'{other}'"))
+                    && e.reason.contains("disagree"),
+                "{other}: {}",
+                e.reason
+            );
+        }
+        let long = "x".repeat(10_000);
+        let e = common(Some("acme"), &body(&long)).unwrap_err();
+        assert!(
+            e.reason.len() < 300,
+            "the field is cut in the reason: {} bytes",
+            e.reason.len()
+        );
+        assert_eq!(common(Some("acme"), &body("acme")).unwrap().tenant_id, "acme");
+        assert_eq!(common(Some(" acme "), &body("acme")).unwrap().tenant_id, "acme");
+        assert_eq!(common(None, &body("globex")).unwrap().tenant_id, "globex");
+        let no_field = r#"{"event_time":1763000000,"email":"a@b.com"}"#;
+        assert_eq!(common(Some("globex"), no_field).unwrap().tenant_id, "globex");
     }
 
     #[test]

@@ -13,11 +13,17 @@
 //! - On revocation the open transaction is committed before the partitions go, so the next
 //!   owner starts exactly where this one stopped.
 //! - A fenced producer or any fatal error stops the service: another instance owns the work.
+//!   A failure while processing a record aborts the open transaction first, so the
+//!   revocation on the way out cannot commit a record whose outputs are missing.
+//! - Nothing written is larger than the producer and the topics take (`max_out_bytes`, from
+//!   their `message.max.bytes` / `max.message.bytes`): a record the broker would refuse would
+//!   abort its transaction on every retry, or stop the service. A clean record over it is
+//!   dead-lettered as oversize; a dead letter over it goes as a summary of the original.
 
 use crate::chain::{self, Chain, PipelineSettings};
 use crate::config::Config;
 use crate::dedup::{self, DedupState, Verdict};
-use crate::error::{Error, KafkaContext, RecordError, Result};
+use crate::error::{Error, ErrorClass, KafkaContext, RecordError, Result};
 use crate::metrics::{ChainMetrics, Health, Tally};
 use crate::record::RawRecord;
 use crate::topics;
@@ -72,6 +78,9 @@ struct Core<C: Chain> {
     states: HashMap<i32, DedupState>,
     txn: Txn,
     changes: Vec<dedup::ChangelogEntry>,
+    /// The largest record (by [`crate::kafka::record_size`]) the producer and every topic it
+    /// writes take: a clean record over it is dead-lettered, a dead letter over it summarized.
+    max_out_bytes: usize,
     metrics: ChainMetrics,
     health: Health,
     /// A failure met inside a rebalance callback, raised by the main loop.
@@ -228,6 +237,19 @@ impl<C: Chain> Core<C> {
             Ok(e) => e,
             Err(e) => return self.dead_letter(m, &e),
         };
+        let key = m.key().unwrap_or(encoded.tenant_id.as_bytes());
+        let size = crate::kafka::record_size(key.len(), encoded.value.len(), []);
+        if size > self.max_out_bytes {
+            // Decided before the record enters dedup state: it never becomes clean.
+            let e = RecordError::new(
+                ErrorClass::Oversize,
+                format!(
+                    "its clean record would be {size} bytes; the largest record {} takes is {} bytes",
+                    self.topics.clean, self.max_out_bytes
+                ),
+            );
+            return self.dead_letter(m, &e);
+        }
         self.changes.clear();
         state.cap_clock(dedup::micros_to_secs2000(now));
         let verdict = state.observe(
@@ -244,7 +266,6 @@ impl<C: Chain> Core<C> {
             Verdict::New => {}
         }
         self.txn.tally.clean += 1;
-        let key = m.key().unwrap_or(encoded.tenant_id.as_bytes());
         self.send(BaseRecord::to(&self.topics.clean).key(key).payload(&encoded.value))?;
         for i in 0..self.changes.len() {
             let (k, v) = self.changes[i];
@@ -263,12 +284,24 @@ impl<C: Chain> Core<C> {
     }
 
     /// The DLQ record: the original key, value and headers, plus the error and where the
-    /// record came from.
+    /// record came from; where that is too large for the DLQ, a summary in place of the
+    /// payload (`error.truncated: true`, see [`crate::kafka::dead_letter_within`]).
     fn dead_letter(&mut self, m: &BorrowedMessage<'_>, e: &RecordError) -> Result<()> {
         self.txn.tally.dlq += 1;
         *self.txn.tally.dlq_by_class.entry(e.class.as_str()).or_default() += 1;
-        let rec = crate::kafka::dead_letter(m, &self.topics.dlq, e.class.as_str(), &e.reason);
-        self.send(rec)
+        let dl = crate::kafka::dead_letter_within(m, e.class.as_str(), &e.reason, self.max_out_bytes);
+        if dl.truncated {
+            self.txn.tally.dlq_truncated += 1;
+            tracing::warn!(
+                partition = m.partition(),
+                offset = m.offset(),
+                class = e.class.as_str(),
+                bytes = m.payload().map_or(0, <[u8]>::len),
+                max_bytes = self.max_out_bytes,
+                "Record too large to dead-letter whole: dead-lettered as a summary"
+            );
+        }
+        self.send(dl.record(&self.topics.dlq))
     }
 
     /// Commits the open transaction (audit record, offsets, commit). An abortable failure
@@ -390,6 +423,22 @@ impl<C: Chain> Core<C> {
         self.metrics.transactions.with_label_values(&["aborted"]).inc();
         self.txn = Txn::default();
         Ok(())
+    }
+
+    /// Aborts the open transaction after a failure that stops the service, so that nothing
+    /// commits it on the way out; its records are read again by the partitions' next owner.
+    fn discard(&mut self) {
+        if !self.txn.open {
+            return;
+        }
+        if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
+            tracing::warn!(error = %e, "Cannot abort the failed transaction; it aborts when it times out or the next instance starts");
+        }
+        for s in self.states.values_mut() {
+            s.rollback();
+        }
+        self.metrics.transactions.with_label_values(&["aborted"]).inc();
+        self.txn = Txn::default();
     }
 
     fn transactional_id(&self) -> String {
@@ -546,6 +595,60 @@ pub fn register_schema(url: &str, subject: &str, schema: &str, shutdown: &Cancel
     unreachable!("the loop returns")
 }
 
+/// The smallest record a chain service must be able to write whole: a dead letter's summary
+/// with its headers (see [`crate::kafka::dead_letter_within`]), with room to spare.
+const MIN_OUT_RECORD_BYTES: usize = 2 * crate::kafka::SUMMARY_RESERVE;
+
+/// The largest record the producer may write: its `message.max.bytes` (configured, else
+/// librdkafka's default), lowered to what the smallest `max.message.bytes` of the topics it
+/// writes takes in a batch. The producer is set to it, so that no batch it builds and no
+/// record it sends is one the broker rejects inside a transaction (which would abort it
+/// again on every retry); records over it are dead-lettered or summarized instead.
+fn output_record_limit(cfg: &Config, topics: &[&str]) -> Result<usize> {
+    let configured = match cfg.kafka.get("message.max.bytes") {
+        None => crate::kafka::DEFAULT_MESSAGE_MAX_BYTES,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .map_err(|e| Error::Config(format!("kafka property message.max.bytes '{v}': {e}")))?,
+    };
+    let mut limit = configured;
+    match crate::kafka::max_message_bytes(&client_config(cfg), topics) {
+        Ok(found) => {
+            for (topic, max) in found {
+                let takes = max.saturating_sub(crate::kafka::BATCH_OVERHEAD);
+                if takes < limit {
+                    tracing::info!(
+                        topic,
+                        max_message_bytes = max,
+                        "Records written are sized to the topic's limit"
+                    );
+                    limit = takes;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            message_max_bytes = configured,
+            "Cannot read the topics' max.message.bytes; records are sized to message.max.bytes alone"
+        ),
+    }
+    if limit < MIN_OUT_RECORD_BYTES {
+        return Err(Error::Config(format!(
+            "records of at most {limit} bytes can be written (message.max.bytes {configured}, and the \
+             max.message.bytes of {topics:?}); at least {MIN_OUT_RECORD_BYTES} are needed"
+        )));
+    }
+    if cfg.max_record_bytes > limit {
+        tracing::info!(
+            max_record_bytes = cfg.max_record_bytes,
+            limit,
+            "max_record_bytes is above what the producer may write: a valid record whose clean encoding is larger is dead-lettered as oversize"
+        );
+    }
+    Ok(limit)
+}
+
 /// Checks that the chain's topics exist and that the changelog can hold every input partition.
 fn check_topics<X: ConsumerContext>(consumer: &BaseConsumer<X>, t: &Topics) -> Result<()> {
     let md = consumer
@@ -606,7 +709,9 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         audit: ns(topics::audit(C::NAME)),
         changelog: ns(topics::changelog(C::NAME)),
     };
+    let max_out_bytes = output_record_limit(&cfg, &[&topics.clean, &topics.dlq, &topics.audit, &topics.changelog])?;
     let producer: Producer_ = client_config(&cfg)
+        .set("message.max.bytes", max_out_bytes.to_string())
         .set(
             "transactional.id",
             transactional_id(&cfg.topic_namespace, C::NAME, &cfg.instance_id),
@@ -634,6 +739,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         states: HashMap::new(),
         txn: Txn::default(),
         changes: Vec::new(),
+        max_out_bytes,
         metrics,
         health: health.clone(),
         fatal: None,
@@ -671,7 +777,14 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
             return Err(e);
         }
         match polled {
-            Some(Ok(m)) => core.process(&m)?,
+            Some(Ok(m)) => {
+                if let Err(e) = core.process(&m) {
+                    // The record's outputs may be half written: its transaction must not
+                    // commit (the revocation on the way out would commit it, offset and all).
+                    core.discard();
+                    return Err(e);
+                }
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "Consumer error");
                 if let KafkaError::MessageConsumptionFatal(_) = e {

@@ -50,7 +50,29 @@ pub fn chain_topics(chain: &str) -> Vec<(String, bool)> {
     ]
 }
 
-/// Creates topics that do not exist yet; existing ones are left as they are.
+/// How long raw and clean topics keep records (`retention.ms`, set when they are created):
+/// they hold personal data, which the lake holds after them, so their copies must expire.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+/// The retention of raw and clean topics: `TOPIC_RETENTION` (humantime, e.g. `7d`, `36h`),
+/// else [`DEFAULT_RETENTION`].
+pub fn retention() -> Result<Duration> {
+    match std::env::var("TOPIC_RETENTION") {
+        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim())
+            .map_err(|e| crate::error::Error::Config(format!("TOPIC_RETENTION '{v}': {e}"))),
+        _ => Ok(DEFAULT_RETENTION),
+    }
+}
+
+/// Whether a (namespaced) topic is a raw or clean topic, whose records expire.
+pub fn expires(name: &str) -> bool {
+    let base = name.rsplit_once('.').map_or(name, |(head, _)| head);
+    let kind = base.rsplit('.').next().unwrap_or(base);
+    kind == "raw" || kind == "clean"
+}
+
+/// Creates topics that do not exist yet; existing ones are left as they are. Raw and clean
+/// topics get a finite retention ([`retention`]).
 pub async fn create(
     bootstrap: &str,
     extra: &std::collections::BTreeMap<String, String>,
@@ -63,12 +85,15 @@ pub async fn create(
         cfg.set(k, v);
     }
     let admin: AdminClient<DefaultClientContext> = cfg.create().ctx("creating admin client")?;
+    let retention_ms = retention()?.as_millis().to_string();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, compacted)| {
             let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
             if *compacted {
                 t.set("cleanup.policy", "compact")
+            } else if expires(name) {
+                t.set("retention.ms", &retention_ms)
             } else {
                 t
             }
@@ -87,4 +112,27 @@ pub async fn create(
         }
     }
     Ok(created)
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn raw_and_clean_topics_expire_the_others_are_kept() {
+        for t in ["raw.users", "clean.users", "t1.raw.mailings", "t1.clean.unsubscribes"] {
+            assert!(expires(t), "{t}");
+        }
+        for t in [
+            "dlq.users",
+            "audit.users",
+            "dlq.sink",
+            "grants",
+            "t1.grants",
+            "t1.audit.users",
+        ] {
+            assert!(!expires(t), "{t}");
+        }
+        assert_eq!(DEFAULT_RETENTION, Duration::from_secs(604_800));
+    }
 }

@@ -229,9 +229,11 @@ impl Core {
     }
 
     fn dead_letter(&mut self, m: &BorrowedMessage<'_>, reason: &str) -> Result<()> {
-        let rec = tributary_engine::kafka::dead_letter(m, &self.dlq_topic, "unconvertible", reason);
+        // Within the producer's default message.max.bytes (with room for the framing): a
+        // clean record near the topic's limit plus the error headers goes as a summary.
+        let dl = tributary_engine::kafka::dead_letter_within(m, "unconvertible", reason, 1_000_000 - 512);
         self.dlq
-            .send(rec)
+            .send(dl.record(&self.dlq_topic))
             .map_err(|(e, _)| e)
             .context("producing to dlq.sink")?;
         self.metrics.dlq.inc();
