@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tributary_engine::config::{is_local, no_tenants_problem, LOCAL_MODE_VAR};
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const fn default_max_body_bytes() -> usize {
@@ -27,11 +28,30 @@ pub const fn default_delivery_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// How old a signed SendGrid or Mailgun webhook's timestamp may be. Longer than either
-/// provider retries a delivery (SendGrid up to 72 h, Mailgun 8 h), so a genuine retry is never
-/// refused; a replay inside it repeats events the chains already hold and drop by identity.
+/// How old a signed timestamp may be: SendGrid's signed header, Mailgun's `signature.timestamp`,
+/// an SNS message's `Timestamp`. Five minutes, the usual webhook replay window: a captured
+/// request is useless soon after, and the replay cache ([`crate::signatures::replay`]) only
+/// has to remember that long. A provider retry that carries its first attempt's signature
+/// past the window is refused; SNS's default HTTP delivery policy retries within about a
+/// minute, and an operator with a longer custom policy raises this setting to match.
 pub const fn default_signature_max_age() -> Duration {
-    Duration::from_secs(72 * 3600 + 3600)
+    Duration::from_secs(5 * 60)
+}
+/// How long a webhook or one-click request may take, body and Kafka acknowledgements
+/// included, before it is answered 503; for an upload, how long the body may pause. Not above
+/// DELIVERY_TIMEOUT, a Kafka outage is answered by this timeout rather than by Kafka's own
+/// error: a 503 either way.
+pub const fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+/// API requests handled at once; the next one is answered 503 at once instead of queueing.
+pub const fn default_max_concurrent_requests() -> usize {
+    256
+}
+/// Mailgun (timestamp, token) pairs remembered: about 100 bytes each, so 50 MB when full,
+/// and 1600 Mailgun webhooks a second for the whole default window.
+pub const fn default_replay_cache_entries() -> usize {
+    500_000
 }
 
 /// The local default: tenant → SHA-256 hex of `<tenant>-local-token`.
@@ -60,14 +80,23 @@ Environment (each also a flag; the environment overrides the --config file):
   MAX_UPLOAD_BYTES           largest upload, else 413 (default 107374182400)
   MAX_RECORD_BYTES           longest upload line or CSV row, longer ones are rejected (default 1048576)
   DELIVERY_TIMEOUT           how long Kafka may take to acknowledge a record before 503 (default 30s)
-  REQUIRE_PROVIDER_SIGNATURES  true: refuse webhooks of a provider without a configured secret (default false)
-  SIGNATURE_MAX_AGE          oldest signed SendGrid/Mailgun timestamp accepted, else 403 as a replay (default 73h)
+  REQUEST_TIMEOUT            longest a webhook or one-click request may take, else 503; for an upload,
+                             the longest pause in its body, else 408 (default 30s)
+  MAX_CONCURRENT_REQUESTS    API requests handled at once; more are answered 503 at once (default 256)
+  REQUIRE_PROVIDER_SIGNATURES  true: refuse webhooks of a provider without a configured secret (default true; false in local mode)
+  SIGNATURE_MAX_AGE          oldest signed timestamp accepted (SendGrid, Mailgun, SNS Timestamp), else 403
+                             as a possible replay (default 5m)
+  REPLAY_CACHE_ENTRIES       Mailgun (timestamp, token) pairs remembered for SIGNATURE_MAX_AGE, so a second
+                             use is refused 403; past it the oldest are forgotten, logged (default 500000)
   TENANT_TOKENS_FILE         lines `<tenant> <sha256 hex of its token>`; adds or replaces tenant tokens
   TRIBUTARY_CONFIG           the TOML settings file, as --config
   KAFKA_PROP_<NAME>          any librdkafka property, dots as underscores (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL)
   RUST_LOG, LOG_FORMAT=json  log filter and format
   SCHEMA_REGISTRY_URL        set by the shared deployment config; not used by the gateway
-Local default tenants: acme, globex, initech, token <tenant>-local-token.";
+  TRIBUTARY_LOCAL=1          local mode (make up, the tests): the tenants acme, globex, initech with the tokens
+                             <tenant>-local-token and one-click secrets <tenant>-local-unsubscribe-secret where no
+                             tenant is configured, and unsigned webhooks accepted with a warning. Without it the
+                             gateway refuses to start with no tenants configured.";
 
 #[derive(Debug, Parser, Default)]
 #[command(name = "ingest", about = "Tributary's HTTP gateway: ESP webhooks and list uploads into raw.<chain>", after_help = ENV_HELP)]
@@ -91,10 +120,16 @@ pub struct Cli {
     pub max_record_bytes: Option<usize>,
     #[arg(long, env = "DELIVERY_TIMEOUT")]
     pub delivery_timeout: Option<String>,
+    #[arg(long, env = "REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
     #[arg(long, env = "REQUIRE_PROVIDER_SIGNATURES")]
     pub require_provider_signatures: Option<bool>,
     #[arg(long, env = "SIGNATURE_MAX_AGE")]
     pub signature_max_age: Option<String>,
+    #[arg(long, env = "REPLAY_CACHE_ENTRIES")]
+    pub replay_cache_entries: Option<usize>,
     #[arg(long, env = "TENANT_TOKENS_FILE")]
     pub tenant_tokens_file: Option<PathBuf>,
 }
@@ -118,11 +153,18 @@ pub struct FileConfig {
     /// How long Kafka may take to acknowledge a record.
     #[serde(default, with = "humantime_serde")]
     pub delivery_timeout: Option<Duration>,
+    /// Longest webhook or one-click request; longest pause in an upload's body.
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
+    /// API requests handled at once.
+    pub max_concurrent_requests: Option<usize>,
     /// Refuse webhooks of providers without a configured secret.
     pub require_provider_signatures: Option<bool>,
-    /// Oldest signed SendGrid/Mailgun timestamp accepted.
+    /// Oldest signed timestamp accepted (SendGrid, Mailgun, SNS).
     #[serde(default, with = "humantime_serde")]
     pub signature_max_age: Option<Duration>,
+    /// Mailgun (timestamp, token) pairs remembered.
+    pub replay_cache_entries: Option<usize>,
     /// As `TENANT_TOKENS_FILE`.
     pub tenant_tokens_file: Option<PathBuf>,
     /// librdkafka properties.
@@ -209,9 +251,15 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     pub max_record_bytes: usize,
     pub delivery_timeout: Duration,
+    /// Longest webhook or one-click request (503 past it); longest pause in an upload's body.
+    pub request_timeout: Duration,
+    /// API requests handled at once (503 past it); `/metrics` and `/health/*` are not counted.
+    pub max_concurrent_requests: usize,
     pub require_provider_signatures: bool,
-    /// Oldest signed SendGrid/Mailgun timestamp accepted (replay window).
+    /// Oldest signed timestamp accepted (replay window): SendGrid, Mailgun, SNS.
     pub signature_max_age: Duration,
+    /// Mailgun (timestamp, token) pairs remembered within the window.
+    pub replay_cache_entries: usize,
     /// librdkafka properties: the file's `[kafka]`, then `KAFKA_PROP_<NAME>`.
     pub kafka: BTreeMap<String, String>,
     pub tenants: BTreeMap<String, Tenant>,
@@ -222,9 +270,10 @@ pub fn sha256(s: &[u8]) -> [u8; 32] {
 }
 
 impl Settings {
-    /// The local default, as `ingest` with no settings.
+    /// The local default, as `ingest` with no settings in local mode (`TRIBUTARY_LOCAL=1`).
     pub fn local() -> Settings {
-        Settings::load(Cli::default(), &BTreeMap::new()).expect("the local default is valid")
+        let env = BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]);
+        Settings::load(Cli::default(), &env).expect("the local default is valid")
     }
 
     /// From flags and environment (already in `cli`), the file they name, and `KAFKA_PROP_*`
@@ -268,6 +317,31 @@ impl Settings {
             }),
             None => file.signature_max_age.unwrap_or(default_signature_max_age()),
         };
+        let request_timeout = match cli.request_timeout.as_deref() {
+            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
+                errors.push(format!("REQUEST_TIMEOUT='{v}': {e}"));
+                default_request_timeout()
+            }),
+            None => file.request_timeout.unwrap_or(default_request_timeout()),
+        };
+        let max_concurrent_requests = cli
+            .max_concurrent_requests
+            .or(file.max_concurrent_requests)
+            .unwrap_or(default_max_concurrent_requests());
+        let replay_cache_entries = cli
+            .replay_cache_entries
+            .or(file.replay_cache_entries)
+            .unwrap_or(default_replay_cache_entries());
+        if request_timeout.is_zero()
+            || max_concurrent_requests == 0
+            || signature_max_age.is_zero()
+            || replay_cache_entries == 0
+        {
+            errors.push(
+                "REQUEST_TIMEOUT, MAX_CONCURRENT_REQUESTS, SIGNATURE_MAX_AGE and REPLAY_CACHE_ENTRIES must be above zero"
+                    .into(),
+            );
+        }
         let max_body_bytes = cli
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -280,11 +354,7 @@ impl Settings {
             errors.push("MAX_BODY_BYTES, MAX_RECORD_BYTES and DELIVERY_TIMEOUT must be above zero".into());
         }
         let mut kafka = file.kafka.clone();
-        for (k, v) in env {
-            if let Some(p) = k.strip_prefix("KAFKA_PROP_") {
-                kafka.insert(p.to_ascii_lowercase().replace('_', "."), v.clone());
-            }
-        }
+        kafka.extend(tributary_engine::kafka::props_from_env(env));
         for fixed in ["enable.idempotence", "acks"] {
             if kafka.remove(fixed).is_some() {
                 errors.push(format!(
@@ -293,8 +363,11 @@ impl Settings {
             }
         }
 
+        // Built-in tenants, tokens and one-click secrets exist only in local mode.
+        let local = is_local(env.get(LOCAL_MODE_VAR).map(String::as_str));
         let mut files: BTreeMap<String, TenantFile> = match file.tenants {
             Some(t) => t,
+            None if !local => BTreeMap::new(),
             None => LOCAL_TENANTS
                 .iter()
                 .map(|(t, h)| {
@@ -333,7 +406,9 @@ impl Settings {
             }
         }
         if tenants.is_empty() && errors.is_empty() {
-            errors.push("no tenants: add [tenants.<id>] to the settings file or TENANT_TOKENS_FILE".into());
+            errors.push(no_tenants_problem(
+                "add [tenants.<id>] to the settings file or lines to TENANT_TOKENS_FILE",
+            ));
         }
         if !errors.is_empty() {
             return Err(Error::Config(errors.join("; ")));
@@ -352,11 +427,15 @@ impl Settings {
                 .unwrap_or(default_max_upload_bytes()),
             max_record_bytes,
             delivery_timeout,
+            request_timeout,
+            max_concurrent_requests,
             signature_max_age,
+            replay_cache_entries,
+            // Required outside local mode unless explicitly turned off.
             require_provider_signatures: cli
                 .require_provider_signatures
                 .or(file.require_provider_signatures)
-                .unwrap_or(false),
+                .unwrap_or(!local),
             kafka,
             tenants,
         })
@@ -461,6 +540,80 @@ mod tests {
         let s = Settings::local();
         assert_eq!(s.port, 8080);
         assert_eq!(s.tenants.len(), 3);
+        assert_eq!(s.signature_max_age, Duration::from_secs(300));
+        assert_eq!(s.request_timeout, Duration::from_secs(30));
+        assert_eq!((s.max_concurrent_requests, s.replay_cache_entries), (256, 500_000));
+    }
+
+    #[test]
+    fn no_built_in_tenants_and_signatures_required_outside_local_mode() {
+        let err = Settings::load(Cli::default(), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no tenants configured") && err.contains("TRIBUTARY_LOCAL=1"),
+            "{err}"
+        );
+        let path = std::env::temp_dir().join(format!("ingest-tokens-{}", std::process::id()));
+        std::fs::write(&path, format!("acme {}\n", hex::encode(sha256(b"prod-token")))).unwrap();
+        let s = Settings::load(
+            Cli {
+                tenant_tokens_file: Some(path.clone()),
+                ..Cli::default()
+            },
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(s.tenants.keys().collect::<Vec<_>>(), ["acme"]);
+        assert!(s.require_provider_signatures);
+        assert!(s.tenants["acme"].unsubscribe_secret.is_none());
+        assert!(!Settings::local().require_provider_signatures);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn limits_from_flags_or_file() {
+        let s = Settings::load(
+            Cli {
+                request_timeout: Some("2s".into()),
+                max_concurrent_requests: Some(8),
+                signature_max_age: Some("1h".into()),
+                replay_cache_entries: Some(10),
+                ..Cli::default()
+            },
+            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
+        )
+        .unwrap();
+        assert_eq!(s.request_timeout, Duration::from_secs(2));
+        assert_eq!(s.signature_max_age, Duration::from_secs(3600));
+        assert_eq!((s.max_concurrent_requests, s.replay_cache_entries), (8, 10));
+        let file: FileConfig = toml::from_str(
+            "request_timeout = \"45s\"\nmax_concurrent_requests = 32\nsignature_max_age = \"10m\"\nreplay_cache_entries = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(file.request_timeout, Some(Duration::from_secs(45)));
+        assert_eq!(file.max_concurrent_requests, Some(32));
+        let err = Settings::load(
+            Cli {
+                request_timeout: Some("0s".into()),
+                max_concurrent_requests: Some(0),
+                ..Cli::default()
+            },
+            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MAX_CONCURRENT_REQUESTS"), "{err}");
+        let err = Settings::load(
+            Cli {
+                request_timeout: Some("soon".into()),
+                ..Cli::default()
+            },
+            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("REQUEST_TIMEOUT='soon'"), "{err}");
     }
 
     #[test]

@@ -7,10 +7,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No credentials, or no provider signature where one is required.
+    /// No valid tenant token (unknown tenant, wrong or no token: one answer, see
+    /// [`crate::auth`]), or no provider signature where one is required.
     #[error("{0}")]
     Unauthorized(String),
-    /// Credentials given but wrong: unknown tenant, token or signature that does not match.
+    /// A provider signature that does not match, is too old, or was already used.
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -22,6 +23,9 @@ pub enum Error {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The client paused its body longer than `request_timeout`.
+    #[error("{0}")]
+    Timeout(String),
     /// Kafka did not acknowledge every record of the request: the caller should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -39,6 +43,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -46,6 +51,22 @@ impl Error {
 
     pub fn bad(msg: impl Into<String>) -> Error {
         Error::BadRequest(msg.into())
+    }
+
+    /// A request body that could not be read: 408 when the client paused longer than
+    /// `request_timeout` (the body timeout layer), else 400.
+    pub fn body(what: &str, e: impl Into<axum::BoxError>) -> Error {
+        let e: axum::BoxError = e.into();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+        while let Some(c) = cause {
+            if c.is::<tower_http::timeout::TimeoutError>() {
+                return Error::Timeout(format!(
+                    "{what}: no body bytes for request_timeout: the client paused too long"
+                ));
+            }
+            cause = c.source();
+        }
+        Error::BadRequest(format!("{what}: {e}"))
     }
 }
 
@@ -57,6 +78,13 @@ impl IntoResponse for Error {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it wants.
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"tributary\""),
             );
         }
         resp

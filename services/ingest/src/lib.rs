@@ -9,6 +9,11 @@
 //! The invariant: a 2xx is answered only after Kafka (idempotent producer, `acks=all`) has
 //! acknowledged every record of the request. A crash before that loses nothing the caller
 //! was told is taken; the provider retries, and the chains' dedup drops what had landed.
+//!
+//! Work per request is bounded ([`router`]): at most `max_concurrent_requests` API requests
+//! at once (the next is answered 503 at once, not queued), each webhook or one-click request
+//! within `request_timeout` (else 503), each upload's body never paused longer than that
+//! (else 408). Refusals that the provider should retry are 5xx: SNS takes a 4xx as delivered.
 
 pub mod auth;
 pub mod config;
@@ -24,8 +29,10 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::publish::{delivered, Meta, Publisher};
+use crate::signatures::replay::Replays;
 use crate::split::Provider;
 use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -39,12 +46,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tributary_engine::topics::CHAINS;
 
 pub struct App {
     pub settings: Settings,
     pub publisher: Publisher,
     pub metrics: Metrics,
+    /// Mailgun signatures already used ([`signatures::replay`]).
+    pub replays: Replays,
     ready: AtomicBool,
     /// (tenant, provider) pairs already warned about a skipped provider check.
     warned: Mutex<HashSet<(String, Provider)>>,
@@ -53,30 +65,93 @@ pub struct App {
 impl App {
     pub fn new(settings: Settings) -> Result<Arc<App>> {
         let publisher = Publisher::new(&settings)?;
+        let metrics = Metrics::new();
+        let replays = Replays::new(settings.replay_cache_entries, metrics.replay_evictions.clone());
         Ok(Arc::new(App {
             settings,
             publisher,
-            metrics: Metrics::new(),
+            metrics,
+            replays,
             ready: AtomicBool::new(false),
             warned: Mutex::new(HashSet::new()),
         }))
     }
 }
 
+/// The routes. The API routes share one budget of `max_concurrent_requests`: past it a
+/// request is answered 503 at once (a caller that queued without bound would hold memory and
+/// connections for requests it may have given up on). Webhooks and one-click requests must
+/// finish within `request_timeout`; an upload streams as long as the file takes, but its body
+/// may not pause longer than that. `/metrics` and `/health/*` are outside both limits, so
+/// probes still answer under load.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let budget = Arc::new(tokio::sync::Semaphore::new(app.settings.max_concurrent_requests));
+    let timeout = app.settings.request_timeout;
+    let bounded = Router::new()
         .route(
             "/v1/tenants/{tenant}/webhooks/{provider}",
             post(webhook).get(webhook_probe).head(webhook_probe),
         )
-        .route("/v1/tenants/{tenant}/uploads/{chain}", post(upload_handler))
         .route("/v1/tenants/{tenant}/unsubscribe", post(one_click_handler))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(limit_answer(app.clone())))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::with_semaphore(budget.clone()))
+                .timeout(timeout),
+        );
+    let uploads = Router::new()
+        .route("/v1/tenants/{tenant}/uploads/{chain}", post(upload_handler))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(limit_answer(app.clone())))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::with_semaphore(budget))
+                .layer(RequestBodyTimeoutLayer::new(timeout)),
+        );
+    Router::new()
+        .merge(bounded)
+        .merge(uploads)
         .route("/metrics", get(metrics_handler))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready_handler))
         // Bodies are limited by the handlers themselves (webhooks) or streamed (uploads).
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
+}
+
+/// The answer to a request the limits stopped: a 503 with `Retry-After`, which every provider
+/// retries (a 408 would be taken as delivered by SNS, and the events lost).
+fn limit_answer(
+    app: Arc<App>,
+) -> impl Fn(axum::BoxError) -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move |err: axum::BoxError| {
+        let s = &app.settings;
+        let (reason, msg) = if err.is::<tower::load_shed::error::Overloaded>() {
+            tracing::debug!("Request refused: max_concurrent_requests reached");
+            (
+                "overload",
+                format!(
+                    "the gateway is handling max_concurrent_requests ({}) requests: retry shortly",
+                    s.max_concurrent_requests
+                ),
+            )
+        } else if err.is::<tower::timeout::error::Elapsed>() {
+            tracing::warn!(timeout = %humantime::format_duration(s.request_timeout), "Request stopped at request_timeout");
+            (
+                "timeout",
+                format!(
+                    "the request did not complete within request_timeout ({}): resending it is safe (the chains drop what had already landed)",
+                    humantime::format_duration(s.request_timeout)
+                ),
+            )
+        } else {
+            tracing::error!(error = %err, "Request failed in the gateway's limits");
+            ("error", format!("the gateway could not handle the request: {err}"))
+        };
+        app.metrics.shed.with_label_values(&[reason]).inc();
+        std::future::ready(Error::Unavailable(msg).into_response())
+    }
 }
 
 fn query(uri: &Uri) -> Vec<(String, String)> {
@@ -166,7 +241,9 @@ async fn webhook_inner(
         body: &body,
     };
     let window = signatures::Window::now(app.settings.signature_max_age);
-    if signatures::check(p, &tenant.secrets, &req, &window)? == signatures::Outcome::Unconfigured {
+    // A Mailgun signature is taken here and kept only once the records are in Kafka.
+    let (outcome, once) = signatures::check(p, &tenant.secrets, &req, &window, &app.replays)?;
+    if outcome == signatures::Outcome::Unconfigured {
         if app.settings.require_provider_signatures {
             return Err(Error::Unauthorized(format!(
                 "no {} secret is configured for tenant '{tenant_id}' and provider signatures are required",
@@ -183,6 +260,8 @@ async fn webhook_inner(
         }
     }
     let split = split::split(p, &body)?;
+    // The records are all that is needed from here on; the body may be megabytes.
+    drop(body);
     let rid = request_id(headers);
     if let Some(url) = split.subscribe_url {
         tracing::warn!(tenant = %tenant_id, subscribe_url = %url, "SNS subscription confirmation received: visit SubscribeURL to confirm");
@@ -206,22 +285,29 @@ async fn webhook_inner(
     let mut pending = Vec::new();
     let mut per_chain: BTreeMap<&str, u64> = BTreeMap::new();
     let mut unrouted = 0;
-    for r in &split.records {
+    let accepted = split.records.len();
+    // By value, each record's bytes written out only now and freed once the producer has its
+    // copies: a message cut into thousands of records never holds them all at once.
+    for r in split.records {
+        let payload = r.payload.bytes();
         let key = format!("{tenant_id}:{}", r.email.as_deref().unwrap_or_default());
         unrouted += u64::from(r.unrouted);
         for chain in &r.chains {
             let topic = app.publisher.topic(chain);
-            let f = app.publisher.send(&topic, key.as_bytes(), &r.payload, &meta).await?;
+            let f = app.publisher.send(&topic, key.as_bytes(), &payload, &meta).await?;
             pending.push(async move { delivered(f, &topic).await });
             *per_chain.entry(chain).or_default() += 1;
         }
     }
     futures::future::try_join_all(pending).await?;
+    if let Some(once) = once {
+        once.keep();
+    }
     for (chain, n) in &per_chain {
         app.metrics.events.with_label_values(&[p.as_str(), chain]).inc_by(*n);
     }
     Ok(Json(json!({
-        "accepted": split.records.len(),
+        "accepted": accepted,
         "published": per_chain,
         "unrouted": unrouted,
         "request_id": rid,
@@ -408,7 +494,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Option<Vec<u8>>> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::bad(format!("reading the body: {e}")))?;
+        let chunk = chunk.map_err(|e| Error::body("reading the body", e))?;
         if out.len() + chunk.len() > limit {
             return Ok(None);
         }

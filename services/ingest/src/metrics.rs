@@ -1,7 +1,9 @@
 //! The gateway's Prometheus metrics. Label values are bounded: routes and providers are
 //! fixed names, chains the five, status the HTTP code.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,6 +15,11 @@ pub struct Metrics {
     /// Upload lines refused before Kafka, per `format`.
     pub rejected_lines: IntCounterVec,
     pub latency: HistogramVec,
+    /// Requests answered 503 before or instead of their handler, per `reason`: `overload`
+    /// (at max_concurrent_requests) or `timeout` (past request_timeout). Not in `requests`.
+    pub shed: IntCounterVec,
+    /// Mailgun signatures forgotten before their window ended because the replay cache was full.
+    pub replay_evictions: IntCounter,
     pub ready: IntGauge,
     /// `tributary_service_ready{service="ingest"}`, the readiness gauge every service has.
     pub service_ready: IntGauge,
@@ -53,8 +60,24 @@ impl Metrics {
             &["route", "provider"],
         )
         .expect("valid metric");
+        let shed = IntCounterVec::new(
+            Opts::new(
+                "tributary_ingest_shed_total",
+                "Requests answered 503 by the gateway's limits: overload (max_concurrent_requests) or timeout (request_timeout)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let replay_evictions = IntCounter::new(
+            "tributary_ingest_replay_cache_evictions_total",
+            "Mailgun signatures forgotten early because the replay cache was full (REPLAY_CACHE_ENTRIES)",
+        )
+        .expect("valid metric");
         let ready = IntGauge::new("tributary_ingest_ready", "1 when Kafka answers").expect("valid metric");
-        for c in [&requests, &events, &rejected_lines] {
+        registry
+            .register(Box::new(replay_evictions.clone()))
+            .expect("unique metric");
+        for c in [&requests, &events, &rejected_lines, &shed] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         registry.register(Box::new(latency.clone())).expect("unique metric");
@@ -70,6 +93,8 @@ impl Metrics {
             events,
             rejected_lines,
             latency,
+            shed,
+            replay_evictions,
             ready,
             service_ready,
         }

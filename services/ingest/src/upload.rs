@@ -216,7 +216,7 @@ pub async fn run<S, E>(
 ) -> (Outcome, Result<()>)
 where
     S: Stream<Item = std::result::Result<axum::body::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<axum::BoxError>,
 {
     let topic = publisher.topic(chain);
     let mut out = Outcome {
@@ -242,7 +242,7 @@ where
                     }
                     splitter.push(&chunk, &mut pieces);
                 }
-                Some(Err(e)) => return Err(Error::bad(format!("reading the upload: {e}"))),
+                Some(Err(e)) => return Err(Error::body("reading the upload", e)),
                 None => {
                     splitter.finish(&mut pieces);
                     done = true;
@@ -325,6 +325,16 @@ where
         Ok(())
     }
     .await;
+    // Records handed to the producer before a failure (a body that paused past
+    // request_timeout, a client gone) still land: counted once Kafka acknowledges them, so
+    // the answer's `accepted` says what is in Kafka. Bounded by the producer's delivery timeout.
+    if result.is_err() {
+        while let Some(r) = inflight.next().await {
+            if r.is_ok() {
+                out.accepted += 1;
+            }
+        }
+    }
     debug_assert!(result.is_err() || out.accepted == sent);
     (out, result)
 }

@@ -1,14 +1,16 @@
 //! Mailgun webhooks: the body's `signature` object holds `timestamp`, `token` and
 //! `signature`, the hex HMAC-SHA256 of timestamp followed by token under the account's HTTP
-//! webhook signing key.
+//! webhook signing key. The event itself is not signed: see [`super::replay`] for why each
+//! signature is taken once.
 
 use super::{forged, missing};
 use crate::error::Result;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Verifies the signature and answers its timestamp (for the replay window).
-pub fn verify(signing_key: &str, body: &[u8]) -> Result<String> {
+/// Verifies the signature and answers its timestamp and token (for the replay window and
+/// the replay cache).
+pub fn verify(signing_key: &str, body: &[u8]) -> Result<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| missing("mailgun", "a JSON body"))?;
     let field = |k: &str| {
         v.get("signature")
@@ -26,7 +28,7 @@ pub fn verify(signing_key: &str, body: &[u8]) -> Result<String> {
     mac.update(ts.as_bytes());
     mac.update(token.as_bytes());
     mac.verify_slice(&sig).map_err(|_| forged("mailgun", "signature"))?;
-    Ok(ts)
+    Ok((ts, token))
 }
 
 /// The signature Mailgun would send, for tests and tools.
@@ -50,7 +52,10 @@ mod tests {
             .to_string()
         };
         let good = sign(&key, "1700000000", "tok123");
-        assert!(verify(&key, body(&good, "1700000000").as_bytes()).is_ok());
+        assert_eq!(
+            verify(&key, body(&good, "1700000000").as_bytes()).unwrap(),
+            ("1700000000".to_owned(), "tok123".to_owned())
+        );
         assert_eq!(
             verify(&key, body(&good, "1700000001").as_bytes()).unwrap_err().status(),
             403

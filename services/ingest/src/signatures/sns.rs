@@ -3,7 +3,9 @@
 //! `MessageId`, `Subject` (notifications, when present), `SubscribeURL` (confirmations),
 //! `Timestamp`, `Token` (confirmations), `TopicArn`, `Type`, in that order; with SHA1 for
 //! `SignatureVersion` 1 and SHA256 for 2. The gateway never fetches `SigningCertURL` (it would
-//! let any caller choose the key): the certificates are configured as PEM files.
+//! let any caller choose the key): the certificates are configured as PEM files. The signed
+//! `Timestamp` (when SNS published the message) must lie inside the replay window, checked
+//! by the caller with [`super::Window`].
 
 use super::{b64, forged, missing};
 use crate::error::Result;
@@ -41,7 +43,8 @@ pub fn is_sns(obj: &Map<String, Value>) -> bool {
     obj.contains_key("Type") && obj.contains_key("MessageId") && obj.contains_key("TopicArn")
 }
 
-pub fn verify_body(keys: &SnsKeys, body: &[u8]) -> Result<()> {
+/// Verifies the SNS message in `body` and answers its (signed) `Timestamp`.
+pub fn verify_body(keys: &SnsKeys, body: &[u8]) -> Result<String> {
     let obj = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) if is_sns(&m) => m,
         _ => {
@@ -51,7 +54,12 @@ pub fn verify_body(keys: &SnsKeys, body: &[u8]) -> Result<()> {
             ))
         }
     };
-    verify(keys, &obj)
+    verify(keys, &obj)?;
+    Ok(obj
+        .get("Timestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
 }
 
 pub fn verify(keys: &SnsKeys, msg: &Map<String, Value>) -> Result<()> {
