@@ -150,6 +150,13 @@ _PREAMBLE = """set -eu
 """
 
 
+# The grants' key-encryption key in a pod: the Secret k8s/base/serve.yaml mounts too (key
+# `kek`), at the same path. Outside local mode the CLI refuses to seal or open grant keys
+# without it (it never falls back to the development key).
+K8S_GRANTS_KEK_SECRET = "tributary-grants-kek"
+K8S_GRANTS_KEK_DIR = "/etc/tributary/grants-kek"
+
+
 def tributary_task(
     task_id: str,
     script: Any,
@@ -157,6 +164,7 @@ def tributary_task(
     env: dict[str, str] | None = None,
     expand_over: Any = None,
     xcom_file: bool = False,
+    grants_kek: bool = False,
     **operator_kwargs: Any,
 ):
     """The task that runs `script` (POSIX sh using "$TRIBUTARY_BIN" and the settings' env).
@@ -167,6 +175,8 @@ def tributary_task(
     `xcom_file`: the script writes its result (JSON) to "$XCOM_FILE"; it becomes the task's
     XCom (locally a file in the run's directory whose path is printed last; in a pod the
     xcom sidecar's /airflow/xcom/return.json).
+    `grants_kek`: the job opens grants' keys; in a pod the KEK Secret is mounted as a file
+    (GRANTS_KEK_FILE); locally the worker's environment provides it (or local mode).
 
     This is the one place that knows how a job is executed; a third way (a Job, a
     different operator) goes here.
@@ -216,6 +226,11 @@ def tributary_task(
     pod_env.update(extra)
     if xcom_file:
         prefix += f'XCOM_FILE={K8S_XCOM_FILE}\nmkdir -p "$(dirname "$XCOM_FILE")"\n'
+    if grants_kek:
+        from airflow.providers.cncf.kubernetes.secret import Secret
+
+        operator_kwargs["secrets"] = [Secret("volume", K8S_GRANTS_KEK_DIR, K8S_GRANTS_KEK_SECRET)]
+        pod_env["GRANTS_KEK_FILE"] = f"{K8S_GRANTS_KEK_DIR}/kek"
     kwargs = dict(
         task_id=task_id,
         namespace=setting("NAMESPACE") or setting("TRIBUTARY_NAMESPACE") or "tributary",

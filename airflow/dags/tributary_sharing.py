@@ -45,5 +45,6 @@ with DAG(
         "share_refresh",
         REFRESH_SCRIPT,
         xcom_file=True,
+        grants_kek=True,
         execution_timeout=timedelta(minutes=20),
     )

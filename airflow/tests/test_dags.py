@@ -212,3 +212,19 @@ def test_cli_tasks_pass_the_pushgateway_on(monkeypatch, executor):
             for t in dag.tasks:
                 if t.task_id in CLI_TASKS:
                     assert "TRIBUTARY_PUSHGATEWAY" not in _env_of(t, executor), t.task_id
+
+
+def test_the_sharing_job_gets_the_grants_kek_in_a_pod(monkeypatch):
+    """Outside local mode the CLI refuses to open grant keys without a KEK: the pod mounts the
+    Secret as a file and names it in GRANTS_KEK_FILE."""
+    import tributary_common as tc
+
+    bag = dagbag(monkeypatch, "kubernetes")
+    task = bag.dags["tributary_sharing"].get_task("share_refresh")
+    env = _env_of(task, "kubernetes")
+    assert env["GRANTS_KEK_FILE"] == f"{tc.K8S_GRANTS_KEK_DIR}/kek"
+    secrets = getattr(task, "secrets", None) or []
+    assert [(s.deploy_type, s.deploy_target, s.secret) for s in secrets] == [
+        ("volume", tc.K8S_GRANTS_KEK_DIR, tc.K8S_GRANTS_KEK_SECRET)]
+    local = dagbag(monkeypatch, "local").dags["tributary_sharing"].get_task("share_refresh")
+    assert "GRANTS_KEK_FILE" not in _env_of(local, "local")

@@ -964,6 +964,12 @@ const SECRET_FILE_STANDINS: &[(&str, &str)] = &[
         "TENANT_TOKENS_FILE",
         "acme 0000000000000000000000000000000000000000000000000000000000000001\n",
     ),
+    // The gateway's settings file: a tenant (its token comes from TENANT_TOKENS_FILE) and a
+    // provider secret.
+    (
+        "TRIBUTARY_CONFIG",
+        "[tenants.acme.mailgun]\nsigning_key = \"live-run-key\"\n",
+    ),
     // 64 hex digits.
     (
         "GRANTS_KEK_FILE",
@@ -1221,7 +1227,9 @@ fn check_build(overlay: &'static str, docs: &[Value], defaults: &BTreeMap<String
                 let n = s(e, "name").to_owned();
                 if let Some(v) = e.get("value") {
                     let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    if n.ends_with("_FILE") && in_secret(&v) {
+                    // A file of a mounted Secret: `*_FILE`, or the settings file of a service
+                    // whose settings hold secrets (the gateway's provider keys).
+                    if (n.ends_with("_FILE") || n == "TRIBUTARY_CONFIG") && in_secret(&v) {
                         secret_files.insert(n.clone());
                     } else if is_secretish(&n) && !v.is_empty() {
                         err(format!(
@@ -2214,4 +2222,52 @@ fn manifest_checks_catch_seeded_faults() {
     let n = seeded.len() + pushgateway_faults.len() + serve_faults.len();
     println!("manifest self-test: {} of {n} seeded faults caught", n - failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The secure setup is the rendered one: no workload of any overlay runs in local mode (the
+/// only mode with built-in tenants, tokens and keys); in prod the gateway and serve take
+/// their tenants' tokens, and serve its grants KEK, from files of mounted Secrets, and the
+/// gateway requires provider signatures with its providers' secrets from a Secret too.
+#[test]
+fn overlays_never_run_in_local_mode_and_prod_takes_credentials_from_secrets() {
+    let mut ignored = Vec::new();
+    let (builds, _) = builds(&mut ignored);
+    let mut failures = Vec::new();
+    for b in &builds {
+        for c in &b.containers {
+            if c.env.contains_key("TRIBUTARY_LOCAL") {
+                failures.push(format!("{}: sets TRIBUTARY_LOCAL", c.label));
+            }
+        }
+    }
+    let prod: Vec<&Container> = builds
+        .iter()
+        .filter(|b| b.overlay == "prod")
+        .flat_map(|b| &b.containers)
+        .collect();
+    let mut want = |binary: &str, files: &[&str], literal: &[(&str, &str)]| {
+        let found: Vec<&&Container> = prod.iter().filter(|c| c.binary == binary).collect();
+        if found.is_empty() {
+            failures.push(format!("prod: no {binary} container"));
+        }
+        for c in found {
+            for f in files {
+                if !c.secret_files.contains(*f) {
+                    failures.push(format!("{}: {f} is not a file of a mounted Secret", c.label));
+                }
+            }
+            for (k, v) in literal {
+                if c.env.get(*k).map(String::as_str) != Some(*v) {
+                    failures.push(format!("{}: {k} is {:?}, not {v}", c.label, c.env.get(*k)));
+                }
+            }
+        }
+    };
+    want(
+        "ingest",
+        &["TENANT_TOKENS_FILE", "TRIBUTARY_CONFIG"],
+        &[("REQUIRE_PROVIDER_SIGNATURES", "true")],
+    );
+    want("serve", &["TENANT_TOKENS_FILE", "GRANTS_KEK_FILE"], &[]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -104,6 +104,37 @@ fn open(lake: &str, chain: &str) -> Result<deltalake::DeltaTable> {
     Ok(rt().block_on(deltalake::open_table(url))?)
 }
 
+/// Every Parquet file stored under a tenant's partitions of a table, live or removed (what
+/// time travel could read), that holds one of `targets` outside the ERASED tombstone.
+fn stored_files_holding(
+    lake: &str,
+    chain: &str,
+    tenant: &str,
+    targets: &tributary_lake::erase::Targets,
+) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let table = open(lake, chain)?;
+    let store = table.object_store();
+    let prefix = object_store::path::Path::from(format!("tenant_id={tenant}"));
+    let objects: Vec<object_store::ObjectMeta> = rt().block_on(store.list(Some(&prefix)).try_collect())?;
+    let mut out = Vec::new();
+    for o in objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")) {
+        let bytes = rt().block_on(async { store.get(&o.location).await?.bytes().await })?;
+        let n: usize = tributary_lake::table::decode_parquet(bytes, None)?
+            .iter()
+            .map(|b| {
+                let m = targets.matches(b);
+                (0..m.len()).filter(|i| m.value(*i)).count()
+            })
+            .sum();
+        if n > 0 {
+            out.push(format!("{} ({n} rows)", o.location));
+        }
+    }
+    Ok(out)
+}
+
 /// Every row of a table, all columns by name (partition values included), sorted.
 fn all_rows(lake: &str, chain: &str) -> Result<Vec<String>> {
     let table = open(lake, chain)?;
@@ -703,6 +734,14 @@ fn erasure(lake: &str, ns: &str) -> Result<()> {
     assert!(run.stdout.contains("verified: no live file"));
     let out = last_json(&run.stdout)?;
     eprintln!("erasure took {:.2}s: {}", run.seconds, out["tables"]);
+    // Not by time travel either: no stored file of acme's partitions, live or removed, holds
+    // the address (the rewritten files were deleted, whatever the retention).
+    let targets = tributary_lake::erase::Targets::from_addresses([address])?;
+    assert!(out["removed_files_deleted"].as_u64().unwrap_or(0) >= 2, "{out}");
+    for c in chains {
+        let left = stored_files_holding(lake, c, "acme", &targets)?;
+        assert!(left.is_empty(), "{c}: stored files still hold the address: {left:?}");
+    }
 
     // Everything else is still there, row by row; the address is gone from acme only.
     for c in chains {
@@ -741,7 +780,6 @@ fn erasure(lake: &str, ns: &str) -> Result<()> {
         .context("the tombstone row")?;
     assert!(tomb.contains("|email=∅|") && tomb.contains("|reason=ERASED|") && tomb.contains(&sha));
     let table = open(lake, "blocklists")?;
-    let targets = tributary_lake::erase::Targets::from_addresses([address])?;
     assert!(rt()
         .block_on(tributary_lake::erase::files_holding(&table, "acme", &targets))?
         .is_empty());
@@ -766,6 +804,15 @@ fn erasure_on_a_local_directory() -> Result<()> {
     assert!(text.contains("\"event\":\"erased\""));
     assert!(text.contains(&tributary_engine::normalize::sha256_hex("erase.me@example.com")));
     assert!(!text.to_lowercase().contains("erase.me@example.com"));
+    // When the copies in Kafka expire: the topics were created with a 7-day retention.
+    let outcome: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap_or_default())?;
+    let expire_at = outcome["kafka_copies"]["expire_at"]
+        .as_str()
+        .context("kafka_copies.expire_at")?;
+    let in_days = (chrono::DateTime::parse_from_rfc3339(expire_at)?.timestamp() - chrono::Utc::now().timestamp())
+        as f64
+        / 86_400.0;
+    assert!((6.9..=7.01).contains(&in_days), "{outcome}");
     let _ = std::fs::remove_dir_all(&lake);
     Ok(())
 }

@@ -1673,3 +1673,97 @@ fn tenants_are_isolated() -> Result<()> {
     println!("tenants_are_isolated: {:?}", started.elapsed());
     Ok(())
 }
+
+// ---- 6. an erasure leaves nothing in serve but the suppression ---------------------------
+
+/// `tributary erase` (the lake rewritten, the pseudonymous `ERASED` block through the
+/// blocklists chain): serve forgets the person at once (no address, user fields, lists or
+/// mailings in any answer; suppressed with the reason ERASED), and so after a restart from
+/// the lake and the topics.
+#[test]
+fn an_erasure_leaves_only_the_suppression() -> Result<()> {
+    let ns = namespace_all(1)?;
+    wait_namespace_ready(&ns, Duration::from_secs(60))?;
+    let lake = lake_dir(&ns);
+    let mut chains = start_chains(&ns, &CHAINS)?;
+    let mut sink = Sink::start(&ns, &lake, &CHAINS.join(","), &[])?;
+    let mut serve = Serve::start(&ns, &lake, &[])?;
+    let (a, gone, kept) = ("acme", "gone@example.com", "kept@example.com");
+    let now = now_secs();
+    let events = vec![
+        user("e-u", a, gone, now - 900, "u-gone", Some("Gwen"), Some("Gone")),
+        sub("e-s", a, gone, now - 800, "news", Consent::Ip("10.0.0.9")),
+        unsub("e-x", a, gone, now - 700, Some("promo"), "later"),
+        mail("e-m", a, gone, now - 600, "m1", "SENT"),
+        sub("k-s", a, kept, now - 800, "news", Consent::Ip("10.0.0.7")),
+    ];
+    produce_json(&ns, &events)?;
+    let sums = wait_chains(&ns, &sent_per_chain(&events))?;
+    let clean = clean_counts(&sums);
+    for (chain, n) in &clean {
+        wait_table(&lake, chain, *n as usize, Duration::from_secs(120))?;
+    }
+    wait_applied(&serve, &clean)?;
+    let (st, p) = profile(&serve, a, "email=gone%40example.com")?;
+    ensure!(st == 200 && p["email"] == gone, "before: {p}");
+
+    let out = std::process::Command::new(bin("tributary"))
+        .args([
+            "erase",
+            "--lake",
+            &lake,
+            "--tenant",
+            a,
+            "--email",
+            gone,
+            "--namespace",
+            &ns,
+        ])
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .output()?;
+    ensure!(out.status.success(), "erase: {}", String::from_utf8_lossy(&out.stderr));
+    let erased_sha = sha(gone);
+    let assert_forgotten = |serve: &Serve, when: &str| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = check(serve, a, gone, None)?;
+            let erased = s["reasons"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["reason"] == "ERASED"));
+            if erased {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{when}: no ERASED suppression within 30 s: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (st, p) = profile(serve, a, &format!("email_sha256={erased_sha}"))?;
+        ensure!(st == 200, "{when}: the suppression stays: {st}");
+        let text = p.to_string();
+        for secret in [gone, "u-gone", "Gwen", "10.0.0.9", "m1"] {
+            ensure!(!text.contains(secret), "{when}: {secret} in the profile {text}");
+        }
+        ensure!(p["lists"] == json!({}) && p["mailings"]["sent"] == 0, "{when}: {p}");
+        let (st, _) = profile(serve, a, "user_id=u-gone")?;
+        ensure!(st == 404, "{when}: the user id still leads to the person ({st})");
+        let (_, members) = audience_csv(serve, a, "news")?;
+        ensure!(
+            !members.iter().any(|m| m.contains(gone)),
+            "{when}: still in an audience"
+        );
+        ensure!(members.iter().any(|m| m.contains(kept)), "{when}: the others stay");
+        Ok(())
+    };
+    assert_forgotten(&serve, "at once")?;
+    // The ERASED block reaches the lake; a restart rebuilds from the lake and the topics.
+    wait_table(&lake, "blocklists", 1, Duration::from_secs(120))?;
+    serve.kill9_and_restart()?;
+    assert_forgotten(&serve, "after a restart")?;
+    serve.stop()?;
+    sink.stop()?;
+    stop_all(&mut chains)?;
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
+}

@@ -84,6 +84,37 @@ pub struct EraseMetrics {
     pub seconds: f64,
 }
 
+/// Deletes, from storage, every file of `tenant`'s partitions that the table has removed
+/// but not yet vacuumed (the files an erasure, or an earlier compaction or erasure, replaced):
+/// they still hold the erased addresses and would be readable by time travel until the
+/// table's retention ran out. Only tombstoned files are touched, never a file a writer has
+/// not committed yet; time travel to versions before the erasure no longer reads this
+/// tenant's partitions, which is the point. Answers the number of files deleted.
+pub async fn purge_removed(table: &DeltaTable, tenant: &str) -> Result<usize> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let prefix = format!("tenant_id={tenant}/");
+    let removed: Vec<String> = table
+        .snapshot()?
+        .all_tombstones(table.log_store().as_ref())
+        .map_ok(|t| t.path().into_owned())
+        .try_filter(|p| std::future::ready(p.starts_with(&prefix)))
+        .try_collect()
+        .await?;
+    let store = table.object_store();
+    let mut deleted = 0;
+    for p in removed {
+        let location =
+            object_store::path::Path::parse(&p).unwrap_or_else(|_| object_store::path::Path::from(p.as_str()));
+        match store.delete(&location).await {
+            Ok(()) => deleted += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::Delta(e.into())),
+        }
+    }
+    Ok(deleted)
+}
+
 /// The tenant's live files that still hold one of the addresses.
 pub async fn files_holding(table: &DeltaTable, tenant: &str, targets: &Targets) -> Result<Vec<(LiveFile, u64)>> {
     let mut out = Vec::new();

@@ -51,6 +51,9 @@ impl Add {
 pub struct Blocks {
     max_remove: Option<i64>,
     adds: Vec<Add>,
+    /// For an address: the event time of its latest erasure (a blocklists `ADD` with reason
+    /// `ERASED`). Kept here, not in [`Person`], so only blocked people pay for it.
+    erased_at: Option<i64>,
 }
 
 impl Blocks {
@@ -166,7 +169,29 @@ pub struct Person {
     mail: Option<Box<MailStats>>,
 }
 
+/// The reason of the pseudonymous suppression an erasure leaves behind.
+pub const ERASED: &str = "ERASED";
+
 impl Person {
+    /// An erasure (a blocklists `ADD` with reason `ERASED`) at `at`: what the view held of
+    /// the person is forgotten, as `tributary erase` removes it from the lake; only the
+    /// blocks stay (the pseudonymous suppression the erasure leaves). Events dated no later
+    /// are dropped as they arrive (see `apply`).
+    fn forget(&mut self, at: i64) {
+        self.email = None;
+        self.global = None;
+        self.lists = Vec::new();
+        self.user = None;
+        self.mail = None;
+        let b = self.blocks.get_or_insert_with(Default::default);
+        b.erased_at = b.erased_at.max(Some(at));
+    }
+
+    /// The event time of the person's latest erasure.
+    pub fn erased_at(&self) -> Option<i64> {
+        self.blocks.as_ref()?.erased_at
+    }
+
     fn list_mut(&mut self, list: Arc<str>) -> &mut ListState {
         let i = match self.lists.iter().position(|(l, _)| *l == list) {
             Some(i) => i,
@@ -338,8 +363,26 @@ impl TenantView {
         };
         let names = &mut self.names;
         let p = self.people.entry(sha).or_default();
-        if p.email.is_none() {
+        let is_block = matches!(e.kind, Kind::Block { .. });
+        let erased_since = p.erased_at().is_some_and(|at| e.time <= at);
+        if erased_since && !is_block {
+            // Erased: what dates from before the erasure is not kept (it is gone from the
+            // lake too); a later event is a new relationship and is kept.
+            return;
+        }
+        if p.email.is_none() && !erased_since {
             p.email = e.email.as_deref().map(Into::into);
+        }
+        if let Kind::Block {
+            action: BlockAction::Add,
+            reason,
+            ..
+        } = &e.kind
+        {
+            if reason == ERASED {
+                p.forget(e.time);
+                self.by_user.retain(|_, s| *s != sha);
+            }
         }
         match e.kind {
             Kind::Block {

@@ -397,3 +397,56 @@ proptest! {
         }
     }
 }
+
+/// An erasure (the `ERASED` block `tributary erase` leaves) makes the view forget the person:
+/// address, user fields, lists and mailings; only the suppression stays. Events dated before
+/// it that arrive late are dropped; a later one is a new relationship.
+#[test]
+fn an_erasure_forgets_everything_but_the_suppression() {
+    const A: &str = "ann@example.com";
+    use crate::event::USER_ID;
+    let mut v = TenantView::default();
+    let user = Event {
+        tenant: "acme".into(),
+        sha: Some(sha(A)),
+        email: Some(A.into()),
+        time: NOW - 3 * DAY,
+        kind: Kind::User {
+            fields: std::array::from_fn(|i| (i == USER_ID).then(|| "u-ann".to_owned())),
+            attributes: vec![],
+        },
+    };
+    v.apply(user.clone());
+    v.apply(sub(A, NOW - 3 * DAY, "news", true));
+    v.apply(unsub(A, NOW - 2 * DAY, None));
+    v.apply(block(A, NOW - DAY, BlockAction::Add, "ERASED", None));
+    // Late: dated before the erasure.
+    v.apply(sub(A, NOW - 2 * DAY, "promo", true));
+    let t = &v;
+    let p = t.person(&sha(A)).unwrap().clone();
+    assert_eq!((p.email(), p.erased_at()), (None, Some(NOW - DAY)));
+    assert!(t.by_user_id("u-ann").is_none());
+    let s = v.suppression(&sha(A), None, None, NOW);
+    assert_eq!(s.reasons.len(), 1, "{s:?}");
+    assert_eq!(
+        (s.reasons[0].rule, s.reasons[0].reason.as_deref()),
+        ("address_block", Some("ERASED"))
+    );
+    let profile = t.profile(&sha(A), NOW).unwrap().to_string();
+    assert!(
+        !profile.contains(A) && !profile.contains("u-ann") && !profile.contains("news"),
+        "{profile}"
+    );
+    assert_eq!(v.audience("news", NOW).count(), 0);
+    // The same set in another order: the same state.
+    let mut w = TenantView::default();
+    w.apply(block(A, NOW - DAY, BlockAction::Add, "ERASED", None));
+    w.apply(sub(A, NOW - 2 * DAY, "promo", true));
+    w.apply(unsub(A, NOW - 2 * DAY, None));
+    w.apply(sub(A, NOW - 3 * DAY, "news", true));
+    w.apply(user);
+    assert_eq!(w.person(&sha(A)), Some(&p));
+    // After the erasure: kept (still suppressed by the block until a REMOVE).
+    v.apply(sub(A, NOW - DAY / 2, "news", true));
+    assert!(v.person(&sha(A)).unwrap().subscribed_at("news").is_some());
+}

@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
 use tributary_engine::topics;
 use tributary_lake::compact::{self, CompactMetrics, CompactOptions, CompactPlan, VacuumMetrics};
@@ -124,6 +123,8 @@ pub struct EraseRequest {
     pub namespace: String,
     pub ledger: Option<String>,
     pub chains: Vec<String>,
+    /// Leave the files the tables removed for time travel (their retention deletes them).
+    pub keep_history: bool,
 }
 
 pub struct EraseOutcome {
@@ -132,6 +133,8 @@ pub struct EraseOutcome {
     /// `chain: path (rows)` of live files that still hold an address after the erasure.
     pub remaining: Vec<String>,
     pub suppressions_sent: usize,
+    /// Files of the tenant's partitions the tables had removed, deleted from storage.
+    pub removed_files_deleted: usize,
     pub ledger_entry: String,
     pub seconds: f64,
 }
@@ -178,23 +181,28 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
     });
     rt.block_on(erase::write_ledger(&ledger, &name, std::slice::from_ref(&request)))?;
 
-    // 1. The tables.
+    // 1. The tables: the chains', and the read side's materialized audiences (they hold
+    // addresses too) unless only some chains were asked for.
+    let mut names = chains_or_all(&req.chains);
+    if req.chains.is_empty() {
+        names.push(tributary_view::export::AUDIENCES_TABLE.to_owned());
+    }
     let mut tables = Vec::new();
-    for chain in chains_or_all(&req.chains) {
-        if let Some(mut table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? {
+    for chain in &names {
+        if let Some(mut table) = rt.block_on(tributary_lake::open_existing(&lake, chain))? {
             let m = rt
-                .block_on(erase::erase_table(&chain, &mut table, &req.tenant, &targets))
+                .block_on(erase::erase_table(chain, &mut table, &req.tenant, &targets))
                 .with_context(|| format!("erasing from {chain}"))?;
             tables.push(m);
         }
     }
 
     // 2. The suppression record, through the normal path of the blocklists chain.
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &req.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let producer: BaseProducer =
+        tributary_engine::kafka::client_config(&req.bootstrap, &tributary_engine::kafka::props_from_env(&env))
+            .set("acks", "all")
+            .create()?;
     let topic = topics::namespaced(&req.namespace, &topics::raw("blocklists"));
     let now = chrono::Utc::now().timestamp();
     for sha in &hashes {
@@ -218,15 +226,46 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         .flush(Duration::from_secs(60))
         .with_context(|| format!("delivering the suppression records to {topic}"))?;
 
-    // 3. Verification from fresh snapshots.
+    // 3. Verification from fresh snapshots, then the files the tables removed (this erasure's
+    // and any earlier replacement's, still readable by time travel) deleted from storage.
     let mut remaining = Vec::new();
-    for chain in chains_or_all(&req.chains) {
-        if let Some(table) = rt.block_on(tributary_lake::open_existing(&lake, &chain))? {
+    let mut purged = 0;
+    for chain in &names {
+        if let Some(table) = rt.block_on(tributary_lake::open_existing(&lake, chain))? {
             for (f, n) in rt.block_on(erase::files_holding(&table, &req.tenant, &targets))? {
                 remaining.push(format!("{chain}: {} ({n} rows)", f.path));
             }
+            if !req.keep_history {
+                purged += rt
+                    .block_on(erase::purge_removed(&table, &req.tenant))
+                    .with_context(|| format!("deleting the removed files of {chain}"))?;
+            }
         }
     }
+    // When the copies in Kafka expire: the raw and clean topics of the erased chains keep the
+    // address until their retention has passed.
+    let kafka_topics: Vec<String> = chains_or_all(&req.chains)
+        .iter()
+        .flat_map(|c| [topics::raw(c), topics::clean(c)])
+        .map(|t| topics::namespaced(&req.namespace, &t))
+        .collect();
+    let refs: Vec<&str> = kafka_topics.iter().map(String::as_str).collect();
+    let retention = tributary_engine::kafka::topic_config_numbers::<i64>(
+        &tributary_engine::kafka::client_config(&req.bootstrap, &tributary_engine::kafka::props_from_env(&env)),
+        &refs,
+        "retention.ms",
+    )
+    .unwrap_or_default();
+    let kafka_copies = if retention.len() < refs.len() {
+        serde_json::json!({"expire_at": null, "why": "the retention of some topics could not be read"})
+    } else if let Some((t, _)) = retention.iter().find(|(_, ms)| **ms < 0) {
+        tracing::warn!(topic = %t, "retention.ms=-1: the address stays in this topic until its retention is made finite");
+        serde_json::json!({"expire_at": null, "why": format!("{t} keeps records forever (retention.ms=-1)")})
+    } else {
+        let longest = retention.values().copied().max().unwrap_or(0);
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds(longest);
+        serde_json::json!({"expire_at": at.to_rfc3339(), "retention_ms": retention})
+    };
     let outcome = serde_json::json!({
         "event": if remaining.is_empty() { "erased" } else { "verification_failed" },
         "request_id": request_id,
@@ -236,6 +275,8 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         "suppression_topic": topic,
         "suppressions_sent": hashes.len(),
         "remaining_files": remaining,
+        "removed_files_deleted": purged,
+        "kafka_copies": kafka_copies,
     });
     let ledger_entry = rt.block_on(erase::write_ledger(&ledger, &name, &[request, outcome]))?;
     Ok(EraseOutcome {
@@ -243,6 +284,7 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         tables,
         remaining,
         suppressions_sent: hashes.len(),
+        removed_files_deleted: purged,
         ledger_entry,
         seconds: started.elapsed().as_secs_f64(),
     })

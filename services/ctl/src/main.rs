@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Creates every topic of the contracts that does not exist yet (raw, clean, dlq, audit,
-    /// changelog per chain, and dlq.sink).
+    /// changelog per chain, and dlq.sink). Raw and clean topics hold personal data the lake
+    /// keeps after them: they get a finite retention, `TOPIC_RETENTION` (default 7d).
     Topics {
         /// Partitions of each new topic; a chain's changelog gets as many as its raw topic.
         #[arg(long, default_value_t = 4)]
@@ -114,6 +115,10 @@ enum Command {
         /// Topic namespace of raw.blocklists.
         #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
         namespace: String,
+        /// Keep the files the tables removed (readable by time travel until vacuumed);
+        /// by default the tenant's removed files are deleted from storage at once.
+        #[arg(long)]
+        keep_history: bool,
         #[arg(long)]
         json: bool,
         /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
@@ -140,6 +145,12 @@ enum Command {
     Share {
         #[command(subcommand)]
         command: ShareCommand,
+    },
+    /// Dead letters of a chain: `list` them (one JSON line each), `replay` them to raw.<chain>
+    /// once their cause is fixed, each exactly once (ledger topic `dlq.replayed`).
+    Dlq {
+        #[command(subcommand)]
+        command: tributary_ctl::dlq::DlqCommand,
     },
     /// What the lake holds: per chain table its version, live files, rows, bytes, tenants and
     /// days, from the Delta log; `--show N` prints the first N rows of each table too.
@@ -192,11 +203,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let created = rt.block_on(topics::create(
                 &cli.kafka_bootstrap,
-                &Default::default(),
+                &tributary_ctl::grants::kafka_props(),
                 &all,
                 partitions,
             ))?;
+            // The compacted one-partition topics: grants, and the ledger of replayed dead letters.
             rt.block_on(tributary_ctl::grants::ensure_topic(&cli.kafka_bootstrap, &namespace))?;
+            rt.block_on(tributary_ctl::dlq::ensure_ledger(&cli.kafka_bootstrap, &namespace))?;
             println!(
                 "{} topics checked, {} created{}",
                 all.len(),
@@ -275,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Share {
             command: ShareCommand::Refresh { lake, namespace, json },
         } => tributary_ctl::share::refresh(&cli.kafka_bootstrap, &namespace, &lake, json)?,
+        Command::Dlq { command } => tributary_ctl::dlq::run_cli(&cli.kafka_bootstrap, command)?,
         Command::Tables {
             lake,
             chains,
@@ -297,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ledger,
             chains,
             namespace,
+            keep_history,
             json,
             pushgateway,
         } => {
@@ -314,6 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 namespace,
                 ledger,
                 chains: chains.clone(),
+                keep_history,
             });
             run.erasure(&chains, &result);
             run.push(pushgateway.as_deref());
@@ -330,11 +346,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out.suppressions_sent, out.ledger_entry
             );
             println!("  sharing between tenants does not exist yet: only tenant {tenant}'s tables were erased");
+            if keep_history {
+                println!("  --keep-history: files the tables removed stay readable by time travel until vacuumed");
+            } else {
+                println!(
+                    "  {} removed file(s) of tenant {tenant} deleted from storage: no time travel reads the address",
+                    out.removed_files_deleted
+                );
+            }
             println!("  note: the address stays in raw/clean Kafka topics until their retention expires");
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"request_id": out.request_id, "tables": out.tables, "remaining": out.remaining, "ledger": out.ledger_entry, "seconds": out.seconds})
+                    serde_json::json!({"request_id": out.request_id, "tables": out.tables, "remaining": out.remaining, "removed_files_deleted": out.removed_files_deleted, "ledger": out.ledger_entry, "seconds": out.seconds})
                 );
             }
             if !out.remaining.is_empty() {
@@ -610,9 +634,10 @@ enum GrantCommand {
         /// Expiry: YYYY-MM-DD (the end of that day, UTC) or RFC 3339.
         #[arg(long)]
         expires: String,
-        /// The tenants that exist.
-        #[arg(long, env = "TENANTS", value_delimiter = ',', default_value = "acme,globex,initech")]
-        tenants: Vec<String>,
+        /// The tenants that exist [required, except in local mode (TRIBUTARY_LOCAL=1):
+        /// acme,globex,initech].
+        #[arg(long, env = "TENANTS", value_delimiter = ',')]
+        tenants: Option<Vec<String>>,
         /// The Delta Sharing endpoint grantees are given.
         #[arg(
             long,
@@ -646,7 +671,13 @@ fn grant_cmd(bootstrap: &str, namespace: &str, command: GrantCommand) -> anyhow:
             tenants,
             sharing_endpoint,
         } => {
-            let kek = g::Kek::from_env(true).map_err(anyhow::Error::msg)?;
+            let local = tributary_engine::config::local_mode();
+            let kek = g::Kek::from_env(local).map_err(anyhow::Error::msg)?;
+            let tenants = match tenants {
+                Some(t) => t,
+                None if local => tributary_engine::config::DEFAULT_TENANTS.map(str::to_owned).to_vec(),
+                None => anyhow::bail!(tributary_engine::config::no_tenants_problem("set TENANTS or --tenants")),
+            };
             let req = g::Request {
                 grantor: from,
                 grantee: to,

@@ -20,7 +20,7 @@ pub fn refresh(bootstrap: &str, namespace: &str, lake_uri: &str, json: bool) -> 
         topic_namespace: Some(namespace.to_owned()),
         ..Default::default()
     };
-    let settings = tributary_serve::config::Settings::load(cli, &env).map_err(anyhow::Error::msg)?;
+    let settings = tributary_serve::config::Settings::load_for_job(cli, &env).map_err(anyhow::Error::msg)?;
     let app = tributary_serve::App::new(settings)?;
     let now = tributary_engine::normalize::now_micros();
     let mut grantors: Vec<String> = grants

@@ -23,7 +23,12 @@ pub const MAX_BULK: usize = 10_000;
     about = "Tributary's read side: suppression checks, profiles and audience exports",
     after_help = "Every setting is also a key of the --config TOML file (snake case) and, \
                   for Kafka, KAFKA_PROP_<NAME> passes any librdkafka property \
-                  (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL) as does the file's [kafka] table."
+                  (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL) as does the file's [kafka] table.\n\
+                  TRIBUTARY_LOCAL=1 (local mode, set by `make up` and the tests): the demo \
+                  tenants acme, globex and initech with the tokens <tenant>-local-token, and the \
+                  local development key for grants, where none is configured. Without it, \
+                  every tenant needs a token in TENANT_TOKENS_FILE and grants need \
+                  GRANTS_KEK_FILE, else serve refuses to start."
 )]
 pub struct Cli {
     /// TOML settings file.
@@ -47,7 +52,8 @@ pub struct Cli {
     /// /metrics and /health/* [default: 9107].
     #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// The tenants that may call, comma-separated [default: acme,globex,initech].
+    /// The tenants that may call, comma-separated [default: those of TENANT_TOKENS_FILE;
+    /// in local mode acme,globex,initech].
     #[arg(long, env = "TENANTS", value_delimiter = ',')]
     pub tenants: Option<Vec<String>>,
     /// Lines `<tenant> <sha256 hex of its token>`; replaces those tenants' tokens.
@@ -61,7 +67,7 @@ pub struct Cli {
     #[arg(long, env = "RATE_LIMIT")]
     pub rate_limit: Option<u32>,
     /// The grants' key-encryption key: a file holding 64 hex digits (a mounted Secret);
-    /// without it (and without GRANTS_KEK) the local development key.
+    /// required, except in local mode (without it, or GRANTS_KEK, the local development key).
     #[arg(long, env = "GRANTS_KEK_FILE")]
     pub grants_kek_file: Option<PathBuf>,
     /// How often this instance refreshes the analytics grants' shared tables (e.g. `20s`), or
@@ -126,6 +132,8 @@ pub struct Settings {
     pub audit_log: String,
     pub grants_kek_file: Option<PathBuf>,
     pub kafka: BTreeMap<String, String>,
+    /// Local mode (`TRIBUTARY_LOCAL`): built-in tenants, tokens and grants key.
+    pub local: bool,
 }
 
 pub fn sha256(b: &[u8]) -> [u8; 32] {
@@ -133,7 +141,18 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 }
 
 impl Settings {
+    /// The settings of `serve`: every tenant it answers needs a token.
     pub fn load(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, String> {
+        Settings::load_as(cli, env, true)
+    }
+
+    /// The settings of a job that serves no API (`tributary share refresh`): tenants and
+    /// tokens are not needed; the grants' key-encryption key still is.
+    pub fn load_for_job(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, String> {
+        Settings::load_as(cli, env, false)
+    }
+
+    fn load_as(cli: Cli, env: &BTreeMap<String, String>, serving: bool) -> Result<Settings, String> {
         let mut problems = Vec::new();
         let file: FileConfig = match &cli.config {
             Some(p) => match std::fs::read_to_string(p) {
@@ -150,18 +169,11 @@ impl Settings {
         };
         let mut kafka = file.kafka;
         kafka.extend(tributary_engine::kafka::props_from_env(env));
-        let tenants = cli
-            .tenants
-            .or(file.tenants)
-            .unwrap_or_else(|| tributary_engine::config::DEFAULT_TENANTS.map(str::to_owned).to_vec());
-        let mut tokens = BTreeMap::new();
-        for t in tenants.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-            if tributary_engine::normalize::tenant_id(t).is_err() {
-                problems.push(format!("tenant id '{t}' does not match ^[a-z0-9][a-z0-9_-]{{0,62}}$"));
-            }
-            // The local default token; a tokens file replaces it.
-            tokens.insert(t.to_owned(), sha256(format!("{t}-local-token").as_bytes()));
-        }
+        use tributary_engine::config::{is_local, DEFAULT_TENANTS, LOCAL_MODE_VAR};
+        let local = is_local(env.get(LOCAL_MODE_VAR).map(String::as_str));
+        let configured = cli.tenants.or(file.tenants);
+        // From the tokens file (a mounted Secret): tenant → token hash.
+        let mut from_file: BTreeMap<String, [u8; 32]> = BTreeMap::new();
         if let Some(p) = cli.tenant_tokens_file.or(file.tenant_tokens_file) {
             match std::fs::read_to_string(&p) {
                 Ok(text) => {
@@ -178,13 +190,38 @@ impl Settings {
                         let mut out = [0u8; 32];
                         match hex::decode_to_slice(h, &mut out) {
                             Ok(()) => {
-                                tokens.insert(t.to_owned(), out);
+                                from_file.insert(t.to_owned(), out);
                             }
                             Err(e) => problems.push(format!("{}:{}: {e}", p.display(), n + 1)),
                         }
                     }
                 }
                 Err(e) => problems.push(format!("{}: {e}", p.display())),
+            }
+        }
+        let tenants: Vec<String> = match configured {
+            Some(t) => t,
+            None if local => DEFAULT_TENANTS.map(str::to_owned).to_vec(),
+            None => from_file.keys().cloned().collect(),
+        };
+        let tenants = if serving { tenants } else { Vec::new() };
+        let mut tokens = BTreeMap::new();
+        for t in tenants.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            if tributary_engine::normalize::tenant_id(t).is_err() {
+                problems.push(format!("tenant id '{t}' does not match ^[a-z0-9][a-z0-9_-]{{0,62}}$"));
+            }
+            match from_file.get(t) {
+                Some(h) => {
+                    tokens.insert(t.to_owned(), *h);
+                }
+                // The local default token, in local mode only.
+                None if local => {
+                    tokens.insert(t.to_owned(), sha256(format!("{t}-local-token").as_bytes()));
+                }
+                None => problems.push(format!(
+                    "tenant '{t}' has no token: add `{t} <sha256 hex of its token>` to TENANT_TOKENS_FILE \
+                     (built-in tokens exist only in local mode, {LOCAL_MODE_VAR}=1)"
+                )),
             }
         }
         let rate_limit = cli.rate_limit.or(file.rate_limit).unwrap_or(default_rate_limit());
@@ -215,9 +252,18 @@ impl Settings {
             audit_log: cli.audit_log.or(file.audit_log).unwrap_or_else(|| "-".into()),
             grants_kek_file: cli.grants_kek_file.or(file.grants_kek_file),
             kafka,
+            local,
         };
-        if s.tokens.is_empty() {
-            problems.push("no tenants: set TENANTS or tenant_tokens_file".into());
+        if serving && tenants.is_empty() {
+            problems.push(tributary_engine::config::no_tenants_problem(
+                "set TENANT_TOKENS_FILE (and TENANTS)",
+            ));
+        }
+        if !local && s.grants_kek_file.is_none() && env.get("GRANTS_KEK").is_none_or(|v| v.trim().is_empty()) {
+            problems.push(format!(
+                "no grants key-encryption key: set GRANTS_KEK_FILE (a mounted Secret) \
+                 (the development key is used only in local mode, {LOCAL_MODE_VAR}=1)"
+            ));
         }
         if s.port == s.metrics_port {
             problems.push(format!(
@@ -230,5 +276,49 @@ impl Settings {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn tokens_file(lines: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("serve-tokens-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&p, lines).unwrap();
+        p
+    }
+
+    #[test]
+    fn built_in_tenants_tokens_and_key_only_in_local_mode() {
+        // Local mode: the demo tenants with their local tokens, the development key allowed.
+        let s = Settings::load(Cli::default(), &env(&[("TRIBUTARY_LOCAL", "1")])).unwrap();
+        assert_eq!(s.tokens.keys().collect::<Vec<_>>(), ["acme", "globex", "initech"]);
+        assert_eq!(s.tokens["acme"], sha256(b"acme-local-token"));
+        assert!(s.local);
+        // Anywhere else: nothing built in, every problem at once.
+        let err = Settings::load(Cli::default(), &env(&[])).unwrap_err();
+        assert!(err.contains("no tenants configured"), "{err}");
+        assert!(err.contains("GRANTS_KEK_FILE"), "{err}");
+        // A tenant named without a token is refused, not given the local one.
+        let file = tokens_file(&format!("acme {}\n", hex::encode(sha256(b"s3cret"))));
+        let cli = || Cli {
+            tenants: Some(vec!["acme".into(), "globex".into()]),
+            tenant_tokens_file: Some(file.clone()),
+            grants_kek_file: Some("/run/secrets/kek".into()),
+            ..Cli::default()
+        };
+        let err = Settings::load(cli(), &env(&[])).unwrap_err();
+        assert!(err.contains("tenant 'globex' has no token"), "{err}");
+        // The tenants of the tokens file, with their tokens only.
+        let s = Settings::load(Cli { tenants: None, ..cli() }, &env(&[])).unwrap();
+        assert_eq!(s.tokens.len(), 1);
+        assert_eq!(s.tokens["acme"], sha256(b"s3cret"));
+        assert!(!s.local);
+        let _ = std::fs::remove_file(file);
     }
 }

@@ -69,8 +69,8 @@ impl App {
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || audit_writer(rx, file))?;
-        let kek =
-            tributary_view::grants::Kek::load(settings.grants_kek_file.as_deref(), true).map_err(anyhow::Error::msg)?;
+        let kek = tributary_view::grants::Kek::load(settings.grants_kek_file.as_deref(), settings.local)
+            .map_err(anyhow::Error::msg)?;
         if kek.is_local() {
             tracing::warn!("No GRANTS_KEK_FILE: grants' keys are sealed with the local development key");
         }

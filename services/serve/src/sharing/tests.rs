@@ -133,7 +133,7 @@ mod materialize {
                 lake_uri: Some(uri.clone()),
                 ..Cli::default()
             },
-            &BTreeMap::new(),
+            &BTreeMap::from([("TRIBUTARY_LOCAL".to_owned(), "1".to_owned())]),
         )
         .unwrap();
         let app: Arc<App> = App::new(settings).unwrap();
