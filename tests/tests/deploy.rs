@@ -1778,8 +1778,9 @@ fn manifests_match_binaries() {
                 .env
                 .keys()
                 .filter(|v| match v.as_str() {
-                    // Read by tributary_engine::init_tracing (crates/engine/src/lib.rs).
-                    "RUST_LOG" | "LOG_FORMAT" => false,
+                    // Read by tributary_engine::init_tracing (crates/engine/src/lib.rs), and
+                    // local mode by tributary_engine::config (every service that has one).
+                    "RUST_LOG" | "LOG_FORMAT" | "TRIBUTARY_LOCAL" => false,
                     v if v.starts_with("KAFKA_PROP_") => !h.contains("KAFKA_PROP_<NAME>"),
                     v if ENV_OUTSIDE_HELP.iter().any(|(b, n, _)| *b == c.binary && *n == v) => {
                         // Read outside clap: the name must at least be in the binary.
@@ -2224,8 +2225,8 @@ fn manifest_checks_catch_seeded_faults() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
-/// The secure setup is the rendered one: no workload of any overlay runs in local mode (the
-/// only mode with built-in tenants, tokens and keys); in prod the gateway and serve take
+/// The secure setup is the rendered one: every workload of every overlay turns local mode off
+/// explicitly (the only mode with built-in tenants, tokens and keys); in prod the gateway and serve take
 /// their tenants' tokens, and serve its grants KEK, from files of mounted Secrets, and the
 /// gateway requires provider signatures with its providers' secrets from a Secret too.
 #[test]
@@ -2235,8 +2236,12 @@ fn overlays_never_run_in_local_mode_and_prod_takes_credentials_from_secrets() {
     let mut failures = Vec::new();
     for b in &builds {
         for c in &b.containers {
-            if c.env.contains_key("TRIBUTARY_LOCAL") {
-                failures.push(format!("{}: sets TRIBUTARY_LOCAL", c.label));
+            if c.env.get("TRIBUTARY_LOCAL").map(String::as_str) != Some("0") {
+                failures.push(format!(
+                    "{}: TRIBUTARY_LOCAL is {:?}, not 0",
+                    c.label,
+                    c.env.get("TRIBUTARY_LOCAL")
+                ));
             }
         }
     }

@@ -1,14 +1,15 @@
 //! Built-in tenants, tokens and keys exist only in local mode (`TRIBUTARY_LOCAL=1`, which
-//! `.infra/env` sets for `make up`, the demo and the tests). Each binary started without it
-//! and without configured tenants, tokens or keys refuses to start, naming what is missing;
-//! with them configured it starts, and the demo tokens are not accepted.
+//! `.infra/env` sets for `make up`, the demo and the tests, or a Kafka on loopback addresses
+//! when it is unset). Each binary started with `TRIBUTARY_LOCAL=0` (as every Kubernetes
+//! manifest sets it) and without configured tenants, tokens or keys refuses to start, naming
+//! what is missing; with them configured it starts, and the demo tokens are not accepted.
 
 use anyhow::{ensure, Result};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tributary_tests::*;
 
-/// Runs `binary` with only `env` (no TRIBUTARY_LOCAL): its exit status and stderr, or None
+/// Runs `binary` with only `env` and `TRIBUTARY_LOCAL=0`: its exit status and stderr, or None
 /// when it was still running after `wait` (then it is killed).
 fn run_outside_local_mode(
     binary: &str,
@@ -23,6 +24,7 @@ fn run_outside_local_mode(
         .env("PATH", "/usr/bin:/bin")
         .env("KAFKA_BOOTSTRAP", kafka())
         .env("SCHEMA_REGISTRY_URL", registry())
+        .env("TRIBUTARY_LOCAL", "0")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -145,6 +147,7 @@ fn no_built_in_tenants_tokens_or_keys_outside_local_mode() -> Result<()> {
         .env("SCHEMA_REGISTRY_URL", registry())
         .env("PORT", &port)
         .env("METRICS_PORT", &metrics)
+        .env("TRIBUTARY_LOCAL", "0")
         .env("LAKE_URI", dir.join("lake"))
         .env("TOPIC_NAMESPACE", namespace_all(1)?)
         .env("TENANT_TOKENS_FILE", &tokens_s)

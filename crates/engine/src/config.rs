@@ -11,22 +11,44 @@ use std::time::Duration;
 pub const DEFAULT_TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
 /// The environment variable of local mode. Built-in tenants, tokens (`<tenant>-local-token`)
-/// and keys exist only in local mode, which `make up`, `make demo` and the tests turn on
-/// (`.infra/env` sets it); anywhere else a service without configured tenants, tokens or keys
-/// refuses to start with a clear error.
+/// and keys exist only in local mode: `TRIBUTARY_LOCAL=1` (which `.infra/env` sets for
+/// `make up`, the demo and the tests), or, when it is not set at all, a Kafka on loopback
+/// addresses only (the local infrastructure; no cluster reaches its brokers there). Anywhere
+/// else a service without configured tenants, tokens or keys refuses to start with a clear
+/// error; the Kubernetes manifests set `TRIBUTARY_LOCAL=0` besides.
 pub const LOCAL_MODE_VAR: &str = "TRIBUTARY_LOCAL";
 
-/// Whether a value of [`LOCAL_MODE_VAR`] turns local mode on (`1`, `true`, `yes`).
-pub fn is_local(value: Option<&str>) -> bool {
-    matches!(
-        value.map(|v| v.trim().to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes")
-    )
+/// Local mode from the value of [`LOCAL_MODE_VAR`] (`1`, `true`, `yes`: on; any other value:
+/// off) and, when it is unset or empty, from the Kafka bootstrap addresses: on when every
+/// one is loopback (`localhost`, `127.x.x.x`, `::1`).
+pub fn local_mode_for(flag: Option<&str>, bootstrap: &str) -> bool {
+    match flag.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if !v.is_empty() => matches!(v.as_str(), "1" | "true" | "yes"),
+        _ => all_loopback(bootstrap),
+    }
 }
 
-/// Local mode, from this process's environment.
-pub fn local_mode() -> bool {
-    is_local(std::env::var(LOCAL_MODE_VAR).ok().as_deref())
+/// Local mode of this process (its environment) for Kafka at `bootstrap`.
+pub fn local_mode(bootstrap: &str) -> bool {
+    local_mode_for(std::env::var(LOCAL_MODE_VAR).ok().as_deref(), bootstrap)
+}
+
+/// Whether every address of a bootstrap list is a loopback one.
+pub fn all_loopback(bootstrap: &str) -> bool {
+    let hosts: Vec<&str> = bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.rsplit_once("://").map_or(a, |(_, rest)| rest))
+        .map(|a| match a.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => a.rsplit_once(':').map_or(a, |(h, _)| h),
+        })
+        .collect();
+    !hosts.is_empty()
+        && hosts.iter().all(|h| {
+            h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 /// The problem to report when no tenants are configured outside local mode.
@@ -149,7 +171,8 @@ impl Config {
                 errors.push(format!("environment variable {k}: {e}"));
             }
         }
-        let local = is_local(env.iter().find(|(k, _)| k == LOCAL_MODE_VAR).map(|(_, v)| v.as_str()));
+        let flag = env.iter().find(|(k, _)| k == LOCAL_MODE_VAR).map(|(_, v)| v.as_str());
+        let local = local_mode_for(flag, &c.kafka_bootstrap);
         if c.tenants.is_empty() && local {
             c.tenants = DEFAULT_TENANTS.iter().map(|t| (*t).to_owned()).collect();
         }
@@ -346,5 +369,30 @@ mod tests {
             load(&[("TRIBUTARY_LOCAL", "true"), ("TENANTS", "a")]).unwrap().tenants,
             vec!["a"]
         );
+    }
+
+    #[test]
+    fn loopback_bootstraps() {
+        for b in [
+            "localhost:9092",
+            "127.0.0.1:9092",
+            "127.0.0.1:9092,localhost:9093",
+            "[::1]:9092",
+            "PLAINTEXT://localhost:9092",
+        ] {
+            assert!(all_loopback(b), "{b}");
+        }
+        for b in [
+            "",
+            "kafka:9092",
+            "10.0.0.1:9092",
+            "localhost:9092,kafka:9092",
+            "[2001:db8::1]:9092",
+        ] {
+            assert!(!all_loopback(b), "{b}");
+        }
+        assert!(!local_mode_for(Some("0"), "localhost:9092"));
+        assert!(local_mode_for(Some("1"), "kafka:9092"));
+        assert!(local_mode_for(Some(" "), "localhost:9092"));
     }
 }

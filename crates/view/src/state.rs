@@ -54,6 +54,8 @@ pub struct Blocks {
     /// For an address: the event time of its latest erasure (a blocklists `ADD` with reason
     /// `ERASED`). Kept here, not in [`Person`], so only blocked people pay for it.
     erased_at: Option<i64>,
+    /// For an erased address: `@` and its domain, all the domain rule needs of it.
+    erased_domain: Option<Box<str>>,
 }
 
 impl Blocks {
@@ -173,18 +175,36 @@ pub struct Person {
 pub const ERASED: &str = "ERASED";
 
 impl Person {
-    /// An erasure (a blocklists `ADD` with reason `ERASED`) at `at`: what the view held of
-    /// the person is forgotten, as `tributary erase` removes it from the lake; only the
-    /// blocks stay (the pseudonymous suppression the erasure leaves). Events dated no later
-    /// are dropped as they arrive (see `apply`).
+    /// An erasure (a blocklists `ADD` with reason `ERASED` and no address) at `at`: the person's personal
+    /// data is forgotten, as `tributary erase` removes it from the lake: the address (only
+    /// its domain is kept, for the domain rule), the users fields, the mailing counters and
+    /// consent IPs. What decides suppression stays (blocks, unsubscribes, subscription and
+    /// consent times), so every answer is still DESIGN's over the set of events; events dated
+    /// no later bring no personal data back (see `apply`).
     fn forget(&mut self, at: i64) {
+        let domain = self
+            .email
+            .as_deref()
+            .and_then(domain_of)
+            .map(|d| format!("@{d}").into_boxed_str());
         self.email = None;
-        self.global = None;
-        self.lists = Vec::new();
         self.user = None;
         self.mail = None;
+        for (_, l) in &mut self.lists {
+            if let Some(c) = &mut l.consented {
+                c.consent_ip = None;
+            }
+        }
         let b = self.blocks.get_or_insert_with(Default::default);
         b.erased_at = b.erased_at.max(Some(at));
+        if b.erased_domain.is_none() {
+            b.erased_domain = domain;
+        }
+    }
+
+    /// The address the domain rule looks at: the address, or an erased address's domain.
+    fn domain_source(&self) -> Option<&str> {
+        self.email().or_else(|| self.blocks.as_ref()?.erased_domain.as_deref())
     }
 
     /// The event time of the person's latest erasure.
@@ -363,15 +383,23 @@ impl TenantView {
         };
         let names = &mut self.names;
         let p = self.people.entry(sha).or_default();
-        let is_block = matches!(e.kind, Kind::Block { .. });
+        // Erased: what dates from before the erasure brings no personal data back (it is
+        // gone from the lake too); what decides suppression is still folded. A later event
+        // is a new relationship and is kept whole.
         let erased_since = p.erased_at().is_some_and(|at| e.time <= at);
-        if erased_since && !is_block {
-            // Erased: what dates from before the erasure is not kept (it is gone from the
-            // lake too); a later event is a new relationship and is kept.
+        if erased_since && matches!(e.kind, Kind::User { .. } | Kind::Mailing { .. }) {
             return;
         }
         if p.email.is_none() && !erased_since {
             p.email = e.email.as_deref().map(Into::into);
+        }
+        if erased_since {
+            // Erased before this event arrived: of its address only the domain is kept.
+            if let (Some(b), Some(d)) = (p.blocks.as_mut(), e.email.as_deref().and_then(domain_of)) {
+                if b.erased_domain.is_none() {
+                    b.erased_domain = Some(format!("@{d}").into_boxed_str());
+                }
+            }
         }
         if let Kind::Block {
             action: BlockAction::Add,
@@ -379,7 +407,10 @@ impl TenantView {
             ..
         } = &e.kind
         {
-            if reason == ERASED {
+            // An erasure is the pseudonymous record `tributary erase` leaves: reason ERASED
+            // and no address. A block that carries an address with that reason is a block
+            // like any other (DESIGN: every reason blocks) and forgets nothing.
+            if reason == ERASED && e.email.is_none() {
                 p.forget(e.time);
                 self.by_user.retain(|_, s| *s != sha);
             }
@@ -418,7 +449,8 @@ impl TenantView {
                         Consent {
                             time: e.time,
                             consent_at,
-                            consent_ip: consent_ip.map(Into::into),
+                            // Evidence all the same; the IP itself is not kept once erased.
+                            consent_ip: consent_ip.filter(|_| !erased_since).map(Into::into),
                         },
                     );
                 }
@@ -488,7 +520,8 @@ impl TenantView {
 
     fn blocked(&self, p: &Person, now: i64) -> bool {
         p.blocks.as_ref().is_some_and(|b| b.live(now).is_some())
-            || p.email().is_some_and(|e| self.domain_block(Some(e), now).is_some())
+            || p.domain_source()
+                .is_some_and(|e| self.domain_block(Some(e), now).is_some())
     }
 
     /// Rule 4: a member of `list` at `now`.
@@ -500,7 +533,7 @@ impl TenantView {
     /// (for the domain rule of an address without events).
     pub fn suppression(&self, sha: &Sha, email: Option<&str>, list: Option<&str>, now: i64) -> Suppression {
         let p = self.people.get(sha);
-        let email = email.or_else(|| p.and_then(Person::email));
+        let email = email.or_else(|| p.and_then(Person::domain_source));
         let mut reasons = Vec::new();
         reasons.extend(self.address_block(p, now));
         reasons.extend(self.domain_block(email, now));

@@ -671,7 +671,7 @@ fn grant_cmd(bootstrap: &str, namespace: &str, command: GrantCommand) -> anyhow:
             tenants,
             sharing_endpoint,
         } => {
-            let local = tributary_engine::config::local_mode();
+            let local = tributary_engine::config::local_mode(bootstrap);
             let kek = g::Kek::from_env(local).map_err(anyhow::Error::msg)?;
             let tenants = match tenants {
                 Some(t) => t,

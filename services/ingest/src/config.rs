@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tributary_engine::config::{is_local, no_tenants_problem, LOCAL_MODE_VAR};
+use tributary_engine::config::{local_mode_for, no_tenants_problem, LOCAL_MODE_VAR};
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const fn default_max_body_bytes() -> usize {
@@ -93,10 +93,12 @@ Environment (each also a flag; the environment overrides the --config file):
   KAFKA_PROP_<NAME>          any librdkafka property, dots as underscores (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL)
   RUST_LOG, LOG_FORMAT=json  log filter and format
   SCHEMA_REGISTRY_URL        set by the shared deployment config; not used by the gateway
-  TRIBUTARY_LOCAL=1          local mode (make up, the tests): the tenants acme, globex, initech with the tokens
+  TRIBUTARY_LOCAL=1          local mode (make up, the tests; when unset, a Kafka on loopback addresses only):
+                             the tenants acme, globex, initech with the tokens
                              <tenant>-local-token and one-click secrets <tenant>-local-unsubscribe-secret where no
-                             tenant is configured, and unsigned webhooks accepted with a warning. Without it the
-                             gateway refuses to start with no tenants configured.";
+                             tenant is configured, and unsigned webhooks accepted with a warning. Otherwise
+                             (TRIBUTARY_LOCAL=0, as in Kubernetes) the gateway refuses to start with no tenants
+                             configured.";
 
 #[derive(Debug, Parser, Default)]
 #[command(name = "ingest", about = "Tributary's HTTP gateway: ESP webhooks and list uploads into raw.<chain>", after_help = ENV_HELP)]
@@ -364,7 +366,12 @@ impl Settings {
         }
 
         // Built-in tenants, tokens and one-click secrets exist only in local mode.
-        let local = is_local(env.get(LOCAL_MODE_VAR).map(String::as_str));
+        let kafka_bootstrap = cli
+            .kafka_bootstrap
+            .clone()
+            .or_else(|| file.kafka_bootstrap.clone())
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let local = local_mode_for(env.get(LOCAL_MODE_VAR).map(String::as_str), &kafka_bootstrap);
         let mut files: BTreeMap<String, TenantFile> = match file.tenants {
             Some(t) => t,
             None if !local => BTreeMap::new(),
@@ -414,10 +421,7 @@ impl Settings {
             return Err(Error::Config(errors.join("; ")));
         }
         Ok(Settings {
-            kafka_bootstrap: cli
-                .kafka_bootstrap
-                .or(file.kafka_bootstrap)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+            kafka_bootstrap,
             port,
             topic_namespace: cli.topic_namespace.or(file.topic_namespace).unwrap_or_default(),
             max_body_bytes,
@@ -559,6 +563,7 @@ mod tests {
         let s = Settings::load(
             Cli {
                 tenant_tokens_file: Some(path.clone()),
+                kafka_bootstrap: Some("kafka.prod.svc:9093".into()),
                 ..Cli::default()
             },
             &BTreeMap::new(),

@@ -24,10 +24,11 @@ pub const MAX_BULK: usize = 10_000;
     after_help = "Every setting is also a key of the --config TOML file (snake case) and, \
                   for Kafka, KAFKA_PROP_<NAME> passes any librdkafka property \
                   (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL) as does the file's [kafka] table.\n\
-                  TRIBUTARY_LOCAL=1 (local mode, set by `make up` and the tests): the demo \
-                  tenants acme, globex and initech with the tokens <tenant>-local-token, and the \
-                  local development key for grants, where none is configured. Without it, \
-                  every tenant needs a token in TENANT_TOKENS_FILE and grants need \
+                  TRIBUTARY_LOCAL=1 (local mode, set by `make up` and the tests; when unset, a \
+                  Kafka on loopback addresses only): the demo tenants acme, globex and initech \
+                  with the tokens <tenant>-local-token, and the local development key for \
+                  grants, where none is configured. Otherwise (TRIBUTARY_LOCAL=0, as in \
+                  Kubernetes) every tenant needs a token in TENANT_TOKENS_FILE and grants need \
                   GRANTS_KEK_FILE, else serve refuses to start."
 )]
 pub struct Cli {
@@ -169,8 +170,12 @@ impl Settings {
         };
         let mut kafka = file.kafka;
         kafka.extend(tributary_engine::kafka::props_from_env(env));
-        use tributary_engine::config::{is_local, DEFAULT_TENANTS, LOCAL_MODE_VAR};
-        let local = is_local(env.get(LOCAL_MODE_VAR).map(String::as_str));
+        use tributary_engine::config::{local_mode_for, DEFAULT_TENANTS, LOCAL_MODE_VAR};
+        let kafka_bootstrap = cli
+            .kafka_bootstrap
+            .or(file.kafka_bootstrap)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let local = local_mode_for(env.get(LOCAL_MODE_VAR).map(String::as_str), &kafka_bootstrap);
         let configured = cli.tenants.or(file.tenants);
         // From the tokens file (a mounted Secret): tenant → token hash.
         let mut from_file: BTreeMap<String, [u8; 32]> = BTreeMap::new();
@@ -229,10 +234,7 @@ impl Settings {
             problems.push("rate_limit must be at least 1 request per second".into());
         }
         let s = Settings {
-            kafka_bootstrap: cli
-                .kafka_bootstrap
-                .or(file.kafka_bootstrap)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+            kafka_bootstrap,
             schema_registry_url: cli
                 .schema_registry_url
                 .or(file.schema_registry_url)
@@ -301,8 +303,10 @@ mod tests {
         assert_eq!(s.tokens["acme"], sha256(b"acme-local-token"));
         assert!(s.local);
         // Anywhere else: nothing built in, every problem at once.
-        let err = Settings::load(Cli::default(), &env(&[])).unwrap_err();
+        let err = Settings::load(Cli::default(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
         assert!(err.contains("no tenants configured"), "{err}");
+        // Kafka on loopback only, and no TRIBUTARY_LOCAL: the local infrastructure.
+        assert!(Settings::load(Cli::default(), &env(&[])).unwrap().local);
         assert!(err.contains("GRANTS_KEK_FILE"), "{err}");
         // A tenant named without a token is refused, not given the local one.
         let file = tokens_file(&format!("acme {}\n", hex::encode(sha256(b"s3cret"))));
@@ -312,7 +316,7 @@ mod tests {
             grants_kek_file: Some("/run/secrets/kek".into()),
             ..Cli::default()
         };
-        let err = Settings::load(cli(), &env(&[])).unwrap_err();
+        let err = Settings::load(cli(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
         assert!(err.contains("tenant 'globex' has no token"), "{err}");
         // The tenants of the tokens file, with their tokens only.
         let s = Settings::load(Cli { tenants: None, ..cli() }, &env(&[])).unwrap();
