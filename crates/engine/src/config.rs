@@ -352,13 +352,18 @@ mod tests {
     fn demo_tenants_only_in_local_mode() {
         let load =
             |pairs: &[(&str, &str)]| Config::load_from("users", Duration::from_secs(60), 9101, None, &env(pairs));
-        let err = load(&[]).unwrap_err().to_string();
+        let remote = ("KAFKA_BOOTSTRAP", "kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093");
+        let err = load(&[remote]).unwrap_err().to_string();
         assert!(
             err.contains("no tenants configured") && err.contains("TRIBUTARY_LOCAL=1"),
             "{err}"
         );
+        let err = load(&[("TRIBUTARY_LOCAL", "0")]).unwrap_err().to_string();
+        assert!(err.contains("no tenants configured"), "{err}");
+        // The local infrastructure (Kafka on loopback): local mode unless turned off.
+        assert_eq!(load(&[]).unwrap().tenants, DEFAULT_TENANTS.to_vec());
         assert_eq!(
-            load(&[("TRIBUTARY_LOCAL", "1")]).unwrap().tenants,
+            load(&[remote, ("TRIBUTARY_LOCAL", "1")]).unwrap().tenants,
             DEFAULT_TENANTS.to_vec()
         );
         assert_eq!(

@@ -551,12 +551,16 @@ mod tests {
 
     #[test]
     fn no_built_in_tenants_and_signatures_required_outside_local_mode() {
-        let err = Settings::load(Cli::default(), &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
+        let off = BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "0".to_owned())]);
+        let err = Settings::load(Cli::default(), &off).unwrap_err().to_string();
         assert!(
             err.contains("no tenants configured") && err.contains("TRIBUTARY_LOCAL=1"),
             "{err}"
+        );
+        // A Kafka on loopback only, TRIBUTARY_LOCAL unset: the local infrastructure.
+        assert_eq!(
+            Settings::load(Cli::default(), &BTreeMap::new()).unwrap().tenants.len(),
+            3
         );
         let path = std::env::temp_dir().join(format!("ingest-tokens-{}", std::process::id()));
         std::fs::write(&path, format!("acme {}\n", hex::encode(sha256(b"prod-token")))).unwrap();

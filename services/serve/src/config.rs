@@ -319,7 +319,15 @@ mod tests {
         let err = Settings::load(cli(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
         assert!(err.contains("tenant 'globex' has no token"), "{err}");
         // The tenants of the tokens file, with their tokens only.
-        let s = Settings::load(Cli { tenants: None, ..cli() }, &env(&[])).unwrap();
+        let s = Settings::load(
+            Cli {
+                tenants: None,
+                kafka_bootstrap: Some("kafka.prod.svc:9093".into()),
+                ..cli()
+            },
+            &env(&[]),
+        )
+        .unwrap();
         assert_eq!(s.tokens.len(), 1);
         assert_eq!(s.tokens["acme"], sha256(b"s3cret"));
         assert!(!s.local);
