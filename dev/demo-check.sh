@@ -14,9 +14,27 @@ for s in "${SERVICES[@]}"; do
   fi
 done
 set -a; . .infra/env; set +a
+# End to end over SASL_SSL with ACLs: every service as its own principal (dev/services.sh), the
+# CLI as the operator's (dev/demo.sh and here); checked below from the services' logs.
+PRINCIPALS="${KAFKA_PRINCIPALS_DIR:-.infra/kafka-principals}"
+for s in "${SERVICES[@]}" ctl; do
+  [ -f "$PRINCIPALS/tributary-$s.env" ] || { echo "demo-check: FAIL: no Kafka principal for $s in $PRINCIPALS (dev/kafka/run.sh makes them)"; exit 1; }
+done
+PLAINTEXT_BOOTSTRAP="$KAFKA_BOOTSTRAP" # the local tools' listener, for the clean-up
+set -a; . "$PRINCIPALS/tributary-ctl.env"; set +a
+# Its own topics (a namespace of this run, with the principals' ACLs for it), deleted at the
+# end: what earlier runs, `make demo` or the tests left in the shared topics changes nothing.
+export TOPIC_NAMESPACE="demo$(date +%s)$$"
+bash dev/kafka/run.sh acls "$TOPIC_NAMESPACE" >/dev/null
 WORK="$(mktemp -d)"
 export LAKE_URI="$WORK/lake" DEMO_COUNT="${DEMO_COUNT:-3000}"
-trap 'bash dev/services.sh down "${SERVICES[@]}" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+cleanup() {
+  bash dev/services.sh down "${SERVICES[@]}" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  bash dev/kafka/run.sh tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAINTEXT_BOOTSTRAP" \
+    --delete --topic "$TOPIC_NAMESPACE[.].*" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 rm -f .infra/demo-time
 target/release/tributary topics >/dev/null
 bash dev/services.sh up "${SERVICES[@]}"

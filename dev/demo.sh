@@ -9,6 +9,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA_DIR="${INFRA_DIR:-$ROOT/.infra}"
 set -a; . "$INFRA_DIR/env"; set +a
+# The CLI talks to Kafka as the operator's principal over SASL_SSL, like the services (make up).
+CTL_PRINCIPAL="${KAFKA_PRINCIPALS_DIR:-$INFRA_DIR/kafka-principals}/tributary-ctl.env"
+if [ "${KAFKA_SECURE:-1}" != 0 ] && [ -f "$CTL_PRINCIPAL" ]; then set -a; . "$CTL_PRINCIPAL"; set +a; fi
 BIN="$ROOT/target/release"
 COUNT="${DEMO_COUNT:-20000}"
 GATEWAY="${GATEWAY:-http://localhost:8080}"

@@ -4,19 +4,23 @@
 # own dev/<component>/run.sh. `up` is idempotent and waits until each really answers, then
 # writes .infra/env with the addresses, and TRIBUTARY_LOCAL=1: the services started against
 # this infrastructure (make up, make demo, the tests) run in local mode, the only mode with
-# built-in tenants, tokens and keys.
+# built-in tenants, tokens and keys. Kafka also listens with SASL_SSL (SCRAM-SHA-512, ACLs per
+# principal) at KAFKA_SASL_BOOTSTRAP; each principal's client settings are in
+# $KAFKA_PRINCIPALS_DIR/<principal>.env (dev/kafka/run.sh).
 #
 # Usage: dev/infra.sh {up|down|status|env}
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export INFRA_DIR="${INFRA_DIR:-$ROOT/.infra}"
-export KAFKA_PORT="${KAFKA_PORT:-9092}" REGISTRY_PORT="${REGISTRY_PORT:-8081}" HDFS_PORT="${HDFS_PORT:-9000}"
+export KAFKA_PORT="${KAFKA_PORT:-9092}" KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-9094}" REGISTRY_PORT="${REGISTRY_PORT:-8081}" HDFS_PORT="${HDFS_PORT:-9000}"
 COMPONENTS=(kafka registry hdfs)
 
 write_env() {
   mkdir -p "$INFRA_DIR"
   cat > "$INFRA_DIR/env" <<ENV
 KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
+KAFKA_PRINCIPALS_DIR=$INFRA_DIR/kafka-principals
 SCHEMA_REGISTRY_URL=http://localhost:$REGISTRY_PORT/apis/ccompat/v7
 HDFS_URL=hdfs://localhost:$HDFS_PORT
 TRIBUTARY_LOCAL=1

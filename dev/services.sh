@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops Tributary's services in the background against the local infrastructure.
 # Logs in .infra/logs/<service>.log, pids in .infra/pids/<service>.pid.
+# Each service talks to Kafka as its own principal over SASL_SSL, with the ACLs of that principal
+# (the settings in $KAFKA_PRINCIPALS_DIR/tributary-<service>.env, made by dev/kafka/run.sh);
+# KAFKA_SECURE=0 runs them over the plaintext listener instead.
 # Usage: dev/services.sh {up|down|status} SERVICE...
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +20,12 @@ for svc in "$@"; do
   case "$cmd" in
     up)
       if alive "$pidf"; then echo "$svc: already running (pid $(cat "$pidf"))"; continue; fi
-      nohup "$BIN/$svc" >> "$INFRA_DIR/logs/$svc.log" 2>&1 &
+      principal="${KAFKA_PRINCIPALS_DIR:-$INFRA_DIR/kafka-principals}/tributary-$svc.env"
+      if [ "${KAFKA_SECURE:-1}" != 0 ] && [ -f "$principal" ]; then
+        (set -a; . "$principal"; set +a; exec nohup "$BIN/$svc") >> "$INFRA_DIR/logs/$svc.log" 2>&1 &
+      else
+        nohup "$BIN/$svc" >> "$INFRA_DIR/logs/$svc.log" 2>&1 &
+      fi
       echo $! > "$pidf"
       echo "$svc: started (pid $!, log $INFRA_DIR/logs/$svc.log)"
       ;;

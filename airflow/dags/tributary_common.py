@@ -155,6 +155,13 @@ _PREAMBLE = """set -eu
 # without it (it never falls back to the development key).
 K8S_GRANTS_KEK_SECRET = "tributary-grants-kek"
 K8S_GRANTS_KEK_DIR = "/etc/tributary/grants-kek"
+# The Kafka client settings every service takes (KAFKA_BOOTSTRAP, KAFKA_PROP_SECURITY_PROTOCOL,
+# KAFKA_PROP_SASL_MECHANISM, TRIBUTARY_LOCAL=0): the pods read the services' ConfigMap too.
+K8S_SERVICES_CONFIGMAP = "tributary-env"
+# The Airflow jobs' own Kafka principal (k8s/README.md): a Secret with keys username/password,
+# read as KAFKA_PROP_SASL_USERNAME/KAFKA_PROP_SASL_PASSWORD. KAFKA_CREDENTIALS_SECRET names it
+# (a Variable or the env; empty: Kafka without SASL, as in the dev overlay).
+K8S_KAFKA_SECRET_DEFAULT = ""
 
 
 def tributary_task(
@@ -226,17 +233,24 @@ def tributary_task(
     pod_env.update(extra)
     if xcom_file:
         prefix += f'XCOM_FILE={K8S_XCOM_FILE}\nmkdir -p "$(dirname "$XCOM_FILE")"\n'
-    if grants_kek:
-        from airflow.providers.cncf.kubernetes.secret import Secret
+    from airflow.providers.cncf.kubernetes.secret import Secret
 
-        operator_kwargs["secrets"] = [Secret("volume", K8S_GRANTS_KEK_DIR, K8S_GRANTS_KEK_SECRET)]
+    secrets = []
+    if grants_kek:
+        secrets.append(Secret("volume", K8S_GRANTS_KEK_DIR, K8S_GRANTS_KEK_SECRET))
         pod_env["GRANTS_KEK_FILE"] = f"{K8S_GRANTS_KEK_DIR}/kek"
+    kafka_secret = setting("KAFKA_CREDENTIALS_SECRET", K8S_KAFKA_SECRET_DEFAULT)
+    if kafka_secret:
+        secrets.append(Secret("env", "KAFKA_PROP_SASL_USERNAME", kafka_secret, "username"))
+        secrets.append(Secret("env", "KAFKA_PROP_SASL_PASSWORD", kafka_secret, "password"))
+    if secrets:
+        operator_kwargs["secrets"] = secrets
     kwargs = dict(
         task_id=task_id,
         namespace=setting("NAMESPACE") or setting("TRIBUTARY_NAMESPACE") or "tributary",
         image=setting("TRIBUTARY_IMAGE") or "tributary:latest",
         service_account_name=setting("SERVICE_ACCOUNT") or "tributary-jobs",
-        configmaps=[K8S_CONFIGMAP],
+        configmaps=[K8S_SERVICES_CONFIGMAP, K8S_CONFIGMAP],
         cmds=["sh", "-c"],
         env_vars=pod_env,
         name=f"tributary-{task_id}".replace("_", "-"),

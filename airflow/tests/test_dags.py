@@ -59,7 +59,7 @@ def test_cli_tasks_run_where_configured(bag):
                     get = (lambda k: kw.get(k)) if hasattr(t, "partial_kwargs") else (lambda k: getattr(t, k))
                     assert get("image") == "registry.example/tributary:1.2.3"
                     assert get("namespace") == "tributary-test"
-                    assert get("configmaps") == ["tributary-airflow"]
+                    assert get("configmaps") == ["tributary-env", "tributary-airflow"]
                     assert get("service_account_name") == "tributary-jobs"
 
 
@@ -228,3 +228,27 @@ def test_the_sharing_job_gets_the_grants_kek_in_a_pod(monkeypatch):
         ("volume", tc.K8S_GRANTS_KEK_DIR, tc.K8S_GRANTS_KEK_SECRET)]
     local = dagbag(monkeypatch, "local").dags["tributary_sharing"].get_task("share_refresh")
     assert "GRANTS_KEK_FILE" not in _env_of(local, "local")
+
+
+def test_pods_talk_to_kafka_as_the_airflow_principal(monkeypatch):
+    """In a pod every job is Kafka client like the services: the services' ConfigMap gives the
+    security protocol and mechanism, and with KAFKA_CREDENTIALS_SECRET set the Airflow
+    principal's username and password come from that Secret (never from a Variable)."""
+    import tributary_common as tc
+
+    monkeypatch.setenv("KAFKA_CREDENTIALS_SECRET", "tributary-kafka-airflow")
+    bag = dagbag(monkeypatch, "kubernetes")
+    for dag_id in ("tributary_reconciliation", "tributary_erasure", "tributary_sharing"):
+        for task in bag.dags[dag_id].tasks:
+            kw = task.partial_kwargs if hasattr(task, "partial_kwargs") else task.__dict__
+            configmaps = kw.get("configmaps") or getattr(task, "configmaps", None) or []
+            secrets = kw.get("secrets") or getattr(task, "secrets", None) or []
+            if not configmaps:
+                continue  # not a CLI pod (a Python task)
+            assert tc.K8S_SERVICES_CONFIGMAP in configmaps, (dag_id, task.task_id)
+            env_secrets = {(s.deploy_target, s.secret, s.key) for s in secrets if s.deploy_type == "env"}
+            assert env_secrets == {
+                ("KAFKA_PROP_SASL_USERNAME", "tributary-kafka-airflow", "username"),
+                ("KAFKA_PROP_SASL_PASSWORD", "tributary-kafka-airflow", "password"),
+            }, (dag_id, task.task_id)
+            assert "KAFKA_PROP_SASL_PASSWORD" not in _env_of(task, "kubernetes")

@@ -30,6 +30,32 @@ pub fn props_from_env<'a>(env: impl IntoIterator<Item = (&'a String, &'a String)
         .collect()
 }
 
+/// The `KAFKA_PROP_*` settings of this process's environment: the passthrough every Kafka
+/// client of the project takes (the CLI's too), e.g. its SASL_SSL principal.
+pub fn env_props() -> BTreeMap<String, String> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    props_from_env(&env)
+}
+
+/// [`client_config`] with this process's `KAFKA_PROP_*` settings ([`env_props`]).
+pub fn env_client_config(bootstrap: &str) -> ClientConfig {
+    client_config(bootstrap, &env_props())
+}
+
+/// The headers of a raw record: its tenant and its source format (what every writer of raw
+/// topics sets: the gateway, the load generator, an erasure's suppression record).
+pub fn raw_headers(tenant: &str, source: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "tenant",
+            value: Some(tenant),
+        })
+        .insert(Header {
+            key: "source",
+            value: Some(source),
+        })
+}
+
 /// A partition's watermarks, waiting out (up to `patience`, backing off to 2 s) what a
 /// partition just created or whose leader moves answers for a while (NotLeaderForPartition);
 /// gives up early once `stop` says so.

@@ -325,7 +325,7 @@ pub fn transactional_id(namespace: &str, chain: &str) -> String {
 }
 
 fn client(bootstrap: &str) -> ClientConfig {
-    tributary_engine::kafka::client_config(bootstrap, &crate::grants::kafka_props())
+    tributary_engine::kafka::env_client_config(bootstrap)
 }
 
 /// Creates the ledger topic when it does not exist: one partition, compacted.

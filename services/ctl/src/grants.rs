@@ -12,19 +12,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tributary_view::grants::{self, Grant};
 
-/// `KAFKA_PROP_<NAME>` from the environment: the same passthrough every service has.
-pub fn kafka_props() -> BTreeMap<String, String> {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    tributary_engine::kafka::props_from_env(&env)
-}
-
 pub fn topic(namespace: &str) -> String {
     tributary_engine::topics::namespaced(namespace, grants::TOPIC)
 }
 
 /// Creates the grants topic when it does not exist (one partition, compacting promptly).
 pub async fn ensure_topic(bootstrap: &str, namespace: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = tributary_engine::kafka::client_config(bootstrap, &kafka_props())
+    let admin: AdminClient<DefaultClientContext> = tributary_engine::kafka::env_client_config(bootstrap)
         .create()
         .context("Kafka admin client")?;
     let name = topic(namespace);
@@ -45,7 +39,7 @@ pub async fn ensure_topic(bootstrap: &str, namespace: &str) -> Result<()> {
 /// Every live (not revoked) grant, read from the start of the topic to its end.
 pub fn read_all(bootstrap: &str, namespace: &str) -> Result<BTreeMap<String, Grant>> {
     let name = topic(namespace);
-    let c: BaseConsumer = tributary_engine::kafka::client_config(bootstrap, &kafka_props())
+    let c: BaseConsumer = tributary_engine::kafka::env_client_config(bootstrap)
         .set("group.id", "tributary-ctl-grants")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -87,7 +81,7 @@ pub fn read_all(bootstrap: &str, namespace: &str) -> Result<BTreeMap<String, Gra
 
 /// Writes one record (None: a tombstone) and waits until Kafka has it.
 pub async fn write(bootstrap: &str, namespace: &str, id: &str, value: Option<&[u8]>) -> Result<()> {
-    let p: FutureProducer = tributary_engine::kafka::client_config(bootstrap, &kafka_props())
+    let p: FutureProducer = tributary_engine::kafka::env_client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()?;

@@ -2,7 +2,6 @@
 //! `tributary_lake::{compact, erase}`. Each returns what it did; `main` prints it.
 
 use anyhow::{Context, Result};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::time::{Duration, Instant};
 use tributary_engine::topics;
@@ -198,25 +197,15 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
     }
 
     // 2. The suppression record, through the normal path of the blocklists chain.
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let producer: BaseProducer =
-        tributary_engine::kafka::client_config(&req.bootstrap, &tributary_engine::kafka::props_from_env(&env))
-            .set("acks", "all")
-            .create()?;
+    let producer: BaseProducer = tributary_engine::kafka::env_client_config(&req.bootstrap)
+        .set("acks", "all")
+        .create()?;
     let topic = topics::namespaced(&req.namespace, &topics::raw("blocklists"));
     let now = chrono::Utc::now().timestamp();
     for sha in &hashes {
         let payload = suppression_record(&req.tenant, sha, now).to_string();
         let key = format!("{}:{sha}", req.tenant);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(req.tenant.as_str()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some("json"),
-            });
+        let headers = tributary_engine::kafka::raw_headers(req.tenant.as_str(), "json");
         producer
             .send(BaseRecord::to(&topic).key(&key).payload(&payload).headers(headers))
             .map_err(|(e, _)| e)
@@ -251,7 +240,7 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         .collect();
     let refs: Vec<&str> = kafka_topics.iter().map(String::as_str).collect();
     let retention = tributary_engine::kafka::topic_config_numbers::<i64>(
-        &tributary_engine::kafka::client_config(&req.bootstrap, &tributary_engine::kafka::props_from_env(&env)),
+        &tributary_engine::kafka::env_client_config(&req.bootstrap),
         &refs,
         "retention.ms",
     )

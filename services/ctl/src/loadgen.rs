@@ -22,9 +22,8 @@ pub use progress::Progress;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::Header;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -389,8 +388,7 @@ pub fn send_paced(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let producer: BaseProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: BaseProducer<Deliveries> = tributary_engine::kafka::env_client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "20")
@@ -402,15 +400,7 @@ pub fn send_paced(
     let mut summary = Summary::default();
     for g in Generator::new(spec) {
         summary.add(&g);
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(g.tenant.as_str()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(g.source.as_str()),
-            });
+        let mut headers = tributary_engine::kafka::raw_headers(g.tenant.as_str(), g.source.as_str());
         if let Some(h) = &g.csv_header {
             headers = headers.insert(Header {
                 key: "csv-header",

@@ -203,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let created = rt.block_on(topics::create(
                 &cli.kafka_bootstrap,
-                &tributary_ctl::grants::kafka_props(),
+                &tributary_engine::kafka::env_props(),
                 &all,
                 partitions,
             ))?;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use apache_avro::types::Value;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tributary_engine::topics;
@@ -32,7 +32,13 @@ struct Quiet;
 
 impl rdkafka::ClientContext for Quiet {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        // librdkafka reports a partition's end as `PartitionEOF` on a message, and on the
+        // client as a global error with that code: neither is an error here.
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::error!(error = %error, reason, "Kafka client error");
         }
     }
@@ -43,8 +49,7 @@ impl rdkafka::consumer::ConsumerContext for Quiet {}
 type Reader = BaseConsumer<Quiet>;
 
 fn consumer(bootstrap: &str, group: &str) -> Result<Reader> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    Ok(tributary_engine::kafka::env_client_config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

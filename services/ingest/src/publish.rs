@@ -5,7 +5,7 @@
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::Header;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -53,19 +53,10 @@ impl Publisher {
     /// Hands one record to the producer; the future resolves when Kafka acknowledges it.
     /// Waits (without blocking the runtime) while the producer's queue is full.
     pub async fn send(&self, topic: &str, key: &[u8], payload: &[u8], meta: &Meta<'_>) -> Result<DeliveryFuture> {
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(meta.tenant),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(meta.source),
-            })
-            .insert(Header {
-                key: "request-id",
-                value: Some(meta.request_id),
-            });
+        let mut headers = tributary_engine::kafka::raw_headers(meta.tenant, meta.source).insert(Header {
+            key: "request-id",
+            value: Some(meta.request_id),
+        });
         if let Some(h) = meta.csv_header {
             headers = headers.insert(Header {
                 key: "csv-header",
