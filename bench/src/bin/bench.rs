@@ -1,92 +1,142 @@
-//! `make bench`: one chain service against a bare rdkafka transactional pass-through on the
-//! same broker and the same preloaded data, plus dedup state memory per key and restore time.
-//! Writes `bench/results/latest.md` (and `.json`).
+//! `make bench`: one chain service against a bare rdkafka transactional pass-through and the
+//! Kafka Streams peer (`bench/peers/kstreams-dedup`) on the same broker and the same
+//! preloaded data; dedup state memory per key; restore of 10 M keys from a changelog; the
+//! sink into a local directory and HDFS; latency raw → clean and raw → lake at half of the
+//! chain's measured peak rate and at that peak. Writes `bench/results/latest.md`,
+//! `latest.json`, appends to `history.csv` and redraws `history.svg`. Every topic it made is
+//! deleted at the end, whatever happened.
 //!
-//! Usage: bench [EVENTS]   (default 1 000 000; env KAFKA_BOOTSTRAP, SCHEMA_REGISTRY_URL)
+//! Usage: bench [EVENTS]   (default 1 000 000; env KAFKA_BOOTSTRAP, SCHEMA_REGISTRY_URL,
+//! HDFS_URL; BENCH_PEER=0 skips the peer, BENCH_PEER_DIR its build (default
+//! bench/peers/kstreams-dedup), PEER_JAVA_OPTS its JVM options (default -Xmx1g);
+//! BENCH_RESTORE_KEYS the keys of the restore run (default 10 000 000; 0 skips it);
+//! BENCH_LATENCY_SECS the length of each latency phase (default 15; 0 skips them);
+//! BENCH_RESULTS the results folder (default bench/results))
+//!        bench --redraw   (only redraws history.svg from history.csv)
 
 use anyhow::{Context, Result};
-use std::process::{Command, Stdio};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tributary_bench::{cpu_seconds, peak_rss_bytes};
+use tributary_bench::latency::{self, Phase, PhaseResult};
+use tributary_bench::{cpu_seconds, history, peak_rss_bytes, send_waiting, stop};
 use tributary_ctl::loadgen::{self, Spec};
-use tributary_engine::dedup::DedupState;
+use tributary_engine::dedup::{self, DedupState};
 use tributary_engine::topics;
 
 const CHAIN: &str = "mailings";
+const PARTITIONS: i32 = 4;
+
+struct Ctx {
+    kafka: String,
+    registry: String,
+    bin: PathBuf,
+    ns: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn env_num(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().with_context(|| format!("{name}={v}")),
+        _ => Ok(default),
+    }
+}
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--redraw") {
+        // Only redraws history.svg from history.csv (after the CSV was edited by hand).
+        let dir = results_dir();
+        let rows = history::read(&std::fs::read_to_string(dir.join("history.csv"))?);
+        std::fs::write(dir.join("history.svg"), history::svg(&rows))?;
+        return Ok(());
+    }
     let events: u64 = std::env::args()
         .nth(1)
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
-    let kafka = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let registry =
-        std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://localhost:8081/apis/ccompat/v7".into());
-    let bin = std::env::current_exe()?.parent().context("bin dir")?.to_path_buf();
-    let ns = format!(
-        "bench{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let t = |x: String| topics::namespaced(&ns, &x);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut all: Vec<(String, bool)> = topics::chain_topics(CHAIN)
-        .into_iter()
-        .map(|(n, c)| (t(n), c))
-        .collect();
-    all.push((t("copy".into()), false));
-    rt.block_on(topics::create(&kafka, &Default::default(), &all, 4))?;
+    let ctx = Ctx {
+        kafka: std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        registry: std::env::var("SCHEMA_REGISTRY_URL")
+            .unwrap_or_else(|_| "http://localhost:8081/apis/ccompat/v7".into()),
+        bin: std::env::current_exe()?.parent().context("bin dir")?.to_path_buf(),
+        ns: format!(
+            "bench{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+        ),
+        rt: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+    };
+    let outcome = run(&ctx, events);
+    // Whatever happened: the topics of this run go, so repeated runs do not fill the disk,
+    // and so do its consumer groups.
+    match delete_leftovers(&ctx) {
+        Ok((t, g)) => eprintln!(
+            "bench: deleted the {t} topics and {g} consumer groups of this run ({}*)",
+            ctx.ns
+        ),
+        Err(e) => eprintln!("bench: deleting the topics and groups of this run failed: {e:#}"),
+    }
+    outcome
+}
 
-    eprintln!(
-        "bench: preloading {events} {CHAIN} events (10 % duplicates, 1 % invalid) into {}",
-        t(topics::raw(CHAIN))
-    );
+fn run(ctx: &Ctx, events: u64) -> Result<()> {
+    let ns = &ctx.ns;
+    let t = |x: String| topics::namespaced(ns, &x);
+    create_topics(
+        ctx,
+        ns,
+        &[
+            "copy".into(),
+            format!("peer.clean.{CHAIN}"),
+            format!("peer.dlq.{CHAIN}"),
+        ],
+    )?;
+    let raw = t(topics::raw(CHAIN));
+
+    eprintln!("bench: preloading {events} {CHAIN} events (10 % duplicates, 1 % invalid) into {raw}");
     let mut spec = Spec::new(CHAIN, events);
     spec.invalid_share = 0.01;
     spec.seed = 2026;
     let started = Instant::now();
-    let summary = loadgen::send(&kafka, &t(topics::raw(CHAIN)), spec, |_| {})?;
+    let summary = loadgen::send(&ctx.kafka, &raw, spec, |_| {})?;
     let preload_s = started.elapsed().as_secs_f64();
+    let expected_clean = events - summary.duplicates - summary.invalid;
+    let load_start = loadavg();
 
     eprintln!("bench: baseline: rdkafka transactional pass-through");
-    let out = Command::new(bin.join("passthrough"))
-        .args([&kafka, &t(topics::raw(CHAIN)), &t("copy".into()), &events.to_string()])
+    let out = Command::new(ctx.bin.join("passthrough"))
+        .args([&ctx.kafka, &raw, &t("copy".into()), &events.to_string()])
         .output()?;
     anyhow::ensure!(
         out.status.success(),
         "passthrough failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let base: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let base: Value = serde_json::from_slice(&out.stdout)?;
     let base_wall = base["wall_seconds"].as_f64().unwrap_or(f64::NAN);
     let base_cpu = base["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
 
     eprintln!("bench: the {CHAIN} service");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let spawn = |port: u16| {
-        Command::new(bin.join(CHAIN))
-            .env("KAFKA_BOOTSTRAP", &kafka)
-            .env("SCHEMA_REGISTRY_URL", &registry)
-            .env("TOPIC_NAMESPACE", &ns)
-            .env("METRICS_PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-    };
+    let port = free_port()?;
     let started = Instant::now();
-    let mut svc = spawn(port)?;
+    let mut svc = spawn_chain(ctx, ns, port)?;
     let pid = svc.id().to_string();
-    let metric = |port: u16, name: &str| -> f64 {
-        scrape(port)
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let deadline = Instant::now() + Duration::from_secs(1800);
-    while metric(port, "tributary_chain_records_total") < events as f64 {
+    let mut first: Option<(f64, f64)> = None;
+    loop {
+        let done = metric(port, "tributary_chain_records_total");
+        if done >= events as f64 {
+            break;
+        }
+        if first.is_none() && done > 0.0 {
+            first = Some((done, cpu_seconds(&pid).unwrap_or(f64::NAN)));
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
             "the service did not drain the topic in 30 min"
@@ -96,28 +146,53 @@ fn main() -> Result<()> {
     }
     let svc_wall = started.elapsed().as_secs_f64();
     let svc_cpu = cpu_seconds(&pid).unwrap_or(f64::NAN);
+    let svc_steady_us = first.map_or(f64::NAN, |(n, c)| (svc_cpu - c) / (events as f64 - n) * 1e6);
     let svc_rss = peak_rss_bytes(&pid).unwrap_or(0);
     let state_keys = metric(port, "tributary_chain_dedup_state_keys");
     let commit_p = metric(port, "tributary_chain_commit_duration_seconds_sum")
         / metric(port, "tributary_chain_commit_duration_seconds_count").max(1.0);
-    Command::new("kill").args(["-TERM", &pid]).status()?;
-    svc.wait()?;
+    stop(&mut svc);
+
+    let peer = if env_num("BENCH_PEER", 1)? == 0 {
+        None
+    } else {
+        eprintln!("bench: the Kafka Streams peer");
+        Some(run_peer(ctx, &raw, events)?)
+    };
+    let load_after_drains = loadavg();
+
+    eprintln!("bench: counting what each wrote (read_committed)");
+    let ours_clean = count_records(ctx, &t(topics::clean(CHAIN)))?;
+    let ours_dlq = count_records(ctx, &t(topics::dlq(CHAIN)))?;
+    let peer_counts = match &peer {
+        Some(_) => Some((
+            count_records(ctx, &t(format!("peer.clean.{CHAIN}")))?,
+            count_records(ctx, &t(format!("peer.dlq.{CHAIN}")))?,
+        )),
+        None => None,
+    };
 
     eprintln!("bench: restoring the dedup state from the changelog");
-    let port2 = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut svc2 = spawn(port2)?;
+    let port2 = free_port()?;
+    let mut svc2 = spawn_chain(ctx, ns, port2)?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while metric(port2, "tributary_chain_state_restore_duration_seconds_count") < 4.0 {
+    while metric(port2, "tributary_chain_state_restore_duration_seconds_count") < PARTITIONS as f64 {
         anyhow::ensure!(Instant::now() < deadline, "restore did not finish");
         std::thread::sleep(Duration::from_millis(200));
     }
     let restore_s = metric(port2, "tributary_chain_state_restore_duration_seconds_sum");
     let restored_keys = metric(port2, "tributary_chain_dedup_state_keys");
-    Command::new("kill").args(["-TERM", &svc2.id().to_string()]).status()?;
-    svc2.wait()?;
+    stop(&mut svc2);
+
+    let restore_keys = env_num("BENCH_RESTORE_KEYS", 10_000_000)?;
+    let big_restore = if restore_keys > 0 {
+        Some(restore_run(ctx, restore_keys)?)
+    } else {
+        None
+    };
 
     eprintln!("bench: the sink, into a local directory and into HDFS");
-    let clean_count = (events - summary.duplicates - summary.invalid) as f64;
+    let clean_count = expected_clean as f64;
     let hdfs = std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into());
     let local_lake = std::env::temp_dir()
         .join(format!("{ns}-lake"))
@@ -128,19 +203,10 @@ fn main() -> Result<()> {
         ("local directory", local_lake.clone()),
         ("HDFS", format!("{hdfs}/bench/{ns}")),
     ] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let started = Instant::now();
-        let mut sink = Command::new(bin.join("sink"))
-            .env("KAFKA_BOOTSTRAP", &kafka)
-            .env("SCHEMA_REGISTRY_URL", &registry)
-            .env("TOPIC_NAMESPACE", &ns)
-            .env("CHAINS", CHAIN)
-            .env("LAKE_URI", &lake)
-            .env("GROUP_ID", format!("bench-sink-{label}"))
-            .env("METRICS_PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?;
+        let group = format!("{ns}-sink-{}", label.replace(' ', "-"));
+        let mut sink = spawn_sink(ctx, ns, &lake, &group, port)?;
         let pid = sink.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(1800);
         while metric(port, "tributary_sink_rows_total") < clean_count {
@@ -153,11 +219,19 @@ fn main() -> Result<()> {
         let rss = peak_rss_bytes(&pid).unwrap_or(0);
         let files = metric(port, "tributary_sink_files_total");
         let bytes = metric(port, "tributary_sink_bytes_total");
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        sink.wait()?;
+        stop(&mut sink);
         sink_runs.push((label, wall, cpu, rss, files, bytes));
     }
     let _ = std::fs::remove_dir_all(&local_lake);
+
+    let ev = events as f64;
+    let peak_rate = ev / svc_wall;
+    let latency_secs = env_num("BENCH_LATENCY_SECS", 15)? as f64;
+    let lat = if latency_secs > 0.0 {
+        latency_run(ctx, peak_rate, latency_secs)?
+    } else {
+        Vec::new()
+    };
 
     eprintln!("bench: Parquet encoding of the same Arrow batches in memory (the encoder's limit)");
     let encode_rate = parquet_in_memory(clean_count as usize)?;
@@ -173,34 +247,134 @@ fn main() -> Result<()> {
         s.allocated_bytes() as f64 / s.len() as f64
     };
     let (mem1, mem10) = (mem(1_000_000), mem(10_000_000));
+    let load_end = loadavg();
 
-    let ev = events as f64;
+    // ----------------------------------------------------------------------------------
+    // Reports.
     let svc_us = svc_cpu / ev * 1e6;
     let base_us = base_cpu / ev * 1e6;
+    let date = utc_now();
+    let commit = git_head();
+    let r10_extrapolated = restore_s / restored_keys.max(1.0) * 1e7;
+    let local_sink = sink_runs.first().map(|r| clean_count / r.2).unwrap_or(f64::NAN);
+    let phase = |label: &str| lat.iter().find(|p| p.label == label);
+    let num = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
+    let mut report = json!({
+        "date": date,
+        "commit": commit,
+        "events": events,
+        "duplicates": summary.duplicates,
+        "invalid": summary.invalid,
+        "partitions": PARTITIONS,
+        "load1": num(load_start.0),
+        "loadavg_at_start": load_start.1,
+        "loadavg_after_drains": load_after_drains.1,
+        "loadavg_at_end": load_end.1,
+        "chain_cpu_us_per_event": num(svc_us),
+        "chain_events_per_s": num(peak_rate),
+        "chain_peak_rss_bytes": svc_rss,
+        "chain_cpu_us_per_event_after_first_commit": num(svc_steady_us),
+        "chain_mean_commit_ms": num(commit_p * 1e3),
+        "chain_clean_records": ours_clean,
+        "chain_dlq_records": ours_dlq,
+        "expected_clean_records": expected_clean,
+        "passthrough_cpu_us_per_event": num(base_us),
+        "passthrough_events_per_s": num(ev / base_wall),
+        "passthrough_ratio": num(base_wall / svc_wall),
+        "sink_rows_per_core_s": num(local_sink),
+        "sink_hdfs_rows_per_core_s": num(sink_runs.get(1).map(|r| clean_count / r.2).unwrap_or(f64::NAN)),
+        "sink_peak_rss_bytes": sink_runs.first().map(|r| r.3).unwrap_or(0),
+        "dedup_bytes_per_key_1m": num(mem1),
+        "dedup_bytes_per_key_10m": num(mem10),
+        "restore_keys_after_run": num(restored_keys),
+        "restore_s_after_run": num(restore_s),
+        "restore_10m_keys_extrapolated_s": num(r10_extrapolated),
+    });
+    let o = report.as_object_mut().context("report")?;
+    if let Some(b) = &big_restore {
+        o.insert("restore_keys".into(), json!(b.keys));
+        o.insert("restore_keys_restored".into(), num(b.restored));
+        if b.keys == 10_000_000 {
+            o.insert("restore_10m_keys_s".into(), num(b.restore_s));
+            o.insert("restore_10m_keys_wall_s".into(), num(b.wall_s));
+        } else {
+            o.insert("restore_n_keys_s".into(), num(b.restore_s));
+            o.insert("restore_n_keys_wall_s".into(), num(b.wall_s));
+        }
+    }
+    if let Some(p) = &peer {
+        let peer_us = p.cpu / ev * 1e6;
+        o.insert("peer_cpu_us_per_event".into(), num(peer_us));
+        o.insert("peer_cpu_ratio".into(), num(peer_us / svc_us));
+        o.insert("peer_events_per_s".into(), num(ev / p.wall));
+        o.insert("peer_peak_rss_bytes".into(), json!(p.rss));
+        o.insert("peer_cpu_us_per_event_after_first_commit".into(), num(p.steady_us));
+        o.insert(
+            "peer_cpu_ratio_after_first_commit".into(),
+            num(p.steady_us / svc_steady_us),
+        );
+        if let Some((c, d)) = peer_counts {
+            o.insert("peer_clean_records".into(), json!(c));
+            o.insert("peer_dlq_records".into(), json!(d));
+        }
+    }
+    for (label, suffix) in [("half load", "half_load"), ("peak", "peak")] {
+        if let Some(p) = phase(label) {
+            o.insert(format!("p50_raw_to_clean_ms_{suffix}"), num(p.p50_raw_to_clean_ms));
+            o.insert(format!("p99_raw_to_clean_ms_{suffix}"), num(p.p99_raw_to_clean_ms));
+            o.insert(format!("p50_raw_to_lake_ms_{suffix}"), num(p.p50_raw_to_lake_ms));
+            o.insert(format!("p99_raw_to_lake_ms_{suffix}"), num(p.p99_raw_to_lake_ms));
+            o.insert(format!("latency_rate_{suffix}"), num(p.target_rate));
+        }
+    }
+    o.insert("latency_phases".into(), serde_json::to_value(&lat)?);
+
     let md = format!(
-        "# Benchmark: {CHAIN} chain service vs. bare rdkafka transactional pass-through\n\n\
-         Run {date} on this machine (2 cores), `make bench`, {events} preloaded events \
-         ({dups} duplicates, {inv} invalid), 4 partitions, one process each, same broker, same data.\n\
-         Preload by `tributary loadgen`: {preload:.1} s.\n\n\
+        "# Benchmark: {CHAIN} chain service vs. bare rdkafka transactional pass-through and the Kafka Streams peer\n\n\
+         Run {date} at commit {short} on this machine (2 cores, shared), `make bench`, {events} preloaded events \
+         ({dups} duplicates, {inv} invalid), {PARTITIONS} partitions, one process each, same broker, same data, \
+         one after the other. Load average (1/5/15 min) at the start {l0}, after the drains {l1}, at the end {l2}.\n\
+         Preload by `tributary loadgen`: {preload:.1} s. Also in `latest.json`; every run in `history.csv` / `history.svg`.\n\n\
          | measure | chain service | pass-through baseline | ratio / target |\n|---|---|---|---|\n\
          | wall time to drain (incl. start) | {sw:.1} s | {bw:.1} s | |\n\
          | throughput | {stp:.0} events/s | {btp:.0} events/s | {tpr:.0} % of baseline (target ≥ 60 %) |\n\
          | own CPU per event | {svc_us:.2} µs | {base_us:.2} µs | target ≤ 3 µs |\n\
          | peak RSS | {srss:.0} MiB | {brss:.0} MiB | |\n\
          | mean transaction commit | {cp:.1} ms | | |\n\
+         | records written, read back `read_committed` | clean {ours_clean}, DLQ {ours_dlq} | | expected clean {expected_clean} |\n\
          | dedup keys after the run | {keys:.0} | | |\n\
          | dedup state, bytes per key at 1 M keys | {mem1:.1} | | target ≤ 32 |\n\
          | dedup state, bytes per key at 10 M keys | {mem10:.1} | | target ≤ 32 |\n\
-         | restore of {rk:.0} keys from the changelog | {rs:.2} s | | 10 M keys ≤ 10 s: extrapolated {r10:.1} s |\n\n\
-         CPU is user + system time of the process from /proc, start-up included for both.\n\
-         {sink_table}\n\
-         Not measured yet: the Kafka Streams peer, p99 latency at half peak load.\n",
-        sink_table = sink_section(&sink_runs, clean_count, encode_rate),
-        date = std::process::Command::new("date")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+         | restore of {rk:.0} keys from the changelog (after the run) | {rs:.2} s | | extrapolated to 10 M keys: {r10:.1} s |\n\
+         {big}\n\
+         CPU is user + system time of the process from /proc, start-up included for every process.\n\
+         {peer_table}\
+         {sink_table}\
+         {lat_table}",
+        short = commit.get(..7).unwrap_or(&commit),
+        l0 = load_start.1,
+        l1 = load_after_drains.1,
+        l2 = load_end.1,
+        big = big_restore
+            .as_ref()
+            .map(|b| format!(
+                "| restore of {} keys written to a fresh changelog (sum of the partitions' restore times; start to restored) | {:.2} s ({:.2} s) | | target 10 M keys ≤ 10 s; {:.0} keys restored |\n",
+                b.keys, b.restore_s, b.wall_s, b.restored
+            ))
             .unwrap_or_default(),
+        peer_table = peer_section(
+            peer.as_ref(),
+            peer_counts,
+            ev,
+            svc_wall,
+            svc_cpu,
+            svc_rss,
+            svc_steady_us,
+            expected_clean,
+            ours_clean
+        ),
+        sink_table = sink_section(&sink_runs, clean_count, encode_rate),
+        lat_table = latency_section(&lat, peak_rate),
         dups = summary.duplicates,
         inv = summary.invalid,
         preload = preload_s,
@@ -215,31 +389,548 @@ fn main() -> Result<()> {
         keys = state_keys,
         rk = restored_keys,
         rs = restore_s,
-        r10 = restore_s / restored_keys.max(1.0) * 1e7,
+        r10 = r10_extrapolated,
     );
-    std::fs::create_dir_all("bench/results")?;
-    std::fs::write("bench/results/latest.md", &md)?;
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    // The read side's section (bench/src/bin/readside.rs, run after this) is kept as it was
+    // until that run replaces it.
+    let old = std::fs::read_to_string(dir.join("latest.md")).unwrap_or_default();
+    let readside = old
+        .find("<!-- readside:begin")
+        .map(|b| format!("\n{}", &old[b..]))
+        .unwrap_or_default();
+    std::fs::write(dir.join("latest.md"), format!("{md}{readside}"))?;
+    std::fs::write(dir.join("latest.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    history::append(&dir.join("history.csv"), &report)?;
+    let rows = history::read(&std::fs::read_to_string(dir.join("history.csv"))?);
+    std::fs::write(dir.join("history.svg"), history::svg(&rows))?;
     println!("{md}");
     Ok(())
 }
 
-fn scrape(port: u16) -> String {
+/// Creates the chain's topics (and `extra` ones) under the namespace `ns`.
+fn create_topics(ctx: &Ctx, ns: &str, extra: &[String]) -> Result<()> {
+    let mut all: Vec<(String, bool)> = topics::chain_topics(CHAIN)
+        .into_iter()
+        .map(|(n, c)| (topics::namespaced(ns, &n), c))
+        .collect();
+    all.extend(extra.iter().map(|n| (topics::namespaced(ns, n), false)));
+    ctx.rt
+        .block_on(topics::create(&ctx.kafka, &Default::default(), &all, PARTITIONS))?;
+    Ok(())
+}
+
+fn results_dir() -> PathBuf {
+    PathBuf::from(std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "bench/results".into()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes.
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn_chain(ctx: &Ctx, ns: &str, port: u16) -> Result<Child> {
+    Ok(Command::new(ctx.bin.join(CHAIN))
+        .env("KAFKA_BOOTSTRAP", &ctx.kafka)
+        .env("SCHEMA_REGISTRY_URL", &ctx.registry)
+        .env("TOPIC_NAMESPACE", ns)
+        .env("METRICS_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?)
+}
+
+fn spawn_sink(ctx: &Ctx, ns: &str, lake: &str, group: &str, port: u16) -> Result<Child> {
+    Ok(Command::new(ctx.bin.join("sink"))
+        .env("KAFKA_BOOTSTRAP", &ctx.kafka)
+        .env("SCHEMA_REGISTRY_URL", &ctx.registry)
+        .env("TOPIC_NAMESPACE", ns)
+        .env("CHAINS", CHAIN)
+        .env("LAKE_URI", lake)
+        .env("GROUP_ID", group)
+        .env("METRICS_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?)
+}
+
+fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf
 }
 
+fn metric(port: u16, name: &str) -> f64 {
+    http_get(port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_ready(child: &mut Child, port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let resp = http_get(port, "/health/ready");
+        if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") {
+            return Ok(());
+        }
+        anyhow::ensure!(child.try_wait()?.is_none(), "{what} exited");
+        anyhow::ensure!(Instant::now() < deadline, "{what} not ready in 3 min");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// "0.52 0.80 1.10" and its first figure.
+fn loadavg() -> (f64, String) {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let three: Vec<&str> = s.split_whitespace().take(3).collect();
+    (
+        three.first().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN),
+        three.join(" "),
+    )
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn git_head() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Kafka helpers.
+
+fn client(ctx: &Ctx, group: &str) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &ctx.kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?)
+}
+
+/// Records of a topic as a `read_committed` consumer sees them, read to the end.
+fn count_records(ctx: &Ctx, topic: &str) -> Result<u64> {
+    let c = client(ctx, &format!("{}-count", ctx.ns))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let (mut n, mut eof) = (0u64, std::collections::HashSet::new());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while eof.len() < PARTITIONS as usize {
+        anyhow::ensure!(Instant::now() < deadline, "counting {topic} took over 5 min");
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(_)) => n += 1,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Deletes every topic named `<ns>.…` or `<ns>-…` (the run's namespaces and the peer's
+/// internal topics) and every consumer group whose name holds `<ns>`; returns how many of each.
+fn delete_leftovers(ctx: &Ctx) -> Result<(usize, usize)> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let c = client(ctx, &format!("{}-admin", ctx.ns))?;
+    let ns = ctx.ns.as_str();
+    let topics: Vec<String> = c
+        .fetch_metadata(None, Duration::from_secs(30))?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.strip_prefix(ns).is_some_and(|rest| rest.starts_with(['.', '-'])))
+        .collect();
+    let groups: Vec<String> = c
+        .fetch_group_list(None, Duration::from_secs(30))?
+        .groups()
+        .iter()
+        .map(|g| g.name().to_owned())
+        .filter(|n| n.contains(ns))
+        .collect();
+    drop(c);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &ctx.kafka).create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    let mut failed = Vec::new();
+    if !topics.is_empty() {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        for r in ctx.rt.block_on(admin.delete_topics(&names, &opts))? {
+            if let Err((n, e)) = r {
+                failed.push(format!("topic {n}: {e}"));
+            }
+        }
+    }
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        for r in ctx.rt.block_on(admin.delete_groups(&names, &opts))? {
+            if let Err((n, e)) = r {
+                failed.push(format!("group {n}: {e}"));
+            }
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join(", "));
+    Ok((topics.len(), groups.len()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The Kafka Streams peer.
+
+struct PeerRun {
+    wall: f64,
+    cpu: f64,
+    rss: u64,
+    /// CPU µs per event after its first commit (start-up, JIT warm-up excluded).
+    steady_us: f64,
+}
+
+/// Runs the peer on the preloaded raw topic until its committed input offsets reach the
+/// end of every partition (Kafka Streams commits them in its transactions, exactly_once_v2).
+fn run_peer(ctx: &Ctx, raw: &str, events: u64) -> Result<PeerRun> {
+    let dir = PathBuf::from(std::env::var("BENCH_PEER_DIR").unwrap_or_else(|_| "bench/peers/kstreams-dedup".into()));
+    let classes = dir.join("target/classes");
+    anyhow::ensure!(
+        classes.is_dir(),
+        "{} is missing: build the peer first (mvn -q -B -f {}/pom.xml package), or BENCH_PEER=0",
+        classes.display(),
+        dir.display()
+    );
+    let ns = &ctx.ns;
+    let app_id = format!("{ns}-peer");
+    let state_dir = std::env::temp_dir().join(format!("{ns}-peer-state"));
+    let log = std::env::temp_dir().join(format!("{ns}-peer.log"));
+    let cp = format!("{}:{}/*", classes.display(), dir.join("target/lib").display());
+    let opts = std::env::var("PEER_JAVA_OPTS").unwrap_or_else(|_| "-Xmx1g".into());
+    let mut cmd = Command::new("java");
+    cmd.args(opts.split_whitespace())
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .args(["-cp", &cp, "dev.tributary.peer.DedupApp"])
+        .env("KAFKA_BOOTSTRAP", &ctx.kafka)
+        .env("SCHEMA_REGISTRY_URL", &ctx.registry)
+        .env("PEER_APP_ID", &app_id)
+        .env("PEER_RAW", raw)
+        .env("PEER_CLEAN", topics::namespaced(ns, &format!("peer.clean.{CHAIN}")))
+        .env("PEER_DLQ", topics::namespaced(ns, &format!("peer.dlq.{CHAIN}")))
+        .env("PEER_SCHEMA", format!("schemas/{CHAIN}.avsc"))
+        .env("PEER_STATE_DIR", &state_dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    let offsets = client(ctx, &app_id)?;
+    let mut ends = TopicPartitionList::new();
+    let mut total_end = 0i64;
+    for p in 0..PARTITIONS {
+        let (_, high) = offsets.fetch_watermarks(raw, p, Duration::from_secs(30))?;
+        total_end += high;
+        ends.add_partition(raw, p);
+    }
+    anyhow::ensure!(total_end as u64 >= events, "the raw topic holds {total_end} records");
+    let started = Instant::now();
+    let mut peer = cmd.spawn().context("starting java (the peer)")?;
+    let pid = peer.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut first: Option<(i64, f64)> = None;
+    let result = loop {
+        if let Some(st) = peer.try_wait()? {
+            break Err(anyhow::anyhow!("the peer exited with {st}; log: {}", log.display()));
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("the peer did not drain the topic in 30 min"));
+        }
+        let committed: i64 = offsets
+            .committed_offsets(ends.clone(), Duration::from_secs(10))
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw())
+                    .filter(|o| *o > 0)
+                    .sum()
+            })
+            .unwrap_or(0);
+        if committed >= total_end {
+            let cpu = cpu_seconds(&pid).unwrap_or(f64::NAN);
+            break Ok(PeerRun {
+                wall: started.elapsed().as_secs_f64(),
+                cpu,
+                rss: peak_rss_bytes(&pid).unwrap_or(0),
+                steady_us: first.map_or(f64::NAN, |(n, c)| (cpu - c) / (total_end - n) as f64 * 1e6),
+            });
+        }
+        if first.is_none() && committed > 0 {
+            first = Some((committed, cpu_seconds(&pid).unwrap_or(f64::NAN)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop(&mut peer);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_file(&log);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn peer_section(
+    peer: Option<&PeerRun>,
+    counts: Option<(u64, u64)>,
+    ev: f64,
+    svc_wall: f64,
+    svc_cpu: f64,
+    svc_rss: u64,
+    svc_steady_us: f64,
+    expected: u64,
+    ours_clean: u64,
+) -> String {
+    let Some(p) = peer else {
+        return "\nThe Kafka Streams peer was not run (BENCH_PEER=0).\n".into();
+    };
+    let (pc, pd) = counts.unwrap_or_default();
+    format!(
+        "\n## The Kafka Streams peer (`bench/peers/kstreams-dedup`)\n\n\
+         Kafka Streams 4.1.1 on the same raw topic right after the chain service: the same parse, \
+         validation and normalization of the canonical JSON, dedup by tenant + event id in a persistent \
+         window store (RocksDB, 7 days, changelog), `exactly_once_v2`, commit interval 100 ms, Avro by \
+         Apache Avro's Java library behind the Confluent 5-byte header, invalid records to its DLQ topic. \
+         One stream thread, JVM options `{opts}`; its CPU is the JVM's from /proc (every thread, start-up, \
+         JIT and GC included). Done when its committed input offsets reach the end of the raw topic.\n\n\
+         | measure | chain service | Kafka Streams peer | peer / chain |\n|---|---|---|---|\n\
+         | wall time to drain (incl. start) | {sw:.1} s | {pw:.1} s | |\n\
+         | throughput | {stp:.0} events/s | {ptp:.0} events/s | {tr:.2}× |\n\
+         | own CPU per event | {sus:.2} µs | {pus:.2} µs | **{cr:.2}×** (target ≥ 3×) |\n\
+         | own CPU per event after the first commit (start-up excluded) | {sst:.2} µs | {pst:.2} µs | {scr:.2}× |\n\
+         | peak RSS | {srss:.0} MiB | {prss:.0} MiB | {rr:.2}× |\n\
+         | clean records written (expected {expected}) | {ours_clean} | {pc} | |\n\
+         | dead letters written | | {pd} | |\n",
+        opts = std::env::var("PEER_JAVA_OPTS").unwrap_or_else(|_| "-Xmx1g".into()),
+        sw = svc_wall,
+        pw = p.wall,
+        stp = ev / svc_wall,
+        ptp = ev / p.wall,
+        tr = svc_wall / p.wall,
+        sus = svc_cpu / ev * 1e6,
+        pus = p.cpu / ev * 1e6,
+        cr = p.cpu / svc_cpu,
+        sst = svc_steady_us,
+        pst = p.steady_us,
+        scr = p.steady_us / svc_steady_us,
+        srss = svc_rss as f64 / 1048576.0,
+        prss = p.rss as f64 / 1048576.0,
+        rr = p.rss as f64 / svc_rss.max(1) as f64,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore of many keys.
+
+struct BigRestore {
+    keys: u64,
+    restored: f64,
+    /// Sum of the partitions' restore times (the service's own metric).
+    restore_s: f64,
+    /// From the start of the process until every partition is restored.
+    wall_s: f64,
+}
+
+/// Writes `keys` distinct dedup keys into the changelog of a fresh namespace (through the
+/// engine's own changelog encoding, as the service writes them, zstd), then starts the
+/// service there and times its restore.
+fn restore_run(ctx: &Ctx, keys: u64) -> Result<BigRestore> {
+    let ns = format!("{}-restore", ctx.ns);
+    create_topics(ctx, &ns, &[])?;
+    let changelog = topics::namespaced(&ns, &topics::changelog(CHAIN));
+    eprintln!("bench: restore: writing {keys} keys into {changelog}");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &ctx.kafka)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "zstd")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let secs = dedup::micros_to_secs2000(tributary_engine::normalize::now_micros());
+    let value = dedup::changelog_value(secs);
+    let started = Instant::now();
+    for i in 0..keys {
+        let key = dedup::changelog_key(xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()));
+        let rec = BaseRecord::<[u8], [u8]>::to(&changelog)
+            .partition((i % PARTITIONS as u64) as i32)
+            .key(&key[..])
+            .payload(&value[..]);
+        send_waiting(&producer, rec)?;
+        if i % 10_000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "bench: restore: written in {:.1} s; starting the service",
+        started.elapsed().as_secs_f64()
+    );
+    let port = free_port()?;
+    let started = Instant::now();
+    let mut svc = spawn_chain(ctx, &ns, port)?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let result = loop {
+        if metric(port, "tributary_chain_state_restore_duration_seconds_count") >= PARTITIONS as f64 {
+            break Ok(BigRestore {
+                keys,
+                wall_s: started.elapsed().as_secs_f64(),
+                restore_s: metric(port, "tributary_chain_state_restore_duration_seconds_sum"),
+                restored: metric(port, "tributary_chain_dedup_state_keys"),
+            });
+        }
+        if svc.try_wait()?.is_some() {
+            break Err(anyhow::anyhow!("the service exited during the restore"));
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("the restore of {keys} keys took over 15 min"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop(&mut svc);
+    if let Ok(b) = &result {
+        eprintln!(
+            "bench: restore: {:.0} keys in {:.2} s (start to restored {:.2} s)",
+            b.restored, b.restore_s, b.wall_s
+        );
+    }
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency.
+
+/// The chain and the sink (local lake) on a fresh namespace, then the latency phases at half
+/// of `peak` and at `peak` events/s.
+fn latency_run(ctx: &Ctx, peak: f64, secs: f64) -> Result<Vec<PhaseResult>> {
+    let ns = format!("{}-latency", ctx.ns);
+    create_topics(ctx, &ns, &[])?;
+    let lake = std::env::temp_dir().join(format!("{ns}-lake"));
+    let (cport, sport) = (free_port()?, free_port()?);
+    let mut chain = spawn_chain(ctx, &ns, cport)?;
+    let mut sink = match spawn_sink(ctx, &ns, &lake.to_string_lossy(), &format!("{ns}-sink"), sport) {
+        Ok(s) => s,
+        Err(e) => {
+            stop(&mut chain);
+            return Err(e);
+        }
+    };
+    let result = (|| {
+        wait_ready(&mut chain, cport, "the chain service")?;
+        wait_ready(&mut sink, sport, "the sink")?;
+        let phases = [
+            // Not reported: the first seconds of a new chain and sink (connections, the
+            // first Delta commits) are not the steady state the target is about.
+            Phase {
+                label: "warm-up".into(),
+                rate: peak / 2.0,
+                secs: 3.0,
+                seed: 500,
+            },
+            Phase {
+                label: "half load".into(),
+                rate: peak / 2.0,
+                secs,
+                seed: 501,
+            },
+            Phase {
+                label: "peak".into(),
+                rate: peak,
+                secs,
+                seed: 502,
+            },
+        ];
+        latency::run(
+            &ctx.kafka,
+            &topics::namespaced(&ns, &topics::raw(CHAIN)),
+            &topics::namespaced(&ns, &topics::clean(CHAIN)),
+            &lake.join(CHAIN),
+            &phases,
+        )
+    })();
+    stop(&mut chain);
+    stop(&mut sink);
+    let _ = std::fs::remove_dir_all(&lake);
+    result
+}
+
+fn latency_section(lat: &[PhaseResult], peak: f64) -> String {
+    if lat.is_empty() {
+        return "\nLatency was not measured (BENCH_LATENCY_SECS=0).\n".into();
+    }
+    let mut s = format!(
+        "\n## Latency: raw → clean and raw → lake\n\n\
+         The chain service and the sink (local lake, `FLUSH_MAX_AGE` 1 s) run together on a fresh namespace; \
+         a producer in the bench writes raw `mailings` events (canonical JSON, 10 % duplicates, 1 % invalid) \
+         paced at a fixed rate, first at half of the peak the chain reached in the drain above ({peak:.0} events/s), \
+         then at that peak, each phase after the previous one is fully in the lake (a 3 s warm-up at half load first, not counted). Start: the wall-clock time the producer hands a record to librdkafka (also its Kafka \
+         timestamp). Raw → clean ends when a `read_committed` consumer in the bench receives the clean record \
+         (`fetch.wait.max.ms` 10): the chain's transaction has committed. Raw → lake ends when the bench sees the \
+         sink's Delta commit file (`_delta_log/N.json`, polled every 10 ms) whose `txn` offset for the record's clean \
+         partition lies beyond the record. First copies of valid events only. Producer, chain, sink, Kafka and the \
+         bench share the 2 cores.\n\n\
+         | load | target rate | produced | produced until the last clean record | raw → clean p50 / p99 / max | raw → lake p50 / p99 / max | seen clean / in lake / valid sent | target |\n\
+         |---|---|---|---|---|---|---|---|\n"
+    );
+    for p in lat.iter().filter(|p| p.label != "warm-up") {
+        s.push_str(&format!(
+            "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {:.0} / **{:.0}** / {:.0} ms | {:.0} / **{:.0}** / {:.0} ms | {} / {} / {} | {} |\n",
+            p.label,
+            p.target_rate,
+            p.produced_rate,
+            p.drained_rate,
+            p.p50_raw_to_clean_ms,
+            p.p99_raw_to_clean_ms,
+            p.max_raw_to_clean_ms,
+            p.p50_raw_to_lake_ms,
+            p.p99_raw_to_lake_ms,
+            p.max_raw_to_lake_ms,
+            p.seen_clean,
+            p.in_lake,
+            p.valid,
+            if p.label == "half load" {
+                "p99 raw → clean ≤ 2 × commit interval (100 ms) = 200 ms"
+            } else {
+                ""
+            }
+        ));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// The sink.
+
 type SinkRun<'a> = (&'a str, f64, f64, u64, f64, f64);
 
 fn sink_section(runs: &[SinkRun<'_>], n: f64, encode_rate: f64) -> String {
     let mut s = String::from(
-        "## The sink: the clean topic into committed Parquet (Delta)\n\n\
+        "\n## The sink: the clean topic into committed Parquet (Delta)\n\n\
          | lake | wall | rows/s | rows/s per core (CPU) | peak RSS | files | Parquet bytes |\n|---|---|---|---|---|---|---|\n",
     );
     for (label, wall, cpu, rss, files, bytes) in runs {

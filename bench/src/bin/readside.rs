@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tributary_bench::stop;
 use tributary_view::event::{BlockAction, BlockKind, Event, Kind, Sha};
 use tributary_view::View;
 
@@ -826,19 +827,6 @@ fn wait_ok(rt: &tokio::runtime::Runtime, child: &mut Child, url: &str, timeout: 
     }
 }
 
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn scrape(client_rt: &tokio::runtime::Runtime, url: &str, series: &str) -> Option<f64> {
     let text = client_rt
         .block_on(async { reqwest::get(url).await?.text().await })
@@ -966,7 +954,7 @@ fn part_freshness(
     run_id: &str,
 ) -> Result<Value> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Header, Message, OwnedHeaders};
+    use rdkafka::message::Message;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::ClientConfig;
 
@@ -1079,15 +1067,7 @@ fn part_freshness(
                         "list_id": LIST, "reason": "bench", "event_id": event_id,
                     }))?;
                     let key = format!("{TENANT}:{event_id}");
-                    let headers = OwnedHeaders::new()
-                        .insert(Header {
-                            key: "tenant",
-                            value: Some(TENANT),
-                        })
-                        .insert(Header {
-                            key: "source",
-                            value: Some("json"),
-                        });
+                    let headers = tributary_engine::kafka::raw_headers(TENANT, "json");
                     let at = Instant::now();
                     pending.lock().expect("pending").insert(email, (k, at));
                     produced.lock().expect("produced")[k as usize] = at;
