@@ -778,27 +778,19 @@ pub fn form(body: &[u8]) -> Result<Map<String, Value>, RecordError> {
 /// that no body can build a structure deep enough to exhaust the stack.
 const MAX_FORM_DEPTH: usize = 8;
 
+/// One form key or value: `+` is a space, `%XY` a byte (a `%` not followed by two hex digits
+/// stays as written), and the bytes must be UTF-8 (`form_urlencoded::parse` would replace
+/// what is not; a record that is not text is refused instead).
 fn form_decode(s: &[u8]) -> Result<String, RecordError> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (s.get(i + 1).and_then(|b| hex(*b)), s.get(i + 2).and_then(|b| hex(*b))) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                // Not an escape: kept as written.
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| RecordError::malformed("the form body is not UTF-8"))
+    let spaced: std::borrow::Cow<'_, [u8]> = if s.contains(&b'+') {
+        s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect::<Vec<u8>>().into()
+    } else {
+        s.into()
+    };
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| RecordError::malformed("the form body is not UTF-8"))
 }
 
 /// `a[b][c]` → `["a", "b", "c"]`; `None` when the key is not of that shape.

@@ -2,6 +2,7 @@
 //! consume → process → produce loop, windowed dedup state with its changelog, the DLQ,
 //! metrics, health and shutdown. A chain supplies only its per-stage functions ([`Chain`]).
 
+pub mod audit;
 pub mod avro;
 pub mod chain;
 pub mod config;

@@ -353,27 +353,30 @@ impl<C: Chain> Core<C> {
     }
 
     fn try_commit<X: ConsumerContext>(&mut self, consumer: &BaseConsumer<X>) -> Result<()> {
-        let inputs: Vec<serde_json::Value> = self
-            .txn
-            .first
-            .iter()
-            .map(|(p, first)| {
-                serde_json::json!({"topic": self.topics.raw, "partition": p, "first_offset": first, "next_offset": self.txn.next[p]})
-            })
-            .collect();
-        let audit = serde_json::json!({
-            "chain": C::NAME,
-            "instance": self.cfg.instance_id,
-            "inputs": inputs,
-            "received": self.txn.tally.received,
-            "clean": self.txn.tally.clean,
-            "dlq": self.txn.tally.dlq,
-            "duplicate": self.txn.tally.duplicate,
-            "late": self.txn.tally.late,
-            "dlq_by_class": self.txn.tally.dlq_by_class,
-            "committed_at": crate::normalize::now_micros(),
-        })
-        .to_string();
+        let tally = &self.txn.tally;
+        let audit = crate::audit::Audit {
+            chain: C::NAME.to_owned(),
+            instance: self.cfg.instance_id.clone(),
+            inputs: self
+                .txn
+                .first
+                .iter()
+                .map(|(p, first)| crate::audit::AuditInput {
+                    topic: self.topics.raw.clone(),
+                    partition: *p,
+                    first_offset: *first,
+                    next_offset: self.txn.next[p],
+                })
+                .collect(),
+            received: tally.received,
+            clean: tally.clean,
+            dlq: tally.dlq,
+            duplicate: tally.duplicate,
+            late: tally.late,
+            dlq_by_class: tally.dlq_by_class.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            committed_at: crate::normalize::now_micros(),
+        };
+        let audit = serde_json::to_string(&audit).map_err(|e| Error::Internal(format!("audit record: {e}")))?;
         self.send(
             BaseRecord::to(&self.topics.audit)
                 .key(self.cfg.instance_id.as_bytes())

@@ -21,33 +21,23 @@ use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// One input range of an audit record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditInput {
-    pub topic: String,
-    pub partition: i32,
-    pub first_offset: i64,
-    pub next_offset: i64,
-}
+pub use tributary_engine::audit::{Audit, AuditInput};
 
-/// One audit record, with where it was read from.
+/// One audit record (the type the chain services write), with where it was read from.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct AuditRecord {
-    #[serde(default)]
-    pub inputs: Vec<AuditInput>,
-    #[serde(default)]
-    pub received: u64,
-    #[serde(default)]
-    pub clean: u64,
-    #[serde(default)]
-    pub dlq: u64,
-    #[serde(default)]
-    pub duplicate: u64,
-    #[serde(default)]
-    pub late: u64,
+    #[serde(flatten)]
+    pub audit: Audit,
     /// Partition and offset of the record in the audit topic.
     #[serde(skip_deserializing)]
     pub at: (i32, i64),
+}
+
+impl std::ops::Deref for AuditRecord {
+    type Target = Audit;
+    fn deref(&self) -> &Audit {
+        &self.audit
+    }
 }
 
 /// A raw partition as Kafka sees it at the check.
@@ -495,15 +485,18 @@ mod tests {
     fn audit(p: i32, first: i64, next: i64) -> AuditRecord {
         let n = (next - first) as u64;
         AuditRecord {
-            inputs: vec![AuditInput {
-                topic: "raw.users".into(),
-                partition: p,
-                first_offset: first,
-                next_offset: next,
-            }],
-            received: n,
-            clean: n,
-            ..Default::default()
+            audit: Audit {
+                inputs: vec![AuditInput {
+                    topic: "raw.users".into(),
+                    partition: p,
+                    first_offset: first,
+                    next_offset: next,
+                }],
+                received: n,
+                clean: n,
+                ..Default::default()
+            },
+            at: (0, 0),
         }
     }
 
@@ -530,7 +523,7 @@ mod tests {
         let ok = check(base(), &[audit(0, 0, 10), audit(0, 10, 30)], &raw, |_, _, _, _| Ok(1)).unwrap();
         assert!(ok.discrepancies.is_empty(), "{:?}", ok.discrepancies);
         let mut bad_sum = audit(0, 12, 30);
-        bad_sum.dlq = 1;
+        bad_sum.audit.dlq = 1;
         let r = check(
             base(),
             &[audit(0, 0, 10), bad_sum, audit(0, 5, 8)],
