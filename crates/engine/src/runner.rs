@@ -118,11 +118,27 @@ impl<C: Chain> ConsumerContext for Ctx<C> {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let mut core = lock(&self.core);
                 core.health.set_ready(false);
+                // The committed offsets first, the changelog's end after. A previous owner
+                // paused (a zombie) after sending its offsets to its transaction and before
+                // committing it still commits when it wakes up: its offsets, clean records and
+                // changelog entries become visible together. A read_committed consumer's
+                // offset fetch waits while such offsets are pending, so once it returns that
+                // transaction is committed or aborted, and the restore that follows reads a
+                // changelog end that includes it. (Restoring first read an end without it and
+                // then processed from the zombie's offsets with a state that lacked its keys:
+                // records came out clean twice; found by `make chaos`, scenario chain-zombie.)
+                if let Err(e) = consumer
+                    .committed_offsets(TopicPartitionList::clone(tpl), TXN_TIMEOUT * 2)
+                    .ctx("fetching the committed offsets of the assigned partitions")
+                {
+                    core.fatal.get_or_insert(e);
+                    return;
+                }
                 for p in partitions_of(tpl) {
                     if core.states.contains_key(&p) {
                         continue;
