@@ -131,32 +131,67 @@ fn field<'a>(row: &'a Row, name: &str) -> Option<&'a Value> {
         .filter(|v| !matches!(plain(v), Value::Null))
 }
 
+/// What a decoded Avro value can become in a column (see [`fits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string or an enum symbol.
+    Str,
+    /// An int, a long, or a timestamp in millis or micros.
+    Int,
+    Bool,
+    /// A float or a double.
+    Float,
+    /// A map of strings.
+    Map,
+    /// Anything else (a date, a uuid, ...): fits no column.
+    Other,
+}
+
+fn kind(v: &Value) -> Kind {
+    match plain(v) {
+        Value::String(_) | Value::Enum(..) => Kind::Str,
+        Value::Long(_) | Value::Int(_) | Value::TimestampMicros(_) | Value::TimestampMillis(_) => Kind::Int,
+        Value::Boolean(_) => Kind::Bool,
+        Value::Double(_) | Value::Float(_) => Kind::Float,
+        Value::Map(_) => Kind::Map,
+        _ => Kind::Other,
+    }
+}
+
+/// Whether column `f` can take a value of `kind` (None: absent or null; an absent map is
+/// an empty one).
+pub fn fits(f: &Field, kind: Option<Kind>) -> bool {
+    match (f.data_type(), kind) {
+        (_, None) => f.is_nullable() || matches!(f.data_type(), DataType::Map(..)),
+        (DataType::Utf8, Some(k)) => k == Kind::Str,
+        (DataType::Int64 | DataType::Int32 | DataType::Timestamp(..), Some(k)) => k == Kind::Int,
+        (DataType::Boolean, Some(k)) => k == Kind::Bool,
+        (DataType::Float64, Some(k)) => k == Kind::Float,
+        (DataType::Map(..), Some(k)) => k == Kind::Map,
+        _ => false,
+    }
+}
+
+/// The `dlq.sink` reason of a row whose value does not fit column `f`.
+pub fn unfit(f: &Field) -> String {
+    format!("field '{}' is missing or not of type {}", f.name(), f.data_type())
+}
+
+/// The `dlq.sink` reason of a row without an `event_time`.
+pub const NO_EVENT_TIME: &str = "no event_time to derive event_date from";
+
 /// Checks a row can be written to `schema`: required columns present with the right kind.
 /// A row that fails goes to `dlq.sink` with the returned reason.
 pub fn check_row(schema: &Schema, row: &Row) -> std::result::Result<(), String> {
     for f in schema.fields() {
         if f.name() == EVENT_DATE {
             if field(row, "event_time").and_then(as_i64).is_none() {
-                return Err("no event_time to derive event_date from".into());
+                return Err(NO_EVENT_TIME.into());
             }
             continue;
         }
-        let v = field(row, f.name());
-        let ok = match (f.data_type(), v) {
-            (_, None) => f.is_nullable() || matches!(f.data_type(), DataType::Map(..)),
-            (DataType::Utf8, Some(v)) => as_str(v).is_some(),
-            (DataType::Int64 | DataType::Int32 | DataType::Timestamp(..), Some(v)) => as_i64(v).is_some(),
-            (DataType::Boolean, Some(v)) => matches!(plain(v), Value::Boolean(_)),
-            (DataType::Float64, Some(v)) => matches!(plain(v), Value::Double(_) | Value::Float(_)),
-            (DataType::Map(..), Some(v)) => matches!(plain(v), Value::Map(_)),
-            _ => false,
-        };
-        if !ok {
-            return Err(format!(
-                "field '{}' is missing or not of type {}",
-                f.name(),
-                f.data_type()
-            ));
+        if !fits(f, field(row, f.name()).map(kind)) {
+            return Err(unfit(f));
         }
     }
     Ok(())

@@ -22,7 +22,9 @@ pub struct SinkConfig {
     pub metrics_port: u16,
     /// `FLUSH_MAX_ROWS`: a table commits when this many rows wait; default 200 000.
     pub max_rows: usize,
-    /// `FLUSH_MAX_BYTES`: or when this many bytes of Avro wait; default 64 MiB.
+    /// `FLUSH_MAX_BYTES`: or when this many bytes wait, of Avro as read or, when larger, of
+    /// the decoded Arrow columns (what a commit holds in memory, twice while the Delta writer
+    /// splits it by partition); default 32 MiB.
     pub max_bytes: usize,
     /// `FLUSH_MAX_AGE`: or when the oldest waiting row is this old; default 1s.
     pub max_age: Duration,
@@ -45,7 +47,7 @@ impl SinkConfig {
             }),
         };
         let max_rows = num("FLUSH_MAX_ROWS", 200_000) as usize;
-        let max_bytes = num("FLUSH_MAX_BYTES", 64 << 20) as usize;
+        let max_bytes = num("FLUSH_MAX_BYTES", 32 << 20) as usize;
         let target_file_size = num("TARGET_FILE_SIZE", 128 << 20);
         let metrics_port = num("METRICS_PORT", 9106) as u16;
         let max_age = match get("FLUSH_MAX_AGE") {
@@ -106,5 +108,5 @@ pub const HELP: &str = "sink: writes Tributary's clean topics into one Delta tab
 Usage: sink            run\n       sink --list-metrics  print every metric series the sink serves, and exit\n\n\
 Settings (environment): KAFKA_BOOTSTRAP, SCHEMA_REGISTRY_URL, LAKE_URI (default .lake; hdfs://host:port/path for HDFS),\n\
 CHAINS (default all), TOPIC_NAMESPACE, GROUP_ID (default tributary-sink), METRICS_PORT (default 9106),\n\
-FLUSH_MAX_ROWS (200000), FLUSH_MAX_BYTES (67108864), FLUSH_MAX_AGE (1s), TARGET_FILE_SIZE (134217728), KAFKA_PROP_<NAME>.\n\
+FLUSH_MAX_ROWS (200000), FLUSH_MAX_BYTES (33554432), FLUSH_MAX_AGE (1s), TARGET_FILE_SIZE (134217728), KAFKA_PROP_<NAME>.\n\
 Serves /metrics, /health/live and /health/ready on METRICS_PORT.";
