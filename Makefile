@@ -62,6 +62,10 @@ test: deps ## Everything: build, lint, start the infrastructure, run every test,
 bench: build infra-up ## Throughput, CPU per event, memory per key; writes bench/results/latest.md
 	@bash bench/run.sh
 
+.PHONY: chaos
+chaos: build infra-up ## Fault matrix: every scenario 3x under load, one end-to-end checker; writes bench/results/chaos.md
+	@set -a; . "$${INFRA_DIR:-$(INFRA)}/env"; set +a; $(BIN)/chaos
+
 .PHONY: clean
 clean: down infra-down ## Stop everything and delete local data (.infra/data, .lake)
 	rm -rf $(INFRA)/data .lake

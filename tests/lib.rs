@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tributary_engine::topics;
 
+#[path = "chaos/mod.rs"]
+pub mod chaos;
+
 pub fn kafka() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -19,30 +22,80 @@ pub fn registry() -> String {
     std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://localhost:8081/apis/ccompat/v7".into())
 }
 
-/// A random namespace whose chain topics exist, `partitions` each.
-pub fn namespace(chain: &str, partitions: i32) -> Result<String> {
+/// Services started by these helpers talk to Kafka as their own principal over SASL_SSL, under
+/// its ACLs (made by dev/kafka/run.sh), when the infrastructure has principals
+/// (`KAFKA_PRINCIPALS_DIR`, which .infra/env sets) and `KAFKA_SECURE` is not `0`. The tests'
+/// own clients use the plaintext listener, whose anonymous principal may do everything.
+pub fn principals_dir() -> Option<PathBuf> {
+    if std::env::var("KAFKA_SECURE").is_ok_and(|v| v.trim() == "0") {
+        return None;
+    }
+    std::env::var_os("KAFKA_PRINCIPALS_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+}
+
+/// The Kafka client settings of `service`'s principal (`KAFKA_BOOTSTRAP` of the SASL_SSL
+/// listener and `KAFKA_PROP_*`); none when [`principals_dir`] is off.
+pub fn principal_env(service: &str) -> Result<Vec<(String, String)>> {
+    let Some(dir) = principals_dir() else {
+        return Ok(Vec::new());
+    };
+    let path = dir.join(format!("tributary-{service}.env"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: dev/kafka/run.sh makes it when Kafka starts", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// The ACLs of every principal for the topics, groups and transactional ids of namespace
+/// `ns` (`dev/kafka/run.sh acls <ns>`, against the broker of `KAFKA_BOOTSTRAP`).
+pub fn secure_namespace(ns: &str) -> Result<()> {
+    let Some(dir) = principals_dir() else {
+        return Ok(());
+    };
+    let port = |addr: String| addr.rsplit(':').next().unwrap_or_default().to_owned();
+    let sasl = std::env::var("KAFKA_SASL_BOOTSTRAP").context("KAFKA_SASL_BOOTSTRAP (.infra/env) is not set")?;
+    let out = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dev/kafka/run.sh"))
+        .args(["acls", ns])
+        .env("INFRA_DIR", dir.parent().context("KAFKA_PRINCIPALS_DIR has no parent")?)
+        .env("KAFKA_PORT", port(kafka()))
+        .env("KAFKA_SASL_PORT", port(sasl))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "dev/kafka/run.sh acls {ns}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A random namespace in which `topics` (names without the namespace, and whether each is
+/// compacted) exist, `partitions` each, with every principal's ACLs for it.
+pub fn namespace_of(topics: &[(String, bool)], partitions: i32) -> Result<String> {
     let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let all: Vec<(String, bool)> = topics::chain_topics(chain)
-        .into_iter()
-        .map(|(t, c)| (topics::namespaced(&ns, &t), c))
-        .collect();
+    let all: Vec<(String, bool)> = topics.iter().map(|(t, c)| (topics::namespaced(&ns, t), *c)).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
+    secure_namespace(&ns)?;
     Ok(ns)
+}
+
+/// A random namespace whose chain topics exist, `partitions` each.
+pub fn namespace(chain: &str, partitions: i32) -> Result<String> {
+    namespace_of(&topics::chain_topics(chain), partitions)
 }
 
 /// A random namespace in which the topics of every chain exist, `partitions` each (the raw
 /// topics the gateway writes and everything the chain services and the sink use).
 pub fn namespace_all(partitions: i32) -> Result<String> {
-    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let all: Vec<(String, bool)> = topics::CHAINS
-        .iter()
-        .flat_map(|c| topics::chain_topics(c))
-        .map(|(t, c)| (topics::namespaced(&ns, &t), c))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
-    Ok(ns)
+    let all: Vec<(String, bool)> = topics::CHAINS.iter().flat_map(|c| topics::chain_topics(c)).collect();
+    namespace_of(&all, partitions)
 }
 
 pub fn topic(ns: &str, t: String) -> String {
@@ -55,9 +108,15 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 fn bin_dir() -> PathBuf {
-    // target/<profile>/deps/<test binary> → target/<profile>
+    // target/<profile>/deps/<test binary> → target/<profile>; a binary of this crate
+    // (target/<profile>/chaos) sits beside the services already.
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A port for a service a test starts. Taken below Linux's ephemeral range (32768-60999):
@@ -102,6 +161,21 @@ impl Service {
             instance: instance.into(),
             env,
         })
+    }
+
+    /// The chain this instance serves.
+    pub fn name(&self) -> &str {
+        &self.chain
+    }
+
+    /// Its `INSTANCE_ID`.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Starts the instance again (after it exited or was killed), under the same id.
+    pub fn respawn(&mut self) -> Result<()> {
+        self.spawn()
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -170,6 +244,7 @@ fn spawn(chain: &str, ns: &str, instance: &str, env: &[(String, String)]) -> Res
         .open(std::env::temp_dir().join(format!("{ns}-{chain}-{instance}.log")))?;
     let child = Command::new(bin_dir().join(chain))
         .env("KAFKA_BOOTSTRAP", kafka())
+        .envs(principal_env(chain)?)
         .env("SCHEMA_REGISTRY_URL", registry())
         .env("TOPIC_NAMESPACE", ns)
         .env("INSTANCE_ID", instance)
@@ -209,6 +284,7 @@ impl Ingest {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{ns}-ingest.log")))?;
         let child = Command::new(bin_dir().join("ingest"))
             .env("KAFKA_BOOTSTRAP", kafka())
+            .envs(principal_env("ingest")?)
             .env("TOPIC_NAMESPACE", ns)
             .env("PORT", port.to_string())
             .envs(env.iter().copied())
@@ -276,11 +352,17 @@ pub struct Record {
 }
 
 pub fn read_all(topic: &str) -> Result<Vec<Record>> {
+    read_all_with(topic, "read_committed")
+}
+
+/// [`read_all`] at an `isolation.level` (`read_committed` or `read_uncommitted`, which also
+/// returns the records of aborted transactions).
+pub fn read_all_with(topic: &str, isolation: &str) -> Result<Vec<Record>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -442,6 +524,11 @@ impl Sink {
     pub fn kill9_and_restart(&mut self) -> Result<()> {
         self.child.kill()?;
         self.child.wait()?;
+        self.respawn()
+    }
+
+    /// Starts the sink again (after it exited or was killed) with the same settings.
+    pub fn respawn(&mut self) -> Result<()> {
         (self.child, self.port) = spawn_sink(&self.env, &self.log)?;
         Ok(())
     }
@@ -478,6 +565,7 @@ fn spawn_sink(env: &[(String, String)], log: &str) -> Result<(Child, u16)> {
         .open(std::env::temp_dir().join(format!("{log}.log")))?;
     let child = Command::new(bin_dir().join("sink"))
         .env("KAFKA_BOOTSTRAP", kafka())
+        .envs(principal_env("sink")?)
         .env("SCHEMA_REGISTRY_URL", registry())
         .env("METRICS_PORT", port.to_string())
         .env("FLUSH_MAX_AGE", "300ms")
@@ -795,6 +883,7 @@ fn spawn_serve(ns: &str, env: &[(String, String)]) -> Result<(Child, u16, u16)> 
         .open(std::env::temp_dir().join(format!("{ns}-serve.log")))?;
     let child = Command::new(bin_dir().join("serve"))
         .env("KAFKA_BOOTSTRAP", kafka())
+        .envs(principal_env("serve")?)
         .env("SCHEMA_REGISTRY_URL", registry())
         .env("TOPIC_NAMESPACE", ns)
         .env("PORT", port.to_string())
@@ -838,20 +927,11 @@ impl JsonProducer {
     }
 
     pub fn send(&self, e: &JsonEvent) -> Result<()> {
-        use rdkafka::message::{Header, OwnedHeaders};
         use rdkafka::producer::BaseRecord;
         let topic = topic(&self.ns, topics::raw(e.chain));
         let key = format!("{}:{}", e.tenant, e.key);
         let payload = serde_json::to_vec(&e.value)?;
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(e.tenant.as_str()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some("json"),
-            });
+        let headers = tributary_engine::kafka::raw_headers(e.tenant.as_str(), "json");
         let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
             .key(key.as_bytes())
             .payload(&payload)
@@ -1054,7 +1134,6 @@ pub fn topic_max_message_bytes(topic: &str) -> Result<usize> {
 /// [`produce_special`] with extra producer properties (e.g. a larger `message.max.bytes`
 /// for a record near the topic's limit), failing if Kafka refuses any record.
 pub fn produce_special_with(topic: &str, records: &[Special], props: &[(&str, &str)]) -> Result<()> {
-    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", kafka());
@@ -1064,15 +1143,7 @@ pub fn produce_special_with(topic: &str, records: &[Special], props: &[(&str, &s
     let p: FutureProducer = cfg.create()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for r in records {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(r.tenant),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some(r.source),
-            });
+        let headers = tributary_engine::kafka::raw_headers(r.tenant, r.source);
         let rec = FutureRecord::<[u8], [u8]>::to(topic)
             .key(b"special")
             .payload(&r.payload)

@@ -74,16 +74,9 @@ fn last_json(stdout: &str) -> Result<serde_json::Value> {
 
 /// A namespace whose topics exist for several chains.
 fn namespace_for(chains: &[&str], partitions: i32) -> Result<String> {
-    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let mut all: Vec<(String, bool)> = chains
-        .iter()
-        .flat_map(|c| topics::chain_topics(c))
-        .map(|(t, c)| (topics::namespaced(&ns, &t), c))
-        .collect();
-    all.push((topics::namespaced(&ns, "dlq.sink"), false));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
-    Ok(ns)
+    let mut all: Vec<(String, bool)> = chains.iter().flat_map(|c| topics::chain_topics(c)).collect();
+    all.push(("dlq.sink".into(), false));
+    namespace_of(&all, partitions)
 }
 
 /// One runtime for the whole test binary: an HDFS table keeps connections bound to the
@@ -612,20 +605,11 @@ fn reconciliation_names_the_exact_discrepancy() -> Result<()> {
 
 /// Sends canonical JSON raw records.
 fn send_json(topic_: &str, records: &[(String, serde_json::Value)]) -> Result<()> {
-    use rdkafka::message::{Header, OwnedHeaders};
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .create()?;
     for (tenant, v) in records {
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "tenant",
-                value: Some(tenant.as_str()),
-            })
-            .insert(Header {
-                key: "source",
-                value: Some("json"),
-            });
+        let headers = tributary_engine::kafka::raw_headers(tenant.as_str(), "json");
         let key = format!("{tenant}:{}", v["email"].as_str().unwrap_or_default());
         producer
             .send(

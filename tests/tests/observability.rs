@@ -116,15 +116,8 @@ fn bin(name: &str) -> PathBuf {
 
 /// A fresh namespace in which the topics of all five chains exist.
 fn namespace_all_chains(partitions: i32) -> Result<String> {
-    let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let all: Vec<(String, bool)> = CHAINS
-        .iter()
-        .flat_map(|chain| topics::chain_topics(chain))
-        .map(|(t, compacted)| (topics::namespaced(&ns, &t), compacted))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
-    Ok(ns)
+    let all: Vec<(String, bool)> = CHAINS.iter().flat_map(|chain| topics::chain_topics(chain)).collect();
+    namespace_of(&all, partitions)
 }
 
 // ------------------------------------------------------------------------------ load

@@ -126,20 +126,26 @@ fn sealed_grants(ns: &str) -> Result<BTreeMap<String, Grant>> {
     Ok(out)
 }
 
-#[test]
-fn each_grantees_keys_are_the_hmac_under_its_own_grant_key_only() -> Result<()> {
+/// A fresh namespace, a lake of [`PEOPLE`] in its own directory, and a fresh KEK in a file
+/// (the one serve is given and the CLI seals with): (namespace, lake dir, lake, KEK file, its path).
+fn fixture_lake() -> Result<(String, std::path::PathBuf, String, std::path::PathBuf, String)> {
     let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let dir = std::env::temp_dir().join(format!("{ns}-lake"));
     std::fs::create_dir_all(&dir)?;
     let lake = dir.to_str().context("utf-8 path")?.to_owned();
     write_lake(&lake)?;
-    // The KEK serve is given and the CLI seals with: a fresh one, from a file.
-    let kek_hex = hex::encode(rand::random::<[u8; 32]>());
     let kek_file = dir.join("kek");
-    std::fs::write(&kek_file, &kek_hex)?;
+    std::fs::write(&kek_file, hex::encode(rand::random::<[u8; 32]>()))?;
     let kek_path = kek_file.to_str().context("utf-8 path")?.to_owned();
+    Ok((ns, dir, lake, kek_file, kek_path))
+}
+
+#[test]
+fn each_grantees_keys_are_the_hmac_under_its_own_grant_key_only() -> Result<()> {
+    let (ns, dir, lake, kek_file, kek_path) = fixture_lake()?;
     let tributary = |endpoint: &str, args: &[&str]| tributary(&ns, &kek_path, endpoint, args);
     tributary("", &["topics", "--namespace", &ns, "--partitions", "1"])?;
+    secure_namespace(&ns)?;
     let mut serve = Serve::start(&ns, &lake, &[("SHARING_REFRESH", "1s"), ("GRANTS_KEK_FILE", &kek_path)])?;
     let endpoint = serve.url("/delta-sharing");
     let grant = |to: &str| -> Result<serde_json::Value> {
@@ -212,6 +218,100 @@ fn each_grantees_keys_are_the_hmac_under_its_own_grant_key_only() -> Result<()> 
         }
     }
     serve.stop()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Every string value of every Parquet file under `dir` (recursively), as `column=value`.
+fn strings_under(dir: &std::path::Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                for b in tributary_lake::table::decode_parquet(std::fs::File::open(&p)?, None)? {
+                    for (i, f) in b.schema().fields().iter().enumerate() {
+                        if let Some(col) = b.column(i).as_string_opt::<i32>() {
+                            out.extend((0..col.len()).map(|r| format!("{}={}", f.name(), col.value(r))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An erased person leaves the shares too: after `tributary erase` and the next refresh, no
+/// file under the grant's shared tables (live or not) holds their data, and the others stay.
+#[test]
+fn an_erased_person_leaves_every_share() -> Result<()> {
+    let (ns, dir, lake, kek_file, kek_path) = fixture_lake()?;
+    let cli = |args: &[&str]| tributary(&ns, &kek_path, "", args);
+    cli(&["topics", "--namespace", &ns, "--partitions", "1"])?;
+    let grant: serde_json::Value = serde_json::from_str(&cli(&[
+        "grant",
+        "create",
+        "--from",
+        "acme",
+        "--to",
+        "globex",
+        "--chains",
+        "users",
+        "--columns",
+        "country",
+        "--purpose",
+        "analytics",
+        "--expires",
+        "2099-12-31",
+    ])?)?;
+    let id = grant["grant_id"].as_str().context("grant_id")?;
+    let shares = dir.join("_shares").join(id);
+    // The people as the share names them: the HMAC of the address under the grant's key.
+    let kek = Kek::load(Some(&kek_file), false).map_err(anyhow::Error::msg)?;
+    let key = sealed_grants(&ns)?
+        .get(id)
+        .context("the grant on the topic")?
+        .key(&kek)
+        .map_err(anyhow::Error::msg)?;
+    let (gone, kept) = (
+        format!("subject_key={}", subject_key(&key, PEOPLE[0])),
+        format!("subject_key={}", subject_key(&key, PEOPLE[1])),
+    );
+
+    cli(&["share", "refresh", "--lake", &lake])?;
+    let before = strings_under(&shares)?;
+    ensure!(
+        before.contains(&gone) && before.contains(&kept),
+        "the share holds both before: {before:?}"
+    );
+
+    let out = Command::new(bin("tributary"))
+        .args([
+            "erase",
+            "--lake",
+            &lake,
+            "--tenant",
+            "acme",
+            "--email",
+            PEOPLE[0],
+            "--namespace",
+            &ns,
+        ])
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .output()?;
+    ensure!(out.status.success(), "erase: {}", String::from_utf8_lossy(&out.stderr));
+    cli(&["share", "refresh", "--lake", &lake])?;
+    let after = strings_under(&shares)?;
+    ensure!(
+        !after.iter().any(|s| s == &gone),
+        "an erased person's data is still in a file of the share: {:?}",
+        gone
+    );
+    ensure!(after.contains(&kept), "the others stay shared: {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -783,7 +783,10 @@ const MAX_FORM_DEPTH: usize = 8;
 /// what is not; a record that is not text is refused instead).
 fn form_decode(s: &[u8]) -> Result<String, RecordError> {
     let spaced: std::borrow::Cow<'_, [u8]> = if s.contains(&b'+') {
-        s.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect::<Vec<u8>>().into()
+        s.iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
     } else {
         s.into()
     };

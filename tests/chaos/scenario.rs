@@ -1,0 +1,838 @@
+//! One scenario run: a fresh namespace, every chain service and the sink, the load generator
+//! over all five chains in every source format (duplicates, invalid and poison records), one
+//! kind of fault injected at random points while the load runs, quiescence, then the checker
+//! over the whole history. What the run created is deleted when it passes and kept (with the
+//! history as JSON and the services' logs) when it fails.
+
+use super::checker::{self, Expect, Sent, Verdict};
+use super::collect::{self, LiveReader};
+use super::infra::{self, Component};
+use super::suppression;
+use crate::{
+    audit_sums, hdfs, kafka, namespace_all, produce_special_with, special_records, topic, wait_namespace_ready, Serve,
+    Service, Sink,
+};
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tributary_ctl::loadgen::{self, Format, Generator, Kind, Spec};
+use tributary_engine::topics::{self, CHAINS};
+
+/// The faults of the matrix, one kind a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Scenario {
+    BrokerKill9,
+    BrokerRestart,
+    ChainKill9,
+    ChainZombie,
+    RebalanceChurn,
+    SinkKill9,
+    TwoSinksOnePaused,
+    NamenodeStopped,
+    RegistryRestart,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 9] = [
+        Scenario::BrokerKill9,
+        Scenario::BrokerRestart,
+        Scenario::ChainKill9,
+        Scenario::ChainZombie,
+        Scenario::RebalanceChurn,
+        Scenario::SinkKill9,
+        Scenario::TwoSinksOnePaused,
+        Scenario::NamenodeStopped,
+        Scenario::RegistryRestart,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::BrokerKill9 => "broker-kill9",
+            Scenario::BrokerRestart => "broker-restart",
+            Scenario::ChainKill9 => "chain-kill9",
+            Scenario::ChainZombie => "chain-zombie",
+            Scenario::RebalanceChurn => "rebalance-churn",
+            Scenario::SinkKill9 => "sink-kill9",
+            Scenario::TwoSinksOnePaused => "two-sinks-one-paused",
+            Scenario::NamenodeStopped => "namenode-stopped",
+            Scenario::RegistryRestart => "registry-restart",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Scenario::BrokerKill9 => "kill -9 of the Kafka broker, restarted by its launcher",
+            Scenario::BrokerRestart => "clean stop and start of the Kafka broker",
+            Scenario::ChainKill9 => "kill -9 of the instances of all five chains, restarted at once",
+            Scenario::ChainZombie => {
+                "one of two instances of a chain SIGSTOPped past its 10 s session, then SIGCONT (a zombie)"
+            }
+            Scenario::RebalanceChurn => "a third instance of a chain added and removed every few seconds",
+            Scenario::SinkKill9 => "kill -9 of the sink, restarted at once",
+            Scenario::TwoSinksOnePaused => "one of two sinks SIGSTOPped past its 10 s session, then SIGCONT",
+            Scenario::NamenodeStopped => "the HDFS namenode stopped for 15 s (past the sink's session), lake on HDFS",
+            Scenario::RegistryRestart => "the schema registry stopped for 5 s and started again",
+        }
+    }
+}
+
+/// Sizes and pacing of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Events a scenario run, over the five chains together.
+    pub events: u64,
+    /// Records a second per chain the load generator sends at.
+    pub rate: u64,
+    pub partitions: i32,
+    /// Faults injected a run.
+    pub faults: usize,
+    pub seed: u64,
+    /// Where a failing run's history goes.
+    pub history_dir: PathBuf,
+}
+
+impl Config {
+    /// Defaults, each overridable by the environment: `CHAOS_EVENTS`, `CHAOS_RATE`,
+    /// `CHAOS_PARTITIONS`, `CHAOS_FAULTS`, `CHAOS_SEED` (default random; printed),
+    /// `CHAOS_HISTORY` (default `bench/results/chaos-history`).
+    pub fn from_env(events: u64, rate: u64, faults: usize) -> Config {
+        fn n<T: std::str::FromStr>(k: &str, d: T) -> T {
+            std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+        }
+        Config {
+            events: n("CHAOS_EVENTS", events),
+            rate: n("CHAOS_RATE", rate),
+            partitions: n("CHAOS_PARTITIONS", 4),
+            faults: n("CHAOS_FAULTS", faults),
+            seed: n("CHAOS_SEED", rand::rng().random_range(0..1_000_000)),
+            history_dir: std::env::var_os("CHAOS_HISTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| infra::repo_root().join("bench/results/chaos-history")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FaultRecord {
+    pub what: String,
+    /// Seconds since the live reader started.
+    pub at: f64,
+    pub until: f64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub run: usize,
+    pub namespace: String,
+    pub events: u64,
+    pub faults: Vec<FaultRecord>,
+    /// Processes that exited on their own during the run (fenced zombies, services that gave
+    /// up while the broker was away) and were started again, as an orchestrator would.
+    pub service_exits: Vec<String>,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub aborted_reads: u64,
+    pub aborted_in_topic: u64,
+    pub lake_lost: u64,
+    pub lake_duplicated: u64,
+    pub dlq_recall: f64,
+    /// The longest time the live reader saw nothing new, from the start of the load to the
+    /// last clean record, seconds.
+    pub max_stall: f64,
+    /// The longest time from the end of a fault to the next clean record seen, seconds (faults
+    /// after which no record was left to come are left out).
+    pub recovery: f64,
+    /// Seconds from the end of the load to quiescence (everything accounted and in the lake).
+    pub drain: f64,
+    pub seconds: f64,
+    pub verdicts: Vec<Verdict>,
+    /// Per service log, its lines that speak of fencing (a zombie's late commit refused).
+    pub fencing: BTreeMap<String, Vec<String>>,
+    /// The suppression view against the reference model.
+    pub serve: Option<suppression::ServeVerdict>,
+    pub passed: bool,
+    /// Where the history of a failing run was kept.
+    pub history: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The processes of a run.
+struct Fleet {
+    chains: Vec<Service>,
+    sinks: Vec<Sink>,
+    exits: Vec<String>,
+}
+
+impl Fleet {
+    /// Starts again every process that exited on its own, noting it.
+    fn supervise(&mut self, t: f64) -> Result<()> {
+        for s in &mut self.chains {
+            if let Some(st) = s.child.try_wait()? {
+                self.exits.push(format!("{:.1}s: {} exited with {st}", t, s.name()));
+                s.respawn()?;
+            }
+        }
+        for (i, s) in self.sinks.iter_mut().enumerate() {
+            if let Some(st) = s.child.try_wait()? {
+                self.exits.push(format!("{t:.1}s: sink {i} exited with {st}"));
+                s.respawn()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const CHAIN_ENV: [(&str, &str); 2] = [("COMMIT_INTERVAL", "100ms"), ("MAX_RECORD_BYTES", "65536")];
+
+/// Runs one scenario once. An `Err` is a harness failure (the infrastructure did not come
+/// back, a process could not start); a failed check is an `Ok` outcome with `passed: false`.
+pub fn run(scenario: Scenario, cfg: &Config, run_no: usize) -> Result<Outcome> {
+    let started = Instant::now();
+    // Each scenario and run its own random points and victims, repeatable from the seed.
+    let which = Scenario::ALL.iter().position(|s| *s == scenario).unwrap_or(0) as u64;
+    let mut rng = StdRng::seed_from_u64(
+        cfg.seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(run_no as u64 * 7_919)
+            .wrapping_add(which * 104_729),
+    );
+    let ns = namespace_all(cfg.partitions)?;
+    wait_namespace_ready(&ns, Duration::from_secs(60))?;
+    let lake = if scenario == Scenario::NamenodeStopped {
+        format!("{}/tributary-chaos/{ns}", hdfs())
+    } else {
+        std::env::temp_dir()
+            .join(format!("chaos-lake-{ns}"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    eprintln!(
+        "chaos: {} run {run_no}: namespace {ns}, lake {lake}, {} events",
+        scenario.name(),
+        cfg.events
+    );
+    // A panic inside the run is a failed run too: the infrastructure is restored all the same.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_in(scenario, cfg, run_no, &ns, &lake, &mut rng, started)
+    }))
+    .unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("the run panicked: {what}"))
+    });
+    // Whatever happened, the infrastructure runs again before the next scenario.
+    let restored = [Component::Kafka, Component::Registry, Component::Hdfs]
+        .into_iter()
+        .map(|c| c.ensure_running().with_context(|| format!("restoring {}", c.name())))
+        .collect::<Result<Vec<()>>>();
+    let mut outcome = match result {
+        Ok(o) => o,
+        Err(e) => failed_outcome(scenario, run_no, &ns, cfg.events, &e, started),
+    };
+    restored?;
+    outcome.fencing = fencing_in_logs(&ns);
+    if outcome.passed {
+        cleanup(&ns, &lake);
+    } else {
+        let dir = keep_history(cfg, scenario, run_no, &ns, &outcome)?;
+        outcome.history = Some(format!(
+            "{} (topics of namespace {ns} and the lake {lake} kept)",
+            dir.display()
+        ));
+    }
+    Ok(outcome)
+}
+
+fn failed_outcome(
+    scenario: Scenario,
+    run: usize,
+    ns: &str,
+    events: u64,
+    e: &anyhow::Error,
+    started: Instant,
+) -> Outcome {
+    Outcome {
+        scenario: scenario.name().to_owned(),
+        run,
+        namespace: ns.to_owned(),
+        events,
+        faults: vec![],
+        service_exits: vec![],
+        lost: 0,
+        duplicated: 0,
+        aborted_reads: 0,
+        aborted_in_topic: 0,
+        lake_lost: 0,
+        lake_duplicated: 0,
+        dlq_recall: 0.0,
+        max_stall: 0.0,
+        recovery: 0.0,
+        drain: 0.0,
+        seconds: started.elapsed().as_secs_f64(),
+        verdicts: vec![],
+        fencing: BTreeMap::new(),
+        serve: None,
+        passed: false,
+        history: None,
+        error: Some(format!("{e:#}")),
+    }
+}
+
+fn run_in(
+    scenario: Scenario,
+    cfg: &Config,
+    run_no: usize,
+    ns: &str,
+    lake: &str,
+    rng: &mut StdRng,
+    started: Instant,
+) -> Result<Outcome> {
+    let victim = CHAINS[rng.random_range(0..CHAINS.len())];
+    let all_chains = CHAINS.join(",");
+    let mut chains = Vec::new();
+    for c in CHAINS {
+        chains.push(Service::start(c, ns, "0", &CHAIN_ENV)?);
+        if matches!(scenario, Scenario::ChainZombie) && c == victim {
+            chains.push(Service::start(c, ns, "1", &CHAIN_ENV)?);
+        }
+    }
+    let sink_count = if scenario == Scenario::TwoSinksOnePaused { 2 } else { 1 };
+    let mut sinks = Vec::new();
+    for i in 0..sink_count {
+        sinks.push(Sink::start(
+            ns,
+            lake,
+            &all_chains,
+            &[("INSTANCE", &i.to_string()), ("FLUSH_MAX_ROWS", "5000")],
+        )?);
+    }
+    for s in &mut chains {
+        s.wait_ready(Duration::from_secs(120))?;
+    }
+    let mut fleet = Fleet {
+        chains,
+        sinks,
+        exits: vec![],
+    };
+    let reader = LiveReader::start(ns, &CHAINS)?;
+    let t = |r: &LiveReader| r.started.elapsed().as_secs_f64();
+
+    // The load: every chain in every format, and poison records beside it.
+    let per_chain = (cfg.events / CHAINS.len() as u64).max(100);
+    let epoch = loadgen::start_of_today().max(chrono::Utc::now().timestamp() - 60);
+    let specs: Vec<Spec> = CHAINS
+        .iter()
+        .map(|c| {
+            let mut s = Spec::new(c, per_chain).with_format(Format::Mix);
+            s.duplicate_share = 0.1;
+            s.invalid_share = 0.01;
+            s.seed = cfg.seed + run_no as u64 * 7 + rng.random_range(0..1_000);
+            s.epoch = Some(epoch);
+            s
+        })
+        .collect();
+    let load_secs = per_chain as f64 / cfg.rate as f64;
+    let mut loaders = Vec::new();
+    for s in &specs {
+        let (k, raw, s, rate) = (kafka(), topic(ns, topics::raw(&s.chain)), s.clone(), cfg.rate);
+        loaders.push(std::thread::spawn(move || {
+            loadgen::send_paced(&k, &raw, s, Some(rate), |_| {})
+        }));
+    }
+    let poison_per_chain = (per_chain / 1_000).max(7) as usize;
+    let poison = {
+        let ns = ns.to_owned();
+        std::thread::spawn(move || -> Result<BTreeMap<&'static str, usize>> {
+            let mut sent = BTreeMap::new();
+            let steps = 10;
+            for step in 0..steps {
+                for c in CHAINS {
+                    let all: Vec<_> = special_records(c).into_iter().filter(|s| s.class.is_some()).collect();
+                    let n = poison_per_chain * (step + 1) / steps - poison_per_chain * step / steps;
+                    let batch: Vec<_> = (0..n)
+                        .map(|i| {
+                            let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
+                            crate::Special {
+                                tenant: s.tenant,
+                                source: s.source,
+                                payload: s.payload.clone(),
+                                class: s.class,
+                            }
+                        })
+                        .collect();
+                    produce_special_with(
+                        &topic(&ns, topics::raw(c)),
+                        &batch,
+                        &[("enable.idempotence", "true"), ("message.max.bytes", "2000000")],
+                    )?;
+                    *sent.entry(c).or_default() += n;
+                }
+                std::thread::sleep(Duration::from_secs_f64(load_secs / steps as f64));
+            }
+            Ok(sent)
+        })
+    };
+
+    // The faults, at random points of the load.
+    let mut points: Vec<f64> = (0..cfg.faults)
+        .map(|_| rng.random_range(0.1..0.7) * load_secs)
+        .collect();
+    points.sort_by(f64::total_cmp);
+    let mut faults = Vec::new();
+    let mut churn: Option<Service> = None;
+    let load_start = Instant::now();
+    let load_start_t = t(&reader);
+    for (i, at) in points.iter().enumerate() {
+        while load_start.elapsed().as_secs_f64() < *at {
+            fleet.supervise(t(&reader))?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        faults.push(timed(&reader, || {
+            inject(scenario, &mut fleet, victim, rng, &mut churn, ns, i)
+        })?);
+        fleet.supervise(t(&reader))?;
+    }
+    // Rebalance churn goes on for the whole load.
+    if scenario == Scenario::RebalanceChurn {
+        let mut k = faults.len();
+        while loaders.iter().any(|l| !l.is_finished()) {
+            std::thread::sleep(Duration::from_millis(rng.random_range(2_000..4_000)));
+            faults.push(timed(&reader, || {
+                inject(scenario, &mut fleet, victim, rng, &mut churn, ns, k)
+            })?);
+            k += 1;
+        }
+        if let Some(mut c) = churn.take() {
+            let _ = c.stop();
+        }
+    }
+    let mut summaries = Vec::new();
+    for l in loaders {
+        while !l.is_finished() {
+            fleet.supervise(t(&reader))?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        summaries.push(l.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))??);
+    }
+    let poison_sent = poison
+        .join()
+        .map_err(|_| anyhow::anyhow!("the poison thread panicked"))??;
+
+    // Quiescence: every raw record accounted for by the audit, every clean record in the lake.
+    let drain_start = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (spec, s) in specs.iter().zip(&summaries) {
+        let c = spec.chain.as_str();
+        let want = s.sent + poison_sent.get(c).copied().unwrap_or(0) as u64;
+        loop {
+            fleet.supervise(t(&reader))?;
+            let sums = audit_sums(&topic(ns, topics::audit(c)))?;
+            if sums.received >= want {
+                let rows: u64 = crate::table_rows(lake, c)?.values().map(|n| u64::from(*n)).sum();
+                if rows >= sums.clean {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                eprintln!("chaos: {c}: no quiescence within 300 s; checking what is there");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // A doubled commit, if there were one, has a moment to land.
+    std::thread::sleep(Duration::from_secs(3));
+    let drain = drain_start.elapsed().as_secs_f64();
+    for s in &mut fleet.chains {
+        s.stop().or_else(|_| s.kill9_and_restart().and_then(|_| s.stop()))?;
+    }
+    for s in &mut fleet.sinks {
+        let _ = s.stop();
+    }
+    let observed = reader.finish()?;
+
+    // The read side, started fresh over the lake and the topics, against the model.
+    let serve_verdict = {
+        let events = suppression::clean_events(ns)?;
+        let mut serve = Serve::start(ns, lake, &[])?;
+        let v = suppression::check_serve(&serve, &events)?;
+        let _ = serve.stop();
+        v
+    };
+
+    // The checker, over every chain.
+    let mut verdicts = Vec::new();
+    let mut records = observed.records;
+    for spec in &specs {
+        let c = spec.chain.as_str();
+        let mut sent = expected(spec);
+        sent.extend((0..poison_sent.get(c).copied().unwrap_or(0)).map(|_| Sent {
+            key: "special".into(),
+            expect: Expect::Dlq,
+            id: None,
+        }));
+        let h = collect::chain_history(ns, c, lake, sent, records.remove(c).unwrap_or_default())?;
+        let v = checker::check(&h);
+        if !v.violations.is_empty() {
+            let dir = history_dir(cfg, scenario, run_no, ns);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join(format!("history-{c}.json")), serde_json::to_vec(&h)?)?;
+        }
+        verdicts.push(v);
+    }
+    // From the start of the load to the last record seen (a fault before the reader's first
+    // record counts from the start of the load).
+    let arrivals: Vec<f64> = std::iter::once(load_start_t)
+        .chain(observed.arrivals.iter().copied().filter(|a| *a >= load_start_t))
+        .collect();
+    let max_stall = arrivals.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    // A fault after which no record came (everything was through already) has no recovery.
+    let recovery = faults
+        .iter()
+        .filter_map(|f| observed.arrivals.iter().find(|a| **a >= f.until).map(|a| a - f.until))
+        .fold(0.0, f64::max);
+    let sum = |f: fn(&Verdict) -> u64| verdicts.iter().map(f).sum::<u64>();
+    let invalid: u64 = summaries.iter().map(|s| s.invalid).sum::<u64>() + poison_sent.values().sum::<usize>() as u64;
+    let recalled: f64 = verdicts
+        .iter()
+        .zip(&summaries)
+        .map(|(v, s)| {
+            v.dlq_recall * (s.invalid + poison_sent.get(v.chain.as_str()).copied().unwrap_or(0) as u64) as f64
+        })
+        .sum();
+    if !serve_verdict.violations.is_empty() {
+        let dir = history_dir(cfg, scenario, run_no, ns);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("serve.json"), serde_json::to_vec_pretty(&serve_verdict)?)?;
+    }
+    let passed = verdicts.iter().all(|v| v.violations.is_empty()) && serve_verdict.violations.is_empty();
+    Ok(Outcome {
+        scenario: scenario.name().to_owned(),
+        run: run_no,
+        namespace: ns.to_owned(),
+        events: verdicts.iter().map(|v| v.sent).sum(),
+        faults,
+        service_exits: fleet.exits.clone(),
+        lost: sum(|v| v.lost),
+        duplicated: sum(|v| v.duplicated),
+        aborted_reads: sum(|v| v.aborted_reads),
+        aborted_in_topic: sum(|v| v.aborted_in_topic),
+        lake_lost: sum(|v| v.lake_lost),
+        lake_duplicated: sum(|v| v.lake_duplicated),
+        dlq_recall: if invalid == 0 { 1.0 } else { recalled / invalid as f64 },
+        max_stall,
+        recovery,
+        drain,
+        seconds: started.elapsed().as_secs_f64(),
+        verdicts,
+        fencing: BTreeMap::new(),
+        serve: Some(serve_verdict),
+        passed,
+        history: None,
+        error: None,
+    })
+}
+
+/// Runs a fault, noting when it began and ended (seconds of the live reader's clock).
+fn timed(reader: &LiveReader, fault: impl FnOnce() -> Result<String>) -> Result<FaultRecord> {
+    let at = reader.started.elapsed().as_secs_f64();
+    let what = fault()?;
+    Ok(FaultRecord {
+        what,
+        at,
+        until: reader.started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One fault of the scenario's kind; returns what it did.
+fn inject(
+    scenario: Scenario,
+    fleet: &mut Fleet,
+    victim: &str,
+    rng: &mut StdRng,
+    churn: &mut Option<Service>,
+    ns: &str,
+    i: usize,
+) -> Result<String> {
+    let pause = |pid: u32, secs: u64| -> Result<()> {
+        infra::signal(pid, "STOP")?;
+        std::thread::sleep(Duration::from_secs(secs));
+        infra::signal(pid, "CONT")
+    };
+    Ok(match scenario {
+        Scenario::BrokerKill9 => {
+            Component::Kafka.kill9()?;
+            Component::Kafka.start()?;
+            "kafka kill -9 + start".into()
+        }
+        Scenario::BrokerRestart => {
+            Component::Kafka.stop()?;
+            Component::Kafka.start()?;
+            "kafka stop + start".into()
+        }
+        Scenario::RegistryRestart => {
+            Component::Registry.stop()?;
+            std::thread::sleep(Duration::from_secs(5));
+            Component::Registry.start()?;
+            "registry stop 5 s + start".into()
+        }
+        Scenario::NamenodeStopped => {
+            Component::Hdfs.stop()?;
+            std::thread::sleep(Duration::from_secs(15));
+            Component::Hdfs.start()?;
+            "hdfs stop 15 s + start".into()
+        }
+        Scenario::ChainKill9 => {
+            for s in &mut fleet.chains {
+                s.kill9_and_restart()?;
+            }
+            "kill -9 of all five chains".into()
+        }
+        Scenario::ChainZombie => {
+            let mine: Vec<usize> = (0..fleet.chains.len())
+                .filter(|k| fleet.chains[*k].name() == victim)
+                .collect();
+            let k = mine[rng.random_range(0..mine.len())];
+            pause(fleet.chains[k].child.id(), 14)?;
+            format!(
+                "{victim} instance {} SIGSTOP 14 s + SIGCONT",
+                fleet.chains[k].instance()
+            )
+        }
+        Scenario::RebalanceChurn => match churn.take() {
+            Some(mut c) => match c.stop() {
+                Ok(()) => format!("{victim} instance 2 removed"),
+                Err(e) => format!("{victim} instance 2 removed, not cleanly: {e:#}"),
+            },
+            None => {
+                let mut c = Service::start(victim, ns, "2", &CHAIN_ENV)?;
+                c.wait_ready(Duration::from_secs(60))?;
+                *churn = Some(c);
+                format!("{victim} instance 2 added ({i})")
+            }
+        },
+        Scenario::SinkKill9 => {
+            fleet.sinks[0].kill9_and_restart()?;
+            "sink kill -9".into()
+        }
+        Scenario::TwoSinksOnePaused => {
+            let k = rng.random_range(0..fleet.sinks.len());
+            pause(fleet.sinks[k].child.id(), 14)?;
+            format!("sink {k} SIGSTOP 14 s + SIGCONT")
+        }
+    })
+}
+
+/// What the generator sent for a spec, in order (it is deterministic for a spec).
+pub fn expected(spec: &Spec) -> Vec<Sent> {
+    Generator::new(spec.clone())
+        .map(|g| Sent {
+            key: g.key,
+            expect: match g.kind {
+                Kind::Valid => Expect::Clean,
+                Kind::Duplicate => Expect::Duplicate,
+                Kind::Invalid => Expect::Dlq,
+            },
+            id: g.event_id.map(|id| format!("{}/{id}", g.tenant)),
+        })
+        .collect()
+}
+
+fn history_dir(cfg: &Config, scenario: Scenario, run: usize, ns: &str) -> PathBuf {
+    cfg.history_dir.join(format!("{}-run{run}-{ns}", scenario.name()))
+}
+
+fn keep_history(cfg: &Config, scenario: Scenario, run: usize, ns: &str, outcome: &Outcome) -> Result<PathBuf> {
+    let dir = history_dir(cfg, scenario, run, ns);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("outcome.json"), serde_json::to_vec_pretty(outcome)?)?;
+    for log in logs(ns) {
+        if let Some(name) = log.file_name() {
+            // serve logs every read of personal data (long lines): keep the end, cut.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let keep: Vec<String> = lines[lines.len().saturating_sub(2_000)..]
+                .iter()
+                .map(|l| l.chars().take(1_000).collect())
+                .collect();
+            let _ = std::fs::write(dir.join(name), keep.join("\n"));
+        }
+    }
+    Ok(dir)
+}
+
+fn logs(ns: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{ns}-")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lines of the run's service logs that mention fencing (at most 3 a log).
+fn fencing_in_logs(ns: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for log in logs(ns) {
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains("fenc"))
+            .take(3)
+            .map(|l| l.chars().take(400).collect())
+            .collect();
+        if !lines.is_empty() {
+            let name = log
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.insert(name, lines);
+        }
+    }
+    out
+}
+
+/// Deletes what a passing run created: its topics, its lake, its logs.
+fn cleanup(ns: &str, lake: &str) {
+    if let Err(e) = delete_topics(ns) {
+        eprintln!("chaos: deleting the topics of {ns}: {e:#}");
+    }
+    if lake.starts_with("hdfs://") {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        if let Ok(rt) = rt {
+            let _ = rt.block_on(async {
+                let client = hdfs_native::ClientBuilder::new().with_url(hdfs()).build()?;
+                let path = lake
+                    .split_once("://")
+                    .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+                    .unwrap_or("/tributary-chaos/none");
+                client.delete(path, true).await
+            });
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(Path::new(lake));
+    }
+    for log in logs(ns) {
+        let _ = std::fs::remove_file(log);
+    }
+}
+
+fn delete_topics(ns: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()?;
+    let names: Vec<String> = CHAINS
+        .iter()
+        .flat_map(|c| topics::chain_topics(c))
+        .map(|(t, _)| topic(ns, t))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for r in rt.block_on(admin.delete_topics(&refs, &AdminOptions::new()))? {
+        if let Err((t, e)) = r {
+            bail!("{t}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs scenarios one after the other (`runs` each), writing the report after each run.
+/// With `earlier`, the report also holds those runs (of other scenarios) before the new ones.
+pub fn run_matrix(scenarios: &[Scenario], runs: usize, cfg: &Config, report: Option<&Path>) -> Result<Vec<Outcome>> {
+    run_matrix_after(vec![], scenarios, runs, cfg, report)
+}
+
+/// [`run_matrix`], the report keeping `earlier` runs of scenarios not run now.
+pub fn run_matrix_after(
+    earlier: Vec<Outcome>,
+    scenarios: &[Scenario],
+    runs: usize,
+    cfg: &Config,
+    report: Option<&Path>,
+) -> Result<Vec<Outcome>> {
+    let kept: Vec<Outcome> = earlier
+        .into_iter()
+        .filter(|o| !scenarios.iter().any(|s| s.name() == o.scenario))
+        .collect();
+    let mut out = Vec::new();
+    for s in scenarios {
+        for r in 1..=runs {
+            let o = run(*s, cfg, r)?;
+            eprintln!(
+                "chaos: {} run {r}: {} in {:.0} s: {} events, faults {:?}, lost {}, duplicated {}, aborted reads {} \
+                 (aborted records in topics {}), lake lost {}, lake doubled {}, DLQ recall {:.4}, serve answers {} \
+                 wrong {}, max stall {:.1} s, recovery {:.1} s, drain {:.1} s, process exits {:?}, fencing in logs {:?}{}",
+                s.name(),
+                if o.passed { "PASS" } else { "FAIL" },
+                o.seconds,
+                o.events,
+                o.faults
+                    .iter()
+                    .map(|f| format!("{} at {:.1}-{:.1}s", f.what, f.at, f.until))
+                    .collect::<Vec<_>>(),
+                o.lost,
+                o.duplicated,
+                o.aborted_reads,
+                o.aborted_in_topic,
+                o.lake_lost,
+                o.lake_duplicated,
+                o.dlq_recall,
+                o.serve.as_ref().map_or(0, |v| v.answers),
+                o.serve.as_ref().map_or(0, |v| v.wrong),
+                o.max_stall,
+                o.recovery,
+                o.drain,
+                o.service_exits,
+                o.fencing,
+                o.history
+                    .as_deref()
+                    .map(|h| format!("; history: {h}"))
+                    .unwrap_or_default()
+            );
+            for x in o
+                .verdicts
+                .iter()
+                .flat_map(|v| &v.violations)
+                .chain(o.serve.iter().flat_map(|v| &v.violations))
+            {
+                eprintln!("  {x}");
+            }
+            if let Some(e) = &o.error {
+                eprintln!("  error: {e}");
+            }
+            out.push(o);
+            if let Some(p) = report {
+                let all: Vec<Outcome> = kept.iter().chain(&out).cloned().collect();
+                super::report::write(p, cfg, &all)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Used by the report.
+pub fn describe(s: &str) -> &'static str {
+    Scenario::parse(s).map(Scenario::describe).unwrap_or("")
+}

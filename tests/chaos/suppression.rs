@@ -1,0 +1,295 @@
+//! The suppression view against the reference model: DESIGN's rules read literally over the
+//! *set* of clean events of each address (decoded from the clean topics into the read side's
+//! own [`Event`] type), compared with what `serve`, started fresh over the run's lake and
+//! topics, answers in bulk for every address the run touched, for every list and for none.
+
+use crate::{read_all, registry, topic, Serve};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tributary_engine::topics::{self, CHAINS};
+use tributary_view::event::{self, BlockAction, BlockKind, Kind};
+use tributary_view::{Event, Sha};
+
+/// The events of one tenant, grouped the way the rules read them.
+#[derive(Default)]
+pub struct TenantEvents {
+    /// Per address: its events, and its address where any event carries it.
+    pub people: HashMap<Sha, (Option<String>, Vec<Event>)>,
+    /// Domain blocks by domain.
+    pub domains: HashMap<String, Vec<Event>>,
+    /// Every list named by a subscription or unsubscribe.
+    pub lists: BTreeSet<String>,
+}
+
+impl TenantEvents {
+    pub fn add(&mut self, e: Event) {
+        if let Kind::Block {
+            kind: BlockKind::Domain,
+            value,
+            ..
+        } = &e.kind
+        {
+            self.domains.entry(value.clone()).or_default().push(e);
+            return;
+        }
+        match &e.kind {
+            Kind::Subscribe { list, .. } => {
+                self.lists.insert(list.clone());
+            }
+            Kind::Unsubscribe { list: Some(l), .. } => {
+                self.lists.insert(l.clone());
+            }
+            _ => {}
+        }
+        if let Some(sha) = e.sha {
+            let p = self.people.entry(sha).or_default();
+            if p.0.is_none() {
+                p.0 = e.email.clone();
+            }
+            p.1.push(e);
+        }
+    }
+}
+
+/// A live `ADD` with no strictly later `REMOVE` among `blocks` (one address's or domain's).
+fn blocked<'a>(blocks: impl Iterator<Item = &'a Event> + Clone, now: i64) -> bool {
+    let entries = blocks.filter_map(|e| match &e.kind {
+        Kind::Block { action, expires_at, .. } => Some((e.time, *action, *expires_at)),
+        _ => None,
+    });
+    entries.clone().any(|(t, action, exp)| {
+        action == BlockAction::Add
+            && exp.is_none_or(|x| x > now)
+            && !entries.clone().any(|(r, a, _)| a == BlockAction::Remove && r > t)
+    })
+}
+
+/// Rules 1-5 of DESIGN for one address of one tenant (`now` in microseconds).
+pub fn suppressed(t: &TenantEvents, events: &[Event], email: &str, list: Option<&str>, now: i64) -> bool {
+    let address_block = blocked(
+        events.iter().filter(|e| {
+            matches!(
+                e.kind,
+                Kind::Block {
+                    kind: BlockKind::Email,
+                    ..
+                }
+            )
+        }),
+        now,
+    );
+    let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let domain_block = t.domains.get(domain).is_some_and(|d| blocked(d.iter(), now));
+    let opted_out = |l: &str| {
+        let out = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Kind::Unsubscribe { list: ul, .. } if ul.as_deref().is_none_or(|x| x == l) => Some(e.time),
+                _ => None,
+            })
+            .max();
+        out.is_some_and(|out| {
+            !events.iter().any(|e| {
+                e.time > out
+                    && matches!(&e.kind, Kind::Subscribe { list: sl, consent_ip, consent_at }
+                        if sl == l && (consent_ip.is_some() || consent_at.is_some()))
+            })
+        })
+    };
+    let member = |l: &str| {
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, Kind::Subscribe { list: sl, .. } if sl == l))
+            && !opted_out(l)
+            && !address_block
+            && !domain_block
+    };
+    match list {
+        Some(l) => address_block || domain_block || opted_out(l),
+        None => {
+            let global = events
+                .iter()
+                .any(|e| matches!(e.kind, Kind::Unsubscribe { list: None, .. }));
+            address_block || domain_block || (global && !t.lists.iter().any(|l| member(l)))
+        }
+    }
+}
+
+/// Every clean event of a namespace, by tenant.
+pub fn clean_events(ns: &str) -> Result<BTreeMap<String, TenantEvents>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut schemas: HashMap<u32, apache_avro::Schema> = HashMap::new();
+    let mut out: BTreeMap<String, TenantEvents> = BTreeMap::new();
+    for c in CHAINS {
+        for r in read_all(&topic(ns, topics::clean(c)))? {
+            let payload = r.value.as_deref().unwrap_or_default();
+            let (id, _) = tributary_engine::avro::split_wire(payload)
+                .with_context(|| format!("{c}: a clean record not in the wire format"))?;
+            let schema = match schemas.entry(id) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let text = rt.block_on(tributary_lake::registry_schema(&registry(), id))?;
+                    v.insert(apache_avro::Schema::parse_str(&text)?)
+                }
+            };
+            let e = event::from_avro(c, schema, payload)
+                .map_err(|e| anyhow::anyhow!("{c} {}/{}: {e}", r.partition, r.offset))?;
+            out.entry(e.tenant.clone()).or_default().add(e);
+        }
+    }
+    Ok(out)
+}
+
+/// What the comparison found.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServeVerdict {
+    pub addresses: u64,
+    /// Answers compared (address × list-or-none).
+    pub answers: u64,
+    pub suppressed: u64,
+    pub wrong: u64,
+    pub violations: Vec<String>,
+}
+
+/// Asks `serve` about every address with a known address, for every list of its tenant and for
+/// no list, in bulk, and compares with [`suppressed`].
+pub fn check_serve(serve: &Serve, events: &BTreeMap<String, TenantEvents>) -> Result<ServeVerdict> {
+    let mut v = ServeVerdict::default();
+    let now = chrono::Utc::now().timestamp_micros();
+    for (tenant, t) in events {
+        let people: Vec<(&String, &Vec<Event>)> = t
+            .people
+            .values()
+            .filter_map(|(email, evs)| Some((email.as_ref()?, evs)))
+            .collect();
+        v.addresses += people.len() as u64;
+        let token = format!("{tenant}-local-token");
+        let lists: Vec<Option<&str>> = std::iter::once(None)
+            .chain(t.lists.iter().map(|l| Some(l.as_str())))
+            .collect();
+        for list in lists {
+            let mut wrong = Vec::new();
+            for chunk in people.chunks(10_000) {
+                let emails: Vec<&str> = chunk.iter().map(|(e, _)| e.as_str()).collect();
+                let (status, body) = serve.post(
+                    &format!("/v1/tenants/{tenant}/suppression/check"),
+                    Some(&token),
+                    &json!({"list": list, "emails": emails}),
+                )?;
+                anyhow::ensure!(status == 200, "serve bulk check {tenant} {list:?}: {status} {body}");
+                let got: serde_json::Value = serde_json::from_str(&body)?;
+                let said: BTreeSet<&str> = got["suppressed"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x["email"].as_str()).collect())
+                    .unwrap_or_default();
+                for (email, evs) in chunk {
+                    let want = suppressed(t, evs, email, list, now);
+                    v.answers += 1;
+                    v.suppressed += u64::from(want);
+                    if want != said.contains(email.as_str()) {
+                        wrong.push(format!("{email}: serve {}, model {want}", !want));
+                    }
+                }
+            }
+            if !wrong.is_empty() {
+                v.wrong += wrong.len() as u64;
+                v.violations.push(format!(
+                    "serve: {tenant}, list {list:?}: {} answers differ from the model, e.g. {}",
+                    wrong.len(),
+                    wrong.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                ));
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(email: &str, time: i64, kind: Kind) -> Event {
+        Event {
+            tenant: "acme".into(),
+            sha: event::parse_sha(&tributary_engine::normalize::sha256_hex(email)),
+            email: Some(email.into()),
+            time,
+            kind,
+        }
+    }
+
+    fn block(email: &str, time: i64, action: BlockAction) -> Event {
+        ev(
+            email,
+            time,
+            Kind::Block {
+                action,
+                kind: BlockKind::Email,
+                value: email.into(),
+                reason: "MANUAL".into(),
+                expires_at: None,
+            },
+        )
+    }
+
+    /// The model itself can say both answers, and ties go to the block.
+    #[test]
+    fn the_model_follows_the_rules() {
+        let a = "ann@example.com";
+        let mut t = TenantEvents::default();
+        let evs = vec![block(a, 10, BlockAction::Add), block(a, 10, BlockAction::Remove)];
+        for e in evs.clone() {
+            t.add(e);
+        }
+        assert!(suppressed(&t, &evs, a, None, 100));
+        let evs2 = vec![block(a, 10, BlockAction::Add), block(a, 11, BlockAction::Remove)];
+        assert!(!suppressed(&t, &evs2, a, None, 100));
+        let unsub = ev(
+            a,
+            5,
+            Kind::Unsubscribe {
+                list: None,
+                reason: None,
+            },
+        );
+        let sub = |time, ip: Option<&str>| {
+            ev(
+                a,
+                time,
+                Kind::Subscribe {
+                    list: "news".into(),
+                    consent_ip: ip.map(str::to_owned),
+                    consent_at: None,
+                },
+            )
+        };
+        let mut t = TenantEvents::default();
+        t.lists.insert("news".into());
+        t.lists.insert("promo".into());
+        assert!(suppressed(&t, &[unsub.clone(), sub(6, None)], a, Some("news"), 100));
+        assert!(!suppressed(
+            &t,
+            &[unsub.clone(), sub(6, Some("192.0.2.1"))],
+            a,
+            Some("news"),
+            100
+        ));
+        assert!(suppressed(
+            &t,
+            &[unsub.clone(), sub(6, Some("192.0.2.1"))],
+            a,
+            Some("promo"),
+            100
+        ));
+        // Globally unsubscribed but a member of news again: not suppressed with no list.
+        assert!(!suppressed(
+            &t,
+            &[unsub.clone(), sub(6, Some("192.0.2.1"))],
+            a,
+            None,
+            100
+        ));
+        assert!(suppressed(&t, &[unsub], a, None, 100));
+    }
+}
