@@ -65,20 +65,7 @@ fn now_us() -> i64 {
 
 /// Reads an Avro `string` (zigzag varint length, bytes) at `*pos`.
 fn avro_string<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
-    let (mut z, mut shift) = (0u64, 0);
-    loop {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        z |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    let len = usize::try_from(((z >> 1) as i64) ^ -((z & 1) as i64)).ok()?;
+    let len = usize::try_from(tributary_ctl::loadgen::identity::read_long(b, pos)?).ok()?;
     let s = b.get(*pos..*pos + len)?;
     *pos += len;
     Some(s)

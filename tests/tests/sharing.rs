@@ -126,6 +126,33 @@ fn sealed_grants(ns: &str) -> Result<BTreeMap<String, Grant>> {
     Ok(out)
 }
 
+/// Grant `id`'s key, opened from its sealed form on the topic with `kek`.
+fn grant_key(sealed: &BTreeMap<String, Grant>, id: &str, kek: &Kek) -> Result<[u8; 32]> {
+    let grant = sealed.get(id).with_context(|| format!("grant {id} not on the topic"))?;
+    ensure!(!grant.key_enc.is_empty(), "grant {id}: no sealed key");
+    grant.key(kek).map_err(anyhow::Error::msg)
+}
+
+/// `tributary grant create` of acme's `users` (column `country`) to `to`, for analytics.
+fn analytics_grant(to: &str) -> [&str; 14] {
+    [
+        "grant",
+        "create",
+        "--from",
+        "acme",
+        "--to",
+        to,
+        "--chains",
+        "users",
+        "--columns",
+        "country",
+        "--purpose",
+        "analytics",
+        "--expires",
+        "2099-12-31",
+    ]
+}
+
 /// A fresh namespace, a lake of [`PEOPLE`] in its own directory, and a fresh KEK in a file
 /// (the one serve is given and the CLI seals with): (namespace, lake dir, lake, KEK file, its path).
 fn fixture_lake() -> Result<(String, std::path::PathBuf, String, std::path::PathBuf, String)> {
@@ -149,25 +176,7 @@ fn each_grantees_keys_are_the_hmac_under_its_own_grant_key_only() -> Result<()> 
     let mut serve = Serve::start(&ns, &lake, &[("SHARING_REFRESH", "1s"), ("GRANTS_KEK_FILE", &kek_path)])?;
     let endpoint = serve.url("/delta-sharing");
     let grant = |to: &str| -> Result<serde_json::Value> {
-        let out = tributary(
-            &endpoint,
-            &[
-                "grant",
-                "create",
-                "--from",
-                "acme",
-                "--to",
-                to,
-                "--chains",
-                "users",
-                "--columns",
-                "country",
-                "--purpose",
-                "analytics",
-                "--expires",
-                "2099-12-31",
-            ],
-        )?;
+        let out = tributary(&endpoint, &analytics_grant(to))?;
         Ok(serde_json::from_str(out.trim())?)
     };
     let (globex, initech) = (grant("globex")?, grant("initech")?);
@@ -179,12 +188,7 @@ fn each_grantees_keys_are_the_hmac_under_its_own_grant_key_only() -> Result<()> 
         .context("opening the test's KEK")?;
     let keys: Vec<[u8; 32]> = [&globex, &initech]
         .iter()
-        .map(|g| {
-            let id = g["grant_id"].as_str().unwrap_or_default();
-            let sealed = sealed.get(id).with_context(|| format!("grant {id} not on the topic"))?;
-            ensure!(!sealed.key_enc.is_empty(), "grant {id}: no sealed key");
-            sealed.key(&kek).map_err(anyhow::Error::msg)
-        })
+        .map(|g| grant_key(&sealed, g["grant_id"].as_str().unwrap_or_default(), &kek))
         .collect::<Result<_>>()?;
     ensure!(keys[0] != keys[1], "each grant has its own key");
     // The local development KEK opens neither: the keys were sealed under the given KEK.
@@ -252,31 +256,12 @@ fn an_erased_person_leaves_every_share() -> Result<()> {
     let (ns, dir, lake, kek_file, kek_path) = fixture_lake()?;
     let cli = |args: &[&str]| tributary(&ns, &kek_path, "", args);
     cli(&["topics", "--namespace", &ns, "--partitions", "1"])?;
-    let grant: serde_json::Value = serde_json::from_str(&cli(&[
-        "grant",
-        "create",
-        "--from",
-        "acme",
-        "--to",
-        "globex",
-        "--chains",
-        "users",
-        "--columns",
-        "country",
-        "--purpose",
-        "analytics",
-        "--expires",
-        "2099-12-31",
-    ])?)?;
+    let grant: serde_json::Value = serde_json::from_str(&cli(&analytics_grant("globex"))?)?;
     let id = grant["grant_id"].as_str().context("grant_id")?;
     let shares = dir.join("_shares").join(id);
     // The people as the share names them: the HMAC of the address under the grant's key.
     let kek = Kek::load(Some(&kek_file), false).map_err(anyhow::Error::msg)?;
-    let key = sealed_grants(&ns)?
-        .get(id)
-        .context("the grant on the topic")?
-        .key(&kek)
-        .map_err(anyhow::Error::msg)?;
+    let key = grant_key(&sealed_grants(&ns)?, id, &kek)?;
     let (gone, kept) = (
         format!("subject_key={}", subject_key(&key, PEOPLE[0])),
         format!("subject_key={}", subject_key(&key, PEOPLE[1])),

@@ -197,9 +197,8 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
     }
 
     // 2. The suppression record, through the normal path of the blocklists chain.
-    let producer: BaseProducer = tributary_engine::kafka::env_client_config(&req.bootstrap)
-        .set("acks", "all")
-        .create()?;
+    let kafka = tributary_engine::kafka::env_client_config(&req.bootstrap);
+    let producer: BaseProducer = kafka.clone().set("acks", "all").create()?;
     let topic = topics::namespaced(&req.namespace, &topics::raw("blocklists"));
     let now = chrono::Utc::now().timestamp();
     for sha in &hashes {
@@ -239,12 +238,8 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         .map(|t| topics::namespaced(&req.namespace, &t))
         .collect();
     let refs: Vec<&str> = kafka_topics.iter().map(String::as_str).collect();
-    let retention = tributary_engine::kafka::topic_config_numbers::<i64>(
-        &tributary_engine::kafka::env_client_config(&req.bootstrap),
-        &refs,
-        "retention.ms",
-    )
-    .unwrap_or_default();
+    let retention =
+        tributary_engine::kafka::topic_config_numbers::<i64>(&kafka, &refs, "retention.ms").unwrap_or_default();
     let kafka_copies = if retention.len() < refs.len() {
         serde_json::json!({"expire_at": null, "why": "the retention of some topics could not be read"})
     } else if let Some((t, _)) = retention.iter().find(|(_, ms)| **ms < 0) {

@@ -76,13 +76,7 @@ impl SinkConfig {
         let namespace = get("TOPIC_NAMESPACE").unwrap_or_default();
         let group_id =
             get("GROUP_ID").unwrap_or_else(|| tributary_engine::topics::namespaced(&namespace, "tributary-sink"));
-        let kafka = env
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("KAFKA_PROP_")
-                    .map(|p| (p.to_ascii_lowercase().replace('_', "."), v.clone()))
-            })
-            .collect();
+        let kafka = tributary_engine::kafka::props_from_env(&env);
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }

@@ -39,7 +39,8 @@ pub fn event_id_of(framed: &[u8]) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
-fn read_long(b: &[u8], pos: &mut usize) -> Option<i64> {
+/// Reads an Avro `long` (zigzag varint) at `*pos`.
+pub fn read_long(b: &[u8], pos: &mut usize) -> Option<i64> {
     let mut v: u64 = 0;
     let mut shift = 0;
     loop {
