@@ -38,18 +38,48 @@ struct Run {
 
 /// Runs `tributary <args>` as Airflow would.
 fn tributary(args: &[&str]) -> Result<Run> {
+    // Bounded: a command that hangs (an HDFS write waiting forever on an ack, say) fails
+    // the test with what it printed instead of hanging the suite.
+    const LIMIT: Duration = Duration::from_secs(600);
     let started = Instant::now();
-    let out = Command::new(bin("tributary"))
+    let base = std::env::temp_dir().join(format!("tributary-cli-{}", uuid::Uuid::new_v4().simple()));
+    let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
+    let mut child = Command::new(bin("tributary"))
         .args(args)
         .env("KAFKA_BOOTSTRAP", kafka())
         .env("SCHEMA_REGISTRY_URL", registry())
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
         .context("running tributary")?;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |p: &PathBuf| {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        text
+    };
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    let Some(status) = status else {
+        anyhow::bail!(
+            "tributary {} did not finish within {LIMIT:?}; it printed:\n{stdout}{stderr}",
+            args.join(" ")
+        );
+    };
     let r = Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ok: status.success(),
+        stdout,
+        stderr,
         seconds: started.elapsed().as_secs_f64(),
     };
     eprintln!(
@@ -714,7 +744,7 @@ fn erasure(lake: &str, ns: &str) -> Result<()> {
         "--json",
     ])?;
     assert!(run.ok, "{}", run.stderr);
-    assert!(run.stdout.contains("sharing between tenants does not exist yet"));
+    assert!(run.stdout.contains("shares: the next share refresh rebuilds"));
     assert!(run.stdout.contains("verified: no live file"));
     let out = last_json(&run.stdout)?;
     eprintln!("erasure took {:.2}s: {}", run.seconds, out["tables"]);
@@ -806,4 +836,102 @@ fn erasure_on_hdfs() -> Result<()> {
     let ns = namespace_for(&["users", "blocklists"], 2)?;
     let lake = format!("{}/tributary-test/erase-{ns}", hdfs());
     erasure(&lake, &ns)
+}
+
+/// Rows still on their way through the sink when an erasure begins would land after the
+/// rewrite and bring the address back: the erasure waits for the sink to write what the
+/// clean topic held, and with the sink stopped gives up without changing anything.
+#[test]
+fn an_erasure_waits_for_the_rows_still_on_their_way_to_the_lake() -> Result<()> {
+    let ns = namespace_for(&["users", "blocklists"], 2)?;
+    let lake = lake_dir(&ns);
+    let mut users = Service::start("users", &ns, "0", &[])?;
+    let mut sink = Sink::start(&ns, &lake, "users", &[])?;
+    users.wait_ready(Duration::from_secs(60))?;
+    let address = "late.person@example.com";
+    let now = tributary_engine::normalize::now_micros() / 1_000_000;
+    let user = |id: &str, email: &str, t: i64| {
+        let v = serde_json::json!({"event_id": id, "event_time": t, "email": email, "user_id": id});
+        ("acme".to_owned(), v)
+    };
+    let raw = topic(&ns, topics::raw("users"));
+    send_json(&raw, &[user("u-1", address, now - 100)])?;
+    wait_table(&lake, "users", 1, Duration::from_secs(120))?;
+
+    // The sink stops; two more rows reach the clean topic, one of them the person's.
+    sink.stop()?;
+    send_json(
+        &raw,
+        &[
+            user("u-2", address, now - 50),
+            user("u-3", "someone.else@example.com", now - 40),
+        ],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let clean = decode_clean(&read_all(&topic(&ns, topics::clean("users")))?)?;
+        if clean.iter().filter(|(_, _, _, id)| id == "u-2" || id == "u-3").count() == 2 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "u-2 and u-3 did not reach clean.users");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let erase = |wait: &str| {
+        tributary(&[
+            "erase",
+            "--lake",
+            &lake,
+            "--tenant",
+            "acme",
+            "--email",
+            address,
+            "--chains",
+            "users",
+            "--namespace",
+            &ns,
+            "--sink-wait",
+            wait,
+            "--json",
+        ])
+    };
+    // Nothing writes them: the erasure gives up and leaves the table as it was.
+    let before = all_rows(&lake, "users")?;
+    let run = erase("3s")?;
+    assert!(
+        !run.ok,
+        "an erasure with rows on their way must not pass: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("the sink has not written"),
+        "the refusal names the sink: {}",
+        run.stderr
+    );
+    assert_eq!(all_rows(&lake, "users")?, before, "a refused erasure changes nothing");
+
+    // The sink back: the erasure waits for it, and the row that was on its way goes too.
+    sink.respawn()?;
+    let run = erase("2m")?;
+    assert!(run.ok, "{}", run.stderr);
+    let out = last_json(&run.stdout)?;
+    eprintln!(
+        "erasure with the sink catching up took {:.2}s: {}",
+        run.seconds, out["tables"]
+    );
+    let targets = tributary_lake::erase::Targets::from_addresses([address])?;
+    for _ in 0..2 {
+        let rows = table_rows(&lake, "users")?;
+        assert_eq!(
+            rows.keys().cloned().collect::<Vec<_>>(),
+            vec!["acme/u-3".to_owned()],
+            "{rows:?}"
+        );
+        assert!(stored_files_holding(&lake, "users", "acme", &targets)?.is_empty());
+        // Nothing brings it back later either.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    sink.stop()?;
+    users.stop()?;
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod erase;
 pub mod reconcile;
 pub mod table;
 
+pub use deltalake::DeltaTable;
 pub use table::{CommitSummary, Lake};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tributary_engine::topics;
 use tributary_lake::compact::{self, CompactMetrics, CompactOptions, CompactPlan, VacuumMetrics};
@@ -124,6 +125,75 @@ pub struct EraseRequest {
     pub chains: Vec<String>,
     /// Leave the files the tables removed for time travel (their retention deletes them).
     pub keep_history: bool,
+    /// How long to wait for the sink to write what the clean topics held when the erasure
+    /// began; zero: do not wait.
+    pub sink_wait: Duration,
+}
+
+/// Waits until each chain's table holds every record its clean topic held when called: rows
+/// still on their way through the sink would land after the rewrite and bring the address
+/// back. Gives up after `wait`, before anything is changed, naming what the sink has not
+/// written. A table that never took a record of its topic is not waited for. Returns, per
+/// chain, what was waited for.
+fn wait_for_sink(rt: &tokio::runtime::Runtime, lake: &Lake, req: &EraseRequest) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if req.sink_wait.is_zero() {
+        return Ok(serde_json::Value::String("not waited for (--sink-wait 0)".into()));
+    }
+    let started = Instant::now();
+    let deadline = started + req.sink_wait;
+    let read_timeout = Duration::from_secs(60);
+    for chain in chains_or_all(&req.chains) {
+        let topic = topics::namespaced(&req.namespace, &topics::clean(&chain));
+        let offsets = |table: &tributary_lake::DeltaTable, parts: &[i32]| {
+            Ok::<_, anyhow::Error>(rt.block_on(Lake::committed_offsets(table, &topic, parts))?)
+        };
+        let Some(table) = rt.block_on(tributary_lake::open_existing(lake, &chain))? else {
+            out.insert(chain, "no table".into());
+            continue;
+        };
+        let mut parts: Vec<i32> = Vec::new();
+        let targets = crate::reconcile::catch_up_targets(
+            &req.bootstrap,
+            &topic,
+            |p| {
+                parts = p.to_vec();
+                offsets(&table, p)
+            },
+            read_timeout,
+        )
+        .with_context(|| format!("reading what {topic} holds beyond the {chain} table"))?;
+        let Some(targets) = targets else {
+            out.insert(chain, format!("the table holds no record of {topic}").into());
+            continue;
+        };
+        let behind: u64 = targets.values().map(|(_, n)| n).sum();
+        loop {
+            let table = rt
+                .block_on(tributary_lake::open_existing(lake, &chain))?
+                .with_context(|| format!("the {chain} table disappeared"))?;
+            let now = offsets(&table, &parts)?;
+            let missing: BTreeMap<i32, i64> = targets
+                .iter()
+                .filter(|(p, (to, _))| now.get(p).copied().unwrap_or(0) < *to)
+                .map(|(p, (to, _))| (*p, to - now.get(p).copied().unwrap_or(0)))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the sink has not written into the {chain} table what {topic} held when the erasure began \
+                 (offsets still to go per partition: {missing:?}) after {:?}; nothing was erased: rows on \
+                 their way would bring the address back. Is the sink running? Retry, or raise --sink-wait",
+                req.sink_wait
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        out.insert(chain, serde_json::json!({"records_waited_for": behind}));
+    }
+    out.insert("seconds".into(), started.elapsed().as_secs_f64().into());
+    Ok(serde_json::Value::Object(out))
 }
 
 pub struct EraseOutcome {
@@ -159,6 +229,8 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
     hashes.sort();
     let rt = runtime()?;
     let lake = Lake::new(&req.lake)?;
+    // 0. The sink first (see wait_for_sink).
+    let sink = wait_for_sink(&rt, &lake, req)?;
     let ledger = req
         .ledger
         .clone()
@@ -176,7 +248,8 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         "tenant_id": req.tenant,
         "email_sha256": hashes,
         "lake": req.lake,
-        "sharing": "none: data is not shared between tenants yet, so only this tenant's tables are erased",
+        "sink": sink,
+        "shares": "grantees' shared files are rebuilt without the address by the next share refresh (serve's timer or the tributary_sharing DAG)",
     });
     rt.block_on(erase::write_ledger(&ledger, &name, std::slice::from_ref(&request)))?;
 

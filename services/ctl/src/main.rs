@@ -119,6 +119,11 @@ enum Command {
         /// by default the tenant's removed files are deleted from storage at once.
         #[arg(long)]
         keep_history: bool,
+        /// How long to wait, before changing anything, for the sink to write into the tables
+        /// what the clean topics hold when the erasure begins (rows still on their way would
+        /// bring the address back); past it the erasure fails and changes nothing. 0: no wait.
+        #[arg(long, env = "TRIBUTARY_ERASE_SINK_WAIT", default_value = "5m", value_parser = humantime::parse_duration)]
+        sink_wait: std::time::Duration,
         #[arg(long)]
         json: bool,
         /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
@@ -312,6 +317,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chains,
             namespace,
             keep_history,
+            sink_wait,
             json,
             pushgateway,
         } => {
@@ -330,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ledger,
                 chains: chains.clone(),
                 keep_history,
+                sink_wait,
             });
             run.erasure(&chains, &result);
             run.push(pushgateway.as_deref());
@@ -345,7 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "  {} suppression record(s) (blocklists, reason ERASED, hash only) sent; ledger entry {}",
                 out.suppressions_sent, out.ledger_entry
             );
-            println!("  sharing between tenants does not exist yet: only tenant {tenant}'s tables were erased");
+            println!("  shares: the next share refresh rebuilds the grantees' shared files without the address");
             if keep_history {
                 println!("  --keep-history: files the tables removed stay readable by time travel until vacuumed");
             } else {

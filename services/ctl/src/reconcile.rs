@@ -134,6 +134,42 @@ fn watermarks(c: &Reader, topic: &str, parts: &[i32]) -> Result<BTreeMap<i32, (i
     Ok(out)
 }
 
+/// What a table must reach to hold everything its clean topic holds now: per partition
+/// with committed records at or after the table's `txn` offset, the offset just past the
+/// last of them and how many there are. `None` when the table has never taken a record from
+/// this topic (no `txn` of it at all: a lake fed from another namespace, or not by a sink),
+/// so there is nothing to catch up with. A partition the table has not taken from yet, while
+/// it has from others, counts from offset 0. `offsets_of` reads the table's offsets for the
+/// topic's partitions.
+pub fn catch_up_targets(
+    bootstrap: &str,
+    clean_topic: &str,
+    offsets_of: impl FnOnce(&[i32]) -> Result<BTreeMap<i32, i64>>,
+    read_timeout: Duration,
+) -> Result<Option<BTreeMap<i32, (i64, u64)>>> {
+    let c = consumer(bootstrap, &format!("tributary-lag-{}", uuid::Uuid::new_v4()))?;
+    let Some(parts) = partitions(&c, clean_topic)? else {
+        return Ok(None);
+    };
+    let table_offsets = offsets_of(&parts)?;
+    if table_offsets.is_empty() {
+        return Ok(None);
+    }
+    let ranges: BTreeMap<i32, (i64, i64)> = watermarks(&c, clean_topic, &parts)?
+        .into_iter()
+        .map(|(p, (_, high))| (p, (table_offsets.get(&p).copied().unwrap_or(0), high)))
+        .collect();
+    // The end offsets count transaction markers too: only the records a read_committed
+    // reader sees are behind, and the target is just past the last of them.
+    let mut targets: BTreeMap<i32, (i64, u64)> = BTreeMap::new();
+    read_ranges(&c, clean_topic, &ranges, read_timeout, |m| {
+        let t = targets.entry(m.partition()).or_default();
+        t.0 = t.0.max(m.offset() + 1);
+        t.1 += 1;
+    })?;
+    Ok(Some(targets))
+}
+
 /// Writer schemas by registry id.
 struct Schemas {
     registry: String,
