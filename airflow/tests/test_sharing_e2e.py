@@ -1,6 +1,8 @@
 """`tributary_sharing` end to end through `dag.test()` with the real binary and the real Kafka:
-an analytics grant created with `tributary grant create` in a fresh topic namespace, a small
-lake, then the DAG's refresh materializes the grant's shared tables (only the granted columns,
+an analytics grant created with `tributary grant create` (over the plaintext listener: only the
+operator may write grants) in a fresh topic namespace, a small lake, then the DAG's refresh (its
+task reading the grants over the SASL_SSL listener as the Airflow principal,
+conftest.airflow_kafka) materializes the grant's shared tables (only the granted columns,
 `subject_key` for the address, nobody the grantor blocks); a second run reads nothing again;
 after `tributary grant revoke` a run deletes the tables.
 """
@@ -8,9 +10,7 @@ after `tributary grant revoke` a run deletes the tables.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import uuid
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
@@ -28,18 +28,14 @@ def cli(*args: str, env: dict) -> str:
 
 
 @pytest.mark.filterwarnings("ignore:Multiple rows returned with uselist=False")
-def test_sharing_refresh_materializes_then_forgets_a_grant(settings, monkeypatch):
+def test_sharing_refresh_materializes_then_forgets_a_grant(settings, airflow_kafka):
     lake.require_subcommand("share")
     root = settings["lake"]
     build(root)
-    ns = f"airflow{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, KAFKA_BOOTSTRAP=lake.kafka_bootstrap(), TOPIC_NAMESPACE=ns)
-    cli("topics", "--namespace", ns, "--partitions", "1", env=env)
+    env = airflow_kafka.plain_env()
     grant = json.loads(cli("grant", "create", "--from", "acme", "--to", "globex", "--chains", "users,mailings",
                            "--columns", "first_name,event_type", "--purpose", "analytics",
                            "--expires", "2099-12-31", env=env))
-    settings["setvar"]("TOPIC_NAMESPACE", ns)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP", env["KAFKA_BOOTSTRAP"])
 
     dr = get_dag("tributary_sharing").test(logical_date=datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert dr.state == "success", explain(dr, "share_refresh")

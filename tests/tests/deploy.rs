@@ -7,8 +7,8 @@
 //!   it), every query parsed by `promtool`, every metric, label and label value checked
 //!   against what the code really registers: `ChainMetrics`, the sink's metrics (from the
 //!   built binary: `sink --list-metrics`) and the jobs' pushed metrics
-//!   (`tributary_ctl::job_metrics::catalog`, with their grouping labels `job` and `table`);
-//!   the alert rules' metrics too.
+//!   (`tributary_ctl::job_metrics::catalog`, with their grouping labels `job` and `table`),
+//!   serve's and the gateway's (read from their `metrics.rs`); the alert rules' metrics too.
 //! - `dashboards_lint_catches_seeded_faults`: each rule above finds a fault planted in a
 //!   clean dashboard.
 //! - `manifests_match_binaries`: `kustomize build` of k8s/overlays/{dev,prod}: probes,
@@ -153,10 +153,11 @@ fn known_metrics() -> &'static Known {
         let sink = sink_catalog();
         let jobs = tributary_ctl::job_metrics::catalog();
         let serve = serve_catalog();
+        let ingest = ingest_catalog();
         // As registered: the label values the code initialises (outcome, reason, result,
         // kind, job, when); not those that name a chain, table, partition or service.
         let mut values: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for text in [text(&m), sink.clone(), jobs.clone(), serve.clone()] {
+        for text in [text(&m), sink.clone(), jobs.clone(), serve.clone(), ingest.clone()] {
             for (name, labels) in samples(&text) {
                 for (k, v) in labels.into_iter().filter(|(k, v)| {
                     // serve's catalog read from its source has no values (empty).
@@ -173,7 +174,7 @@ fn known_metrics() -> &'static Known {
         m.last_restore_seconds.with_label_values(&["0"]);
         m.consumer_lag.with_label_values(&["0"]);
         let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for text in [text(&m), sink, jobs, serve] {
+        for text in [text(&m), sink, jobs, serve, ingest] {
             for (name, labels) in samples(&text) {
                 series
                     .entry(name)
@@ -187,6 +188,7 @@ fn known_metrics() -> &'static Known {
             "tributary_compaction_",
             "tributary_reconciliation_",
             "tributary_serve_",
+            "tributary_ingest_",
         ] {
             assert!(
                 series.keys().any(|n| n.starts_with(prefix)),
@@ -277,6 +279,64 @@ fn serve_catalog() -> String {
     assert!(
         out.lines().count() >= 5,
         "only {} serve series read from {}",
+        out.lines().count(),
+        path.display()
+    );
+    out
+}
+
+/// The gateway's series, read from services/ingest/src/metrics.rs (the test crate does not
+/// link the gateway): one line per metric its `Metrics::new` registers, with its label names
+/// (no values: its vectors start without children), and its readiness gauge.
+fn ingest_catalog() -> String {
+    let path = root().join("services/ingest/src/metrics.rs");
+    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let body = &src[src
+        .find("fn new(")
+        .unwrap_or_else(|| panic!("no fn new in {}", path.display()))..];
+    let quoted = |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut out = String::new();
+    // One registration per `let x = Kind::new(...)` statement.
+    for stmt in body.split("let ").skip(1) {
+        let stmt = stmt.split(';').next().unwrap_or("");
+        let Some(name) = quoted(stmt)
+            .into_iter()
+            .next()
+            .filter(|n| n.starts_with("tributary_ingest_"))
+        else {
+            continue;
+        };
+        let labels: Vec<String> = stmt
+            .find("&[")
+            .map(|i| quoted(&stmt[i..i + stmt[i..].find(']').unwrap_or(0)]))
+            .unwrap_or_default();
+        let l = |extra: &[&str]| {
+            let all: Vec<String> = labels
+                .iter()
+                .map(String::as_str)
+                .chain(extra.iter().copied())
+                .map(|k| format!("{k}=\"\""))
+                .collect();
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", all.join(","))
+            }
+        };
+        if stmt.contains("HistogramOpts") {
+            out += &format!("{name}_bucket{} 0\n", l(&["le"]));
+            out += &format!("{name}_sum{} 0\n", l(&[]));
+            out += &format!("{name}_count{} 0\n", l(&[]));
+        } else {
+            out += &format!("{name}{} 0\n", l(&[]));
+        }
+    }
+    if src.contains("ready_gauge(\"tributary_service_ready\", \"ingest\")") {
+        out += "tributary_service_ready{service=\"ingest\"} 0\n";
+    }
+    assert!(
+        out.lines().count() >= 5,
+        "only {} gateway series read from {}",
         out.lines().count(),
         path.display()
     );

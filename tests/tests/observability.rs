@@ -18,7 +18,14 @@
 //! tenant acme). Once `serve` has folded clean events of every chain into its view, it is asked
 //! what its users ask (single and bulk suppression checks, profiles, an audience export) and
 //! what they get wrong (a wrong token: 401, a bad address: 400), and one tenant goes over its
-//! rate limit (`RATE_LIMIT`, low on purpose: 429).
+//! rate limit (`RATE_LIMIT`, low on purpose: 429). The HTTP gateway (`ingest`, job
+//! `tributary-ingest`, as its ServiceMonitor names it) publishes into the same namespace; at the
+//! end it gets webhooks as providers send them and what they get wrong or what goes wrong
+//! (see `gateway_requests`): accepted webhooks and an upload with a broken line, a wrong token
+//! (401), a signed Mailgun webhook replayed (403) with a replay cache of one entry (evictions),
+//! an event larger than its Kafka producer takes (`KAFKA_PROP_MESSAGE_MAX_BYTES`: 503, a
+//! produce error) and, with `MAX_CONCURRENT_REQUESTS=1`, a request while another one stalls
+//! mid-body (503 shed at once, and the stalled one 503 at `REQUEST_TIMEOUT`).
 //!
 //! Then every target expression of every panel of grafana/dashboards/*.json is evaluated with
 //! `GET /api/v1/query` and must succeed with data: a non-empty result with at least one value
@@ -59,6 +66,17 @@ const PUSHGATEWAY_JOB: &str = "tributary-pushgateway";
 const CHAIN_ENV: &[(&str, &str)] = &[("DEDUP_WINDOW", "1h"), ("MAX_RECORD_BYTES", "65536")];
 /// serve's requests per second per tenant: low, so that a burst gets 429s.
 const SERVE_RATE_LIMIT: u32 = 40;
+/// What the gateway gets: one request at a time (a second one while one stalls is shed), a
+/// short request timeout (the stalled one is shed too), a replay cache of one Mailgun
+/// signature (a second signature evicts the first), and a producer that refuses records over
+/// 4000 bytes (the oversize event's 503). `TRIBUTARY_CONFIG` (tenant acme with a Mailgun
+/// signing key) is added by `gateway_config`.
+const GATEWAY_ENV: &[(&str, &str)] = &[
+    ("MAX_CONCURRENT_REQUESTS", "1"),
+    ("REQUEST_TIMEOUT", "5s"),
+    ("REPLAY_CACHE_ENTRIES", "1"),
+    ("KAFKA_PROP_MESSAGE_MAX_BYTES", "4000"),
+];
 
 /// Panel titles whose queries may return nothing in a healthy short run, with the reason.
 /// Everything else must return data. Empty today: the load makes every panel's data
@@ -147,6 +165,18 @@ impl Http {
                 .send()
                 .await?;
             Ok(r.text().await?)
+        })
+    }
+
+    /// A POST with headers; the status and body of the answer.
+    fn post(&self, url: &str, headers: &[(&str, &str)], body: String) -> Result<(u16, String)> {
+        self.rt.block_on(async {
+            let mut req = self.client.post(url).timeout(Duration::from_secs(30)).body(body);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await?;
+            Ok((r.status().as_u16(), r.text().await?))
         })
     }
 
@@ -578,6 +608,163 @@ fn serve_share(serve: &Serve, ns: &str) -> Result<String> {
     Ok(id)
 }
 
+// ------------------------------------------------------------------------------ gateway
+
+/// The gateway's settings file: tenant acme (token `acme-local-token`) with a Mailgun signing
+/// key, so that a replayed signature is refused.
+fn gateway_config(ns: &str, mailgun_key: &str) -> Result<PathBuf> {
+    use sha2::Digest;
+    let cfg = std::env::temp_dir().join(format!("{ns}-ingest.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tenants.acme]\ntoken_sha256 = \"{}\"\n[tenants.acme.mailgun]\nsigning_key = \"{mailgun_key}\"\n",
+            hex::encode(sha2::Sha256::digest(b"acme-local-token"))
+        ),
+    )?;
+    Ok(cfg)
+}
+
+/// A Mailgun webhook (the documented permanent failure) signed as Mailgun signs it: hex
+/// HMAC-SHA256 of timestamp and token under the signing key.
+fn mailgun_signed(key: &str, token: &str) -> Result<String> {
+    use hmac::Mac;
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())?;
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(token.as_bytes());
+    let mut body: Value = serde_json::from_str(&fixture("mailings", "mailgun", "failed_permanent.json"))?;
+    body["signature"] = serde_json::json!({
+        "timestamp": timestamp.to_string(), "token": token, "signature": hex::encode(mac.finalize().into_bytes())
+    });
+    Ok(body.to_string())
+}
+
+/// What providers send the gateway and what goes wrong, twice a few scrapes apart (a series
+/// is born with its first request, and rate() sees only what it gains after Prometheus first
+/// scraped it): SendGrid webhooks (200), a wrong token (401), a signed Mailgun webhook (200)
+/// and the same again (403, a replay), another signature (200; it evicts the first from the
+/// replay cache of one), a JSON-lines upload with a broken line (200, one line rejected), an
+/// event over the producer's message.max.bytes (503: Kafka refused it). Once, between the
+/// rounds: a request while another one stalls mid-body (503 overload at once), and the
+/// stalled one answered 503 at REQUEST_TIMEOUT. Each answer must be the expected one.
+fn gateway_requests(http: &Http, gw: &Ingest, mailgun_key: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let sendgrid = gw.url("/v1/tenants/acme/webhooks/sendgrid");
+    let json = ("content-type", "application/json");
+    let auth = ("authorization", "Bearer acme-local-token");
+    let expect = |what: &str, (code, body): (u16, String), want: u16| -> Result<String> {
+        ensure!(code == want, "gateway: {what}: {code}, not {want}: {body}");
+        Ok(body)
+    };
+    for round in 0..2 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        for i in 0..3 {
+            let event = format!(
+                r#"[{{"email":"gw{i}@example.com","timestamp":1764000000,"event":"delivered","sg_event_id":"gw-{round}-{i}","sg_message_id":"gm-{i}"}}]"#
+            );
+            expect("a SendGrid webhook", http.post(&sendgrid, &[auth, json], event)?, 200)?;
+        }
+        expect(
+            "a wrong token",
+            http.post(&sendgrid, &[("authorization", "Bearer wrong-token"), json], "[]".into())?,
+            401,
+        )?;
+        let mailgun = gw.url("/v1/tenants/acme/webhooks/mailgun");
+        let signed = mailgun_signed(mailgun_key, &format!("gw-token-{round}-a"))?;
+        expect(
+            "a signed Mailgun webhook",
+            http.post(&mailgun, &[auth, json], signed.clone())?,
+            200,
+        )?;
+        let body = expect(
+            "the same Mailgun webhook again",
+            http.post(&mailgun, &[auth, json], signed)?,
+            403,
+        )?;
+        ensure!(
+            body.contains("already used"),
+            "gateway: a replay refused for another reason: {body}"
+        );
+        let other = mailgun_signed(mailgun_key, &format!("gw-token-{round}-b"))?;
+        expect(
+            "another signed Mailgun webhook",
+            http.post(&mailgun, &[auth, json], other)?,
+            200,
+        )?;
+        let lines = "{\"email\":\"up1@example.com\"}\n{\"email\": broken\n{\"email\":\"up2@example.com\"}\n";
+        let body = expect(
+            "an upload with a broken line",
+            http.post(
+                &gw.url("/v1/tenants/acme/uploads/users"),
+                &[auth, ("content-type", "application/x-ndjson")],
+                lines.into(),
+            )?,
+            200,
+        )?;
+        ensure!(
+            body.contains("\"rejected_count\":1"),
+            "gateway: the broken line not rejected: {body}"
+        );
+        let oversize = format!(
+            r#"[{{"email":"big@example.com","timestamp":1764000000,"event":"delivered","sg_event_id":"big-{round}","sg_message_id":"m","note":"{}"}}]"#,
+            "x".repeat(6000)
+        );
+        let body = expect(
+            "an event over message.max.bytes",
+            http.post(&sendgrid, &[auth, json], oversize)?,
+            503,
+        )?;
+        ensure!(
+            body.contains("Kafka refused a record"),
+            "gateway: 503 for another reason: {body}"
+        );
+        if round == 0 {
+            // Shed: the one request slot held by a webhook stalled mid-body.
+            let mut stalled = std::net::TcpStream::connect(("127.0.0.1", gw.port))?;
+            write!(
+                stalled,
+                "POST /v1/tenants/acme/webhooks/sendgrid HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer acme-local-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"email\""
+            )?;
+            stalled.flush()?;
+            std::thread::sleep(Duration::from_millis(500));
+            let body = expect(
+                "a webhook while another one stalls",
+                http.post(&sendgrid, &[auth, json], "[]".into())?,
+                503,
+            )?;
+            ensure!(
+                body.contains("max_concurrent_requests"),
+                "gateway: 503 for another reason: {body}"
+            );
+            stalled.set_read_timeout(Some(Duration::from_secs(30)))?;
+            let mut answer = [0u8; 64];
+            let n = stalled.read(&mut answer)?;
+            let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+            ensure!(
+                head.starts_with("HTTP/1.1 503"),
+                "gateway: the stalled webhook got {head:?}, not 503"
+            );
+        }
+    }
+    let evictions = http.metric(gw.port, "tributary_ingest_replay_cache_evictions_total")?;
+    ensure!(
+        evictions >= 2.0,
+        "gateway: {evictions} replay cache evictions, not 2 or more"
+    );
+    let shed = http.metric(gw.port, "tributary_ingest_shed_total")?;
+    ensure!(shed >= 2.0, "gateway: {shed} requests shed, not 2 or more");
+    println!(
+        "gateway: webhooks 200, wrong token 401, Mailgun replay 403 (cache of one: evictions), \
+         an upload with a broken line, an oversize event 503 (produce error), one request shed at once and one at its timeout"
+    );
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------ the test
 
 #[test]
@@ -605,12 +792,19 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         &lake,
         &[("RATE_LIMIT", rate_limit.as_str()), ("SHARING_REFRESH", "1s")],
     )?;
+    let mailgun_key = format!("key-{}", uuid::Uuid::new_v4().simple());
+    let gateway_cfg = gateway_config(&ns, &mailgun_key)?;
+    let mut gateway_env = GATEWAY_ENV.to_vec();
+    gateway_env.push(("TRIBUTARY_CONFIG", gateway_cfg.to_str().context("config path")?));
+    let gateway = Ingest::start(&ns, &gateway_env)?;
     let mut targets: BTreeMap<String, BTreeSet<u16>> = first
         .iter()
         .map(|(chain, svc)| (format!("tributary-{chain}"), BTreeSet::from([svc.port])))
         .collect();
     targets.insert("tributary-sink".into(), BTreeSet::from([sink.port]));
     targets.insert("tributary-serve".into(), BTreeSet::from([serve.metrics_port]));
+    // The gateway's one port serves /metrics too.
+    targets.insert("tributary-ingest".into(), BTreeSet::from([gateway.port]));
     let pushgateway = Pushgateway::start(&ns, &http)?;
     targets.insert(PUSHGATEWAY_JOB.into(), BTreeSet::from([pushgateway.port]));
     let mut prom = Prometheus::start(&ns, targets)?;
@@ -761,6 +955,8 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
         )?;
     }
     prom.wait_targets_up(&http)?;
+    // The gateway's webhooks (into the same namespace: the chains take them as any others).
+    gateway_requests(&http, &gateway, &mailgun_key)?;
     // A few more scrapes and rule evaluations of the final state.
     std::thread::sleep(Duration::from_secs(4));
 
@@ -932,6 +1128,8 @@ fn every_dashboard_query_and_alert_against_a_real_prometheus() -> Result<()> {
     let _ = std::fs::remove_file(&report);
     drop(sink);
     drop(serve);
+    drop(gateway);
+    let _ = std::fs::remove_file(&gateway_cfg);
     for (_, mut svc) in first {
         svc.stop()?;
     }
