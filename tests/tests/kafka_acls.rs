@@ -281,3 +281,34 @@ fn a_chain_runs_end_to_end_as_its_principal_and_not_as_another() -> Result<()> {
     svc.stop()?;
     Ok(())
 }
+
+/// An erasure whose `ERASED` suppression record Kafka refuses fails: the person would
+/// otherwise be erased from the lake but not suppressed. (It exited 0 before: a producer's
+/// flush returns Ok whatever became of its records.) As the Airflow principal, which may
+/// write `raw.blocklists`, the same erasure passes and its record is there.
+#[test]
+fn an_erasure_whose_suppression_kafka_refuses_fails() -> Result<()> {
+    let ns = namespace_all(1)?;
+    let lake = std::env::temp_dir().join(format!("lake-{ns}"));
+    let erase = |principal: &str| -> Result<std::process::Output> {
+        let settings = principal_in(principal, &ns)?;
+        Ok(std::process::Command::new(bin("tributary"))
+            .args(["erase", "--lake", lake.to_str().unwrap_or_default(), "--tenant", "acme"])
+            .args(["--email", "refused@example.com", "--namespace", &ns, "--sink-wait", "0"])
+            .env("KAFKA_BOOTSTRAP", &settings["KAFKA_BOOTSTRAP"])
+            .envs(settings.iter().filter(|(k, _)| k.starts_with("KAFKA_PROP_")))
+            .env("KAFKA_PROP_MESSAGE_TIMEOUT_MS", "15000")
+            .output()?)
+    };
+    let out = erase("sink")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an erasure whose suppression was refused passed");
+    assert!(stderr.contains("not acknowledged by Kafka"), "{stderr}");
+    let raw = topics::namespaced(&ns, &topics::raw("blocklists"));
+    assert!(read_all(&raw)?.is_empty(), "nothing reached {raw}");
+    let out = erase("airflow")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_all(&raw)?.len(), 1, "the suppression record");
+    let _ = std::fs::remove_dir_all(&lake);
+    Ok(())
+}

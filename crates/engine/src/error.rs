@@ -110,6 +110,10 @@ pub enum Error {
     /// Another instance with our transactional id took over: this instance must stop.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The group took this instance's partitions (its session lapsed) and, with the broker
+    /// answering, gave none back: a restart rejoins cleanly.
+    #[error("group membership lost: {0}")]
+    MembershipLost(String),
     #[error("state restore of {topic}[{partition}]: {reason}")]
     Restore {
         topic: String,

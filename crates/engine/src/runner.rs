@@ -41,6 +41,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an instance whose partitions the group took (its session lapsed, e.g. while the
+/// broker restarted) waits for partitions back once the broker answers again. librdkafka
+/// normally rejoins within a session or two; `make chaos` (broker-restart) once saw a chain
+/// revoked on a lapsed session never rejoin, alive and idle for 6 minutes with its liveness
+/// green, until librdkafka logged "unexpected instruction to revoke current assignment" at
+/// shutdown. Past this the instance stops loudly and its restart rejoins.
+const REJOIN_LIMIT: Duration = Duration::from_secs(60);
 
 type Producer_ = ThreadedProducer<DefaultProducerContext>;
 
@@ -85,6 +92,9 @@ struct Core<C: Chain> {
     health: Health,
     /// A failure met inside a rebalance callback, raised by the main loop.
     fatal: Option<Error>,
+    /// When the group took our partitions because our session lapsed (assignment lost),
+    /// until partitions are assigned again.
+    lost_at: Option<Instant>,
     _chain: PhantomData<C>,
 }
 
@@ -98,6 +108,10 @@ impl<C: Chain> ConsumerContext for Ctx<C> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut core = lock(&self.core);
+            if consumer.assignment_lost() {
+                tracing::warn!(partitions = ?partitions_of(tpl), "Partitions lost: the group session lapsed");
+                core.lost_at.get_or_insert_with(Instant::now);
+            }
             if let Err(e) = core.commit(consumer) {
                 core.fatal.get_or_insert(e);
             }
@@ -122,6 +136,7 @@ impl<C: Chain> ConsumerContext for Ctx<C> {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let mut core = lock(&self.core);
+                core.lost_at = None;
                 core.health.set_ready(false);
                 // The committed offsets first, the changelog's end after. A previous owner
                 // paused (a zombie) after sending its offsets to its transaction and before
@@ -762,6 +777,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         metrics,
         health: health.clone(),
         fatal: None,
+        lost_at: None,
         _chain: PhantomData,
     }));
     let consumer: BaseConsumer<Ctx<C>> = client_config(&cfg)
@@ -821,6 +837,21 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         if last_gauges.elapsed() > Duration::from_secs(10) {
             core.update_gauges(&consumer);
             last_gauges = Instant::now();
+        }
+        if core.lost_at.is_some_and(|t| t.elapsed() > REJOIN_LIMIT) {
+            // Only while the broker answers: a broker that is down is waited for. (No
+            // rebalance callback runs here: they are served by poll.)
+            if consumer
+                .fetch_metadata(Some(&raw_topic), Duration::from_secs(5))
+                .is_ok()
+            {
+                return Err(Error::MembershipLost(format!(
+                    "partitions lost with the group session and none assigned again within {REJOIN_LIMIT:?} \
+                     while the broker answers; stopping so that a restart rejoins"
+                )));
+            }
+            // Asked again in 5 s.
+            core.lost_at = Instant::now().checked_sub(REJOIN_LIMIT - Duration::from_secs(5));
         }
     }
     tracing::info!("Shutting down: committing the open transaction");

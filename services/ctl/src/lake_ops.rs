@@ -271,7 +271,10 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
 
     // 2. The suppression record, through the normal path of the blocklists chain.
     let kafka = tributary_engine::kafka::env_client_config(&req.bootstrap);
-    let producer: BaseProducer = kafka.clone().set("acks", "all").create()?;
+    let producer: BaseProducer<crate::loadgen::Deliveries> = kafka
+        .clone()
+        .set("acks", "all")
+        .create_with_context(Default::default())?;
     let topic = topics::namespaced(&req.namespace, &topics::raw("blocklists"));
     let now = chrono::Utc::now().timestamp();
     for sha in &hashes {
@@ -286,6 +289,9 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
     producer
         .flush(Duration::from_secs(60))
         .with_context(|| format!("delivering the suppression records to {topic}"))?;
+    producer
+        .context()
+        .check(&format!("the suppression records to {topic}"))?;
 
     // 3. Verification from fresh snapshots, then the files the tables removed (this erasure's
     // and any earlier replacement's, still readable by time travel) deleted from storage.

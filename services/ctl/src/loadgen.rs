@@ -436,26 +436,32 @@ pub fn send_paced(
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    let ctx = producer.context();
-    let failed = ctx.failed.load(std::sync::atomic::Ordering::Relaxed);
-    if failed > 0 {
-        let first = ctx.first_error.lock().map(|e| e.clone()).unwrap_or_default();
-        anyhow::bail!(
-            "{failed} of {} records were not delivered to {topic}: {}",
-            summary.sent,
-            first.unwrap_or_default()
-        );
-    }
+    producer
+        .context()
+        .check(&format!("the {} sent to {topic}", summary.sent))?;
     progress(summary.sent);
     summary.finish(started.elapsed());
     Ok(summary)
 }
 
-/// Counts the records Kafka did not acknowledge, so a run that lost any fails loudly.
+/// Counts the records Kafka did not acknowledge, so a run that lost any fails loudly
+/// (a `BaseProducer`'s `flush` returns Ok whatever became of the records).
 #[derive(Default)]
-struct Deliveries {
+pub(crate) struct Deliveries {
     failed: std::sync::atomic::AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Deliveries {
+    /// Fails, naming the first error, when any record was refused.
+    pub(crate) fn check(&self, what: &str) -> anyhow::Result<()> {
+        let failed = self.failed.load(std::sync::atomic::Ordering::Relaxed);
+        if failed > 0 {
+            let first = self.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
+            anyhow::bail!("{failed} record(s) of {what} not acknowledged by Kafka; first error: {first}");
+        }
+        Ok(())
+    }
 }
 
 impl rdkafka::ClientContext for Deliveries {}
