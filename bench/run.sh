@@ -27,5 +27,10 @@ fi
 echo "bench: machine load before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 target/release/bench "${BENCH_EVENTS:-1000000}"
 if [ "${BENCH_READSIDE:-1}" != 0 ]; then
-    target/release/readside
+    # Its topics (namespaces rs<run>p and rs<run>f) deleted afterwards, whatever happened.
+    status=0
+    target/release/readside || status=$?
+    bash dev/kafka/run.sh tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        --delete --if-exists --topic 'rs[0-9]+[pf][.].*' >/dev/null 2>&1 || true
+    exit $status
 fi

@@ -26,6 +26,14 @@ echo "== infrastructure"
 trap 'echo "== stopping infrastructure"; bash dev/infra.sh down >/dev/null 2>&1 || true' EXIT
 bash dev/infra.sh up
 set -a; . .infra/env; set +a
+# The namespaces earlier runs left on this broker (every test makes its own; a run that
+# failed or was stopped may not have deleted them): thousands of partitions slow the broker
+# and every later run, so a run starts without them. Only the tests' generated names (t<10
+# hex>, airflow<8 hex>, sharetest<10 hex>, demo<digits>); the project's own topics stay.
+echo "== deleting the topic namespaces earlier test runs left"
+bash dev/kafka/run.sh tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+  --delete --if-exists \
+  --topic '(t[0-9a-f]{10}|airflow[0-9a-f]{8}|sharetest[0-9a-f]{10}|demo[0-9]+)[.].*' 2>&1 | tail -2 || true
 echo "== tests"
 cargo test --release --workspace --no-fail-fast -- --test-threads 2
 echo "== Airflow DAGs (real Airflow in airflow/.venv, against the real tributary binary)"
