@@ -3,9 +3,10 @@
 
 `reconcile` runs the CLI and keeps its JSON report: the task's XCom (`exit_code`, `report`,
 `report_file`) and a file in the run's directory (TRIBUTARY_REPORT_DIR/<dag>/<run>/
-reconciliation.json). A run of the CLI that wrote no report is an error and is retried; a
-report with discrepancies (non-zero exit) is a result: `check_report` logs it and fails the
-run, without retrying.
+reconciliation.json). A run of the CLI that wrote no report, or that could not check some
+chains (exit 3: Kafka, the registry or the lake unreadable, credentials refused), is an error
+and is retried; a report with discrepancies (exit 1) is a result: `check_report` logs it and
+fails the run, without retrying.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ if [ ! -s "$REPORT_FILE" ]; then
   exit 1
 fi
 echo "reconciliation report (tributary reconcile exited $rc):"; cat "$REPORT_FILE"; echo
+if [ "$rc" -eq 3 ]; then
+  echo "tributary reconcile could not check some chains (above): an error, retried, not a result" >&2
+  exit 3
+fi
 { printf '{"exit_code": %d, "report_file": "%s", "report": ' "$rc" "$REPORT_FILE"; cat "$REPORT_FILE"; printf '}\\n'; } > "$XCOM_FILE"
 echo "$XCOM_FILE"
 """

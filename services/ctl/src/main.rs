@@ -469,6 +469,10 @@ struct ReconcileArgs {
     pushgateway: Option<String>,
 }
 
+/// `tributary reconcile`'s exit code when nothing found a discrepancy but some chains could
+/// not be checked (1 is a discrepancy: a result).
+const EXIT_NOT_CHECKED: u8 = 3;
+
 fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let chains = if args.chains.is_empty() {
         topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
@@ -527,6 +531,19 @@ fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitC
     if ok {
         println!("reconciliation passed; report {}", report.display());
         return Ok(ExitCode::SUCCESS);
+    }
+    if out.reports.iter().all(|r| r.discrepancies.is_empty()) {
+        // Only errors: Kafka, the registry or the lake could not be read (an outage, refused
+        // credentials). An error to retry, not a result about the data.
+        eprintln!(
+            "tributary reconcile: {} chain(s) could not be checked (report {}), an error, not a discrepancy:",
+            out.errors.len(),
+            report.display()
+        );
+        for (c, e) in &out.errors {
+            eprintln!("  {c}: {e}");
+        }
+        return Ok(ExitCode::from(EXIT_NOT_CHECKED));
     }
     eprintln!(
         "tributary reconcile: {} discrepancies (report {}):",
