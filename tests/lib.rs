@@ -192,17 +192,7 @@ impl Service {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait()? {
-                anyhow::ensure!(st.success(), "{} exited with {st}", self.chain);
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("{} did not stop within 30 s of SIGTERM", self.chain)
+        stop_child(&mut self.child, &self.chain)
     }
 
     pub fn restart(&mut self) -> Result<()> {
@@ -493,6 +483,24 @@ pub fn decode_clean(records: &[Record]) -> Result<Vec<CleanRow>> {
     Ok(out)
 }
 
+/// SIGTERM, then waits (at most 60 s) for a clean exit: a service that does not stop fails
+/// the test, killed, instead of hanging the suite.
+pub fn stop_child(child: &mut Child, name: &str) -> Result<()> {
+    const LIMIT: Duration = Duration::from_secs(60);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait()? {
+            anyhow::ensure!(st.success(), "{name} exited with {st}");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!("{name} did not stop within {LIMIT:?} of SIGTERM (killed)")
+}
+
 /// The sink as a child process.
 pub struct Sink {
     pub child: Child,
@@ -534,12 +542,7 @@ impl Sink {
     }
 
     pub fn stop(&mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let st = self.child.wait()?;
-        anyhow::ensure!(st.success(), "sink exited with {st}");
-        Ok(())
+        stop_child(&mut self.child, "sink")
     }
 
     pub fn check_alive(&mut self) -> Result<()> {
@@ -803,18 +806,7 @@ impl Serve {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait()? {
-                anyhow::ensure!(st.success(), "serve exited with {st}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("serve did not stop within 30 s of SIGTERM")
+        stop_child(&mut self.child, "serve")
     }
 
     /// Starts a stopped (or killed) instance again and waits until it is ready.

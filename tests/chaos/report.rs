@@ -103,6 +103,27 @@ pub fn markdown(cfg: &Config, outcomes: &[Outcome]) -> String {
     for s in &order {
         let _ = writeln!(md, "- `{s}`: {}", describe(s));
     }
+    let gateway: Vec<&Outcome> = outcomes.iter().filter(|o| o.gateway.is_some()).collect();
+    if !gateway.is_empty() {
+        let _ = writeln!(md, "\nThe gateway's answers against the raw topic (`gateway-kill9`):\n");
+        for o in gateway {
+            if let Some(g) = &o.gateway {
+                let _ = writeln!(
+                    md,
+                    "- run {}: {} webhook events, {} requests, {} answered 2xx, {} unanswered or errors (sent \
+                     again; {} of them had landed all the same), {} answered 2xx but not in raw, {} in raw twice",
+                    o.run,
+                    g.events,
+                    g.requests,
+                    g.answered_2xx,
+                    g.unanswered_or_error,
+                    g.landed_unanswered,
+                    g.lost,
+                    g.twice
+                );
+            }
+        }
+    }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
     if !failed.is_empty() {
         let _ = writeln!(md, "\n## Failures\n");
@@ -118,6 +139,7 @@ pub fn markdown(cfg: &Config, outcomes: &[Outcome]) -> String {
                     .iter()
                     .flat_map(|v| v.violations.iter().cloned())
                     .chain(o.serve.iter().flat_map(|v| v.violations.iter().cloned()))
+                    .chain(o.gateway.iter().flat_map(|v| v.violations.iter().cloned()))
                     .collect::<Vec<_>>()
                     .join("; ")),
                 o.history
@@ -135,9 +157,10 @@ pub fn markdown(cfg: &Config, outcomes: &[Outcome]) -> String {
          final read_uncommitted read (what the reader could have seen wrongly); *DLQ recall* invalid and \
          poison records dead-lettered / sent (lowest run); *max stall* longest gap between records the \
          live reader saw, from the start of the load to the last record; *recovery* longest time from the end of a fault to the next \
-         record seen; *drain* end of the load to quiescence; *process exits* services that exited on their \
+         record seen (`serve-kill9`: from the kill to serve answering again); *drain* end of the load to quiescence; *process exits* services that exited on their \
          own (e.g. a fenced zombie) and were started again, as an orchestrator would; *serve answers* bulk \
-         suppression checks of `serve` (started fresh over the run's lake and topics) for every address the \
+         suppression checks of `serve` (started fresh over the run's lake and topics; in `serve-kill9` the \
+         instance killed and restarted during the load) for every address the \
          run touched, for every list of its tenant and for none, against DESIGN's rules read literally over \
          the set of clean events."
     );

@@ -6,6 +6,7 @@
 
 use super::checker::{self, Expect, Sent, Verdict};
 use super::collect::{self, LiveReader};
+use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
 use super::suppression;
 use crate::{
@@ -34,10 +35,12 @@ pub enum Scenario {
     TwoSinksOnePaused,
     NamenodeStopped,
     RegistryRestart,
+    GatewayKill9,
+    ServeKill9,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::BrokerKill9,
         Scenario::BrokerRestart,
         Scenario::ChainKill9,
@@ -47,6 +50,8 @@ impl Scenario {
         Scenario::TwoSinksOnePaused,
         Scenario::NamenodeStopped,
         Scenario::RegistryRestart,
+        Scenario::GatewayKill9,
+        Scenario::ServeKill9,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +65,8 @@ impl Scenario {
             Scenario::TwoSinksOnePaused => "two-sinks-one-paused",
             Scenario::NamenodeStopped => "namenode-stopped",
             Scenario::RegistryRestart => "registry-restart",
+            Scenario::GatewayKill9 => "gateway-kill9",
+            Scenario::ServeKill9 => "serve-kill9",
         }
     }
 
@@ -71,7 +78,9 @@ impl Scenario {
         match self {
             Scenario::BrokerKill9 => "kill -9 of the Kafka broker, restarted by its launcher",
             Scenario::BrokerRestart => "clean stop and start of the Kafka broker",
-            Scenario::ChainKill9 => "kill -9 of the instances of all five chains, restarted at once",
+            Scenario::ChainKill9 => {
+                "kill -9 of one chain instance, restarted at once; each fault the next chain in turn (from a random one)"
+            }
             Scenario::ChainZombie => {
                 "one of two instances of a chain SIGSTOPped past its 10 s session, then SIGCONT (a zombie)"
             }
@@ -80,6 +89,14 @@ impl Scenario {
             Scenario::TwoSinksOnePaused => "one of two sinks SIGSTOPped past its 10 s session, then SIGCONT",
             Scenario::NamenodeStopped => "the HDFS namenode stopped for 15 s (past the sink's session), lake on HDFS",
             Scenario::RegistryRestart => "the schema registry stopped for 5 s and started again",
+            Scenario::GatewayKill9 => {
+                "kill -9 of the gateway (ingest) under SendGrid webhook load, restarted at once; a request not answered \
+                 2xx is sent again: every 2xx in raw once, every event clean once"
+            }
+            Scenario::ServeKill9 => {
+                "kill -9 of serve (running over the lake and topics since the start) during the load, restarted; its \
+                 answers after the restart against the model; recovery: kill to answering again"
+            }
         }
     }
 }
@@ -160,6 +177,9 @@ pub struct Outcome {
     pub fencing: BTreeMap<String, Vec<String>>,
     /// The suppression view against the reference model.
     pub serve: Option<suppression::ServeVerdict>,
+    /// `gateway-kill9`: what the gateway answered against the raw topic.
+    #[serde(default)]
+    pub gateway: Option<gateway::GatewayVerdict>,
     pub passed: bool,
     /// Where the history of a failing run was kept.
     pub history: Option<String>,
@@ -170,6 +190,10 @@ pub struct Outcome {
 struct Fleet {
     chains: Vec<Service>,
     sinks: Vec<Sink>,
+    /// `serve-kill9`: serve, running from the start of the load.
+    serve: Option<Serve>,
+    /// `gateway-kill9`: the gateway the webhook driver posts to.
+    gateway: Option<Gateway>,
     exits: Vec<String>,
 }
 
@@ -186,6 +210,17 @@ impl Fleet {
             if let Some(st) = s.child.try_wait()? {
                 self.exits.push(format!("{t:.1}s: sink {i} exited with {st}"));
                 s.respawn()?;
+            }
+        }
+        if let Some(s) = &mut self.serve {
+            if let Some(st) = s.child.try_wait()? {
+                self.exits.push(format!("{t:.1}s: serve exited with {st}"));
+                s.respawn()?;
+            }
+        }
+        if let Some(g) = &mut self.gateway {
+            if let Some(what) = g.supervise()? {
+                self.exits.push(format!("{t:.1}s: {what}"));
             }
         }
         Ok(())
@@ -285,6 +320,7 @@ fn failed_outcome(
         verdicts: vec![],
         fencing: BTreeMap::new(),
         serve: None,
+        gateway: None,
         passed: false,
         history: None,
         error: Some(format!("{e:#}")),
@@ -322,9 +358,21 @@ fn run_in(
     for s in &mut chains {
         s.wait_ready(Duration::from_secs(120))?;
     }
+    // serve-kill9: serve runs over the lake and the topics from before the load (its tables
+    // do not exist yet); gateway-kill9: the gateway the webhooks go through.
+    let serve = match scenario {
+        Scenario::ServeKill9 => Some(Serve::start(ns, lake, &[])?),
+        _ => None,
+    };
+    let gateway = match scenario {
+        Scenario::GatewayKill9 => Some(Gateway::start(ns)?),
+        _ => None,
+    };
     let mut fleet = Fleet {
         chains,
         sinks,
+        serve,
+        gateway,
         exits: vec![],
     };
     let reader = LiveReader::start(ns, &CHAINS)?;
@@ -352,6 +400,13 @@ fn run_in(
             loadgen::send_paced(&k, &raw, s, Some(rate), |_| {})
         }));
     }
+    // gateway-kill9: SendGrid webhooks (one event a request) through the gateway beside the
+    // load, a quarter of a chain's count, paced over the load (at most 1 000 a second).
+    let driver = fleet.gateway.as_ref().map(|g| {
+        let n = (per_chain / 4).max(200);
+        let rate = (n as f64 / load_secs.max(0.1)).min(1_000.0);
+        gateway::Driver::start(g.port.clone(), n, rate)
+    });
     let poison_per_chain = (per_chain / 1_000).max(7) as usize;
     let poison = {
         let ns = ns.to_owned();
@@ -430,13 +485,43 @@ fn run_in(
     let poison_sent = poison
         .join()
         .map_err(|_| anyhow::anyhow!("the poison thread panicked"))??;
+    // gateway-kill9: every webhook answered 2xx (sent again until it was), then the gateway's
+    // answers against the raw topic; its raw records join what the chain must account for.
+    let (gateway_verdict, gateway_sent) = match driver {
+        Some(d) => {
+            while !d.is_finished() {
+                fleet.supervise(t(&reader))?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let log = d.finish()?;
+            if let Some(g) = &mut fleet.gateway {
+                g.stop()?;
+            }
+            let (v, sent) = gateway::check(ns, &log)?;
+            eprintln!(
+                "chaos: gateway: {} events, {} requests, {} answered 2xx, {} unanswered or errors ({} of them landed), \
+                 {} lost, {} twice",
+                v.events, v.requests, v.answered_2xx, v.unanswered_or_error, v.landed_unanswered, v.lost, v.twice
+            );
+            (Some(v), sent)
+        }
+        None => (None, vec![]),
+    };
+    fleet.gateway = None;
+    let extra_raw = |c: &str| -> u64 {
+        if c == gateway::CHAIN {
+            gateway_sent.len() as u64
+        } else {
+            0
+        }
+    };
 
     // Quiescence: every raw record accounted for by the audit, every clean record in the lake.
     let drain_start = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(300);
     for (spec, s) in specs.iter().zip(&summaries) {
         let c = spec.chain.as_str();
-        let want = s.sent + poison_sent.get(c).copied().unwrap_or(0) as u64;
+        let want = s.sent + poison_sent.get(c).copied().unwrap_or(0) as u64 + extra_raw(c);
         loop {
             fleet.supervise(t(&reader))?;
             let sums = audit_sums(&topic(ns, topics::audit(c)))?;
@@ -464,13 +549,31 @@ fn run_in(
     }
     let observed = reader.finish()?;
 
-    // The read side, started fresh over the lake and the topics, against the model.
+    // The read side against the model: started fresh over the lake and the topics, or (serve-
+    // kill9) the instance killed and restarted during the load, once it has read everything
+    // (it follows the topics: the comparison is repeated until it agrees, for up to 120 s).
     let serve_verdict = {
         let events = suppression::clean_events(ns)?;
-        let mut serve = Serve::start(ns, lake, &[])?;
-        let v = suppression::check_serve(&serve, &events)?;
-        let _ = serve.stop();
-        v
+        match fleet.serve.take() {
+            Some(mut serve) => {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let v = loop {
+                    let v = suppression::check_serve(&serve, &events)?;
+                    if v.violations.is_empty() || Instant::now() > deadline {
+                        break v;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                };
+                let _ = serve.stop();
+                v
+            }
+            None => {
+                let mut serve = Serve::start(ns, lake, &[])?;
+                let v = suppression::check_serve(&serve, &events)?;
+                let _ = serve.stop();
+                v
+            }
+        }
     };
 
     // The checker, over every chain.
@@ -484,6 +587,9 @@ fn run_in(
             expect: Expect::Dlq,
             id: None,
         }));
+        if c == gateway::CHAIN {
+            sent.extend(gateway_sent.iter().cloned());
+        }
         let h = collect::chain_history(ns, c, lake, sent, records.remove(c).unwrap_or_default())?;
         let v = checker::check(&h);
         if !v.violations.is_empty() {
@@ -500,10 +606,15 @@ fn run_in(
         .collect();
     let max_stall = arrivals.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
     // A fault after which no record came (everything was through already) has no recovery.
-    let recovery = faults
-        .iter()
-        .filter_map(|f| observed.arrivals.iter().find(|a| **a >= f.until).map(|a| a - f.until))
-        .fold(0.0, f64::max);
+    // serve-kill9 (serve is off the write path): from the kill to answering again.
+    let recovery = if scenario == Scenario::ServeKill9 {
+        faults.iter().map(|f| f.until - f.at).fold(0.0, f64::max)
+    } else {
+        faults
+            .iter()
+            .filter_map(|f| observed.arrivals.iter().find(|a| **a >= f.until).map(|a| a - f.until))
+            .fold(0.0, f64::max)
+    };
     let sum = |f: fn(&Verdict) -> u64| verdicts.iter().map(f).sum::<u64>();
     let invalid: u64 = summaries.iter().map(|s| s.invalid).sum::<u64>() + poison_sent.values().sum::<usize>() as u64;
     let recalled: f64 = verdicts
@@ -518,7 +629,14 @@ fn run_in(
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("serve.json"), serde_json::to_vec_pretty(&serve_verdict)?)?;
     }
-    let passed = verdicts.iter().all(|v| v.violations.is_empty()) && serve_verdict.violations.is_empty();
+    if let Some(g) = gateway_verdict.as_ref().filter(|g| !g.violations.is_empty()) {
+        let dir = history_dir(cfg, scenario, run_no, ns);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("gateway.json"), serde_json::to_vec_pretty(g)?)?;
+    }
+    let passed = verdicts.iter().all(|v| v.violations.is_empty())
+        && serve_verdict.violations.is_empty()
+        && gateway_verdict.as_ref().is_none_or(|g| g.violations.is_empty());
     Ok(Outcome {
         scenario: scenario.name().to_owned(),
         run: run_no,
@@ -540,6 +658,7 @@ fn run_in(
         verdicts,
         fencing: BTreeMap::new(),
         serve: Some(serve_verdict),
+        gateway: gateway_verdict,
         passed,
         history: None,
         error: None,
@@ -596,10 +715,42 @@ fn inject(
             "hdfs stop 15 s + start".into()
         }
         Scenario::ChainKill9 => {
-            for s in &mut fleet.chains {
-                s.kill9_and_restart()?;
-            }
-            "kill -9 of all five chains".into()
+            // One instance a fault: the chains in turn, from the run's random victim, so that
+            // five faults cover all five.
+            let from = CHAINS.iter().position(|c| *c == victim).unwrap_or(0);
+            let chain = CHAINS[(from + i) % CHAINS.len()];
+            let k = fleet
+                .chains
+                .iter()
+                .position(|s| s.name() == chain)
+                .context("no instance of the chain")?;
+            fleet.chains[k].kill9_and_restart()?;
+            format!("{chain} kill -9 + start")
+        }
+        Scenario::GatewayKill9 => {
+            let g = fleet.gateway.as_mut().context("no gateway")?;
+            let t0 = Instant::now();
+            g.kill9_and_restart()?;
+            format!(
+                "gateway kill -9 + start, ready after {:.1} s",
+                t0.elapsed().as_secs_f64()
+            )
+        }
+        Scenario::ServeKill9 => {
+            let s = fleet.serve.as_mut().context("no serve")?;
+            let t0 = Instant::now();
+            s.kill9_and_restart()?;
+            // Answering again: a bulk check of the restarted instance answered.
+            let (status, body) = s.post(
+                "/v1/tenants/acme/suppression/check",
+                Some("acme-local-token"),
+                &serde_json::json!({"list": null, "emails": ["nobody@example.org"]}),
+            )?;
+            anyhow::ensure!(status == 200, "serve after its restart: {status} {body}");
+            format!(
+                "serve kill -9 + start, answering again after {:.1} s",
+                t0.elapsed().as_secs_f64()
+            )
         }
         Scenario::ChainZombie => {
             let mine: Vec<usize> = (0..fleet.chains.len())

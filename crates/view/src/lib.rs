@@ -7,6 +7,7 @@ pub mod event;
 pub mod export;
 pub mod grants;
 pub mod lake;
+pub mod model;
 pub mod state;
 
 pub use event::{Event, Sha};

@@ -2,6 +2,7 @@
 //! reference model that reads the rules literally over the whole event set.
 
 use crate::event::{parse_sha, BlockAction, BlockKind, Event, Kind, Sha, USER_FIELDS};
+use crate::model;
 use crate::state::TenantView;
 use proptest::prelude::*;
 
@@ -265,80 +266,11 @@ fn profile_and_audience_fields_take_the_latest_values() {
 
 // ---- the reference model: the rules read literally over the whole set ----
 
-fn model_blocked_by(events: &[Event], matches: impl Fn(&Event) -> bool, now: i64) -> bool {
-    let blocks: Vec<(&Event, BlockAction, Option<i64>)> = events
-        .iter()
-        .filter(|e| matches(e))
-        .filter_map(|e| match &e.kind {
-            Kind::Block { action, expires_at, .. } => Some((e, *action, *expires_at)),
-            _ => None,
-        })
-        .collect();
-    blocks.iter().any(|(add, action, exp)| {
-        *action == BlockAction::Add
-            && exp.is_none_or(|x| x > now)
-            && !blocks
-                .iter()
-                .any(|(r, a, _)| *a == BlockAction::Remove && r.time > add.time)
-    })
-}
-
+/// The model of [`crate::model`] over a whole event set: the address's own events, the
+/// tenant's domain blocks and lists.
 fn model_suppressed(events: &[Event], email: &str, list: Option<&str>, now: i64) -> bool {
-    let a = sha(email);
-    let dom = email.rsplit_once('@').unwrap().1;
-    let addr = model_blocked_by(
-        events,
-        |e| {
-            e.sha == Some(a)
-                && matches!(
-                    e.kind,
-                    Kind::Block {
-                        kind: BlockKind::Email,
-                        ..
-                    }
-                )
-        },
-        now,
-    );
-    let domain = model_blocked_by(
-        events,
-        |e| matches!(&e.kind, Kind::Block { kind: BlockKind::Domain, value, .. } if value == dom),
-        now,
-    );
-    let opted_out = |l: &str| {
-        let out = events
-            .iter()
-            .filter(|e| e.sha == Some(a))
-            .filter_map(|e| match &e.kind {
-                Kind::Unsubscribe { list: ul, .. } if ul.as_deref().is_none_or(|x| x == l) => Some(e.time),
-                _ => None,
-            })
-            .max();
-        out.is_some_and(|out| {
-            !events.iter().any(|e| {
-                e.sha == Some(a)
-                    && e.time > out
-                    && matches!(&e.kind, Kind::Subscribe { list: sl, consent_ip, consent_at } if sl == l && (consent_ip.is_some() || consent_at.is_some()))
-            })
-        })
-    };
-    let member = |l: &str| {
-        events
-            .iter()
-            .any(|e| e.sha == Some(a) && matches!(&e.kind, Kind::Subscribe { list: sl, .. } if sl == l))
-            && !opted_out(l)
-            && !addr
-            && !domain
-    };
-    match list {
-        Some(l) => addr || domain || opted_out(l),
-        None => {
-            let global = events
-                .iter()
-                .any(|e| e.sha == Some(a) && matches!(&e.kind, Kind::Unsubscribe { list: None, .. }));
-            addr || domain || (global && !LISTS.iter().any(|l| member(l)))
-        }
-    }
+    let t = model::TenantEvents::of(events);
+    model::suppressed(&t, t.events_of(&sha(email)), email, list, now)
 }
 
 const EMAILS: [&str; 3] = ["ann@example.com", "bob@example.com", "cy@other.org"];
