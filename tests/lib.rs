@@ -483,6 +483,78 @@ pub fn decode_clean(records: &[Record]) -> Result<Vec<CleanRow>> {
     Ok(out)
 }
 
+/// One run of the `tributary` CLI.
+pub struct CliRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub seconds: f64,
+}
+
+/// Runs `tributary <args>` against the local Kafka and registry, with `env` on top, bounded
+/// (10 min): a command that hangs (an HDFS write waiting forever on an ack, say) fails the
+/// test with what it printed instead of hanging the suite. Prints the command and its output.
+pub fn run_tributary(args: &[&str], env: &[(&str, &str)]) -> Result<CliRun> {
+    const LIMIT: Duration = Duration::from_secs(600);
+    let started = Instant::now();
+    let base = std::env::temp_dir().join(format!("tributary-cli-{}", uuid::Uuid::new_v4().simple()));
+    let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
+    let mut child = Command::new(bin("tributary"))
+        .args(args)
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry())
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .context("running tributary (cargo build --release -p tributary-ctl first)")?;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |p: &std::path::Path| {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        text
+    };
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    let Some(status) = status else {
+        bail!(
+            "tributary {} did not finish within {LIMIT:?}; it printed:\n{stdout}{stderr}",
+            args.join(" ")
+        );
+    };
+    let r = CliRun {
+        ok: status.success(),
+        stdout,
+        stderr,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprintln!(
+        "$ tributary {} ({:.1}s, {})\n{}{}",
+        args.join(" "),
+        r.seconds,
+        if r.ok { "ok" } else { "failed" },
+        r.stdout,
+        r.stderr
+    );
+    Ok(r)
+}
+
+/// `tributary <args>` (see [`run_tributary`]) that must succeed: its stdout.
+pub fn tributary_ok(args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+    let r = run_tributary(args, env)?;
+    anyhow::ensure!(r.ok, "tributary {args:?}: {}", r.stderr);
+    Ok(r.stdout)
+}
+
 /// SIGTERM, then waits (at most 60 s) for a clean exit: a service that does not stop fails
 /// the test, killed, instead of hanging the suite.
 pub fn stop_child(child: &mut Child, name: &str) -> Result<()> {

@@ -235,61 +235,32 @@ fn serve_catalog() -> String {
             return text;
         }
     }
-    let path = root().join("services/serve/src/metrics.rs");
-    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let body = &src[src
-        .find("fn new(")
-        .unwrap_or_else(|| panic!("no fn new in {}", path.display()))..];
-    let quoted = |s: &str| -> Vec<String> { s.split('"').skip(1).step_by(2).map(str::to_owned).collect() };
-    let mut out = String::new();
-    // One registration per `let x = Kind::new(...)` statement.
-    for stmt in body.split("let ").skip(1) {
-        let stmt = stmt.split(";").next().unwrap_or("");
-        let Some(name) = quoted(stmt).into_iter().next().filter(|n| n.starts_with("serve_")) else {
-            continue;
-        };
-        let labels: Vec<String> = stmt
-            .find("&[")
-            .map(|i| quoted(&stmt[i..i + stmt[i..].find(']').unwrap_or(0)]))
-            .unwrap_or_default();
-        let l = |extra: &[&str]| {
-            let all: Vec<String> = labels
-                .iter()
-                .map(String::as_str)
-                .chain(extra.iter().copied())
-                .map(|k| format!("{k}=\"\""))
-                .collect();
-            if all.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", all.join(","))
-            }
-        };
-        if stmt.contains("HistogramOpts") {
-            out += &format!("tributary_{name}_bucket{} 0\n", l(&["le"]));
-            out += &format!("tributary_{name}_sum{} 0\n", l(&[]));
-            out += &format!("tributary_{name}_count{} 0\n", l(&[]));
-        } else {
-            out += &format!("tributary_{name}{} 0\n", l(&[]));
-        }
-    }
-    if src.contains("ready_gauge(\"service_ready\"") {
-        out += "tributary_service_ready{service=\"serve\"} 0\n";
-    }
-    assert!(
-        out.lines().count() >= 5,
-        "only {} serve series read from {}",
-        out.lines().count(),
-        path.display()
-    );
-    out
+    catalog_from_source(
+        "serve",
+        "services/serve/src/metrics.rs",
+        "serve_",
+        "tributary_",
+        "ready_gauge(\"service_ready\"",
+    )
 }
 
-/// The gateway's series, read from services/ingest/src/metrics.rs (the test crate does not
-/// link the gateway): one line per metric its `Metrics::new` registers, with its label names
-/// (no values: its vectors start without children), and its readiness gauge.
+/// The gateway's series (the test crate does not link the gateway).
 fn ingest_catalog() -> String {
-    let path = root().join("services/ingest/src/metrics.rs");
+    catalog_from_source(
+        "ingest",
+        "services/ingest/src/metrics.rs",
+        "tributary_ingest_",
+        "",
+        "ready_gauge(\"tributary_service_ready\", \"ingest\")",
+    )
+}
+
+/// A service's series read from its metrics source file: one line per metric its
+/// `Metrics::new` registers (names quoted with `quoted_prefix`, exposed as `series_prefix` +
+/// name), with its label names (no values: its vectors start without children), and its
+/// readiness gauge when `ready` occurs in the file.
+fn catalog_from_source(service: &str, file: &str, quoted_prefix: &str, series_prefix: &str, ready: &str) -> String {
+    let path = root().join(file);
     let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let body = &src[src
         .find("fn new(")
@@ -299,13 +270,10 @@ fn ingest_catalog() -> String {
     // One registration per `let x = Kind::new(...)` statement.
     for stmt in body.split("let ").skip(1) {
         let stmt = stmt.split(';').next().unwrap_or("");
-        let Some(name) = quoted(stmt)
-            .into_iter()
-            .next()
-            .filter(|n| n.starts_with("tributary_ingest_"))
-        else {
+        let Some(name) = quoted(stmt).into_iter().next().filter(|n| n.starts_with(quoted_prefix)) else {
             continue;
         };
+        let name = format!("{series_prefix}{name}");
         let labels: Vec<String> = stmt
             .find("&[")
             .map(|i| quoted(&stmt[i..i + stmt[i..].find(']').unwrap_or(0)]))
@@ -331,12 +299,12 @@ fn ingest_catalog() -> String {
             out += &format!("{name}{} 0\n", l(&[]));
         }
     }
-    if src.contains("ready_gauge(\"tributary_service_ready\", \"ingest\")") {
-        out += "tributary_service_ready{service=\"ingest\"} 0\n";
+    if src.contains(ready) {
+        out += &format!("tributary_service_ready{{service=\"{service}\"}} 0\n");
     }
     assert!(
         out.lines().count() >= 5,
-        "only {} gateway series read from {}",
+        "only {} {service} series read from {}",
         out.lines().count(),
         path.display()
     );

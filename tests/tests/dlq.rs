@@ -31,19 +31,7 @@ fn user(tenant: &str, id: &str, email: &str) -> JsonEvent {
 
 /// `tributary <args>` in the namespace; its stdout, or an error with its stderr.
 fn tributary(ns: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin("tributary"))
-        .env("KAFKA_BOOTSTRAP", kafka())
-        .env("TOPIC_NAMESPACE", ns)
-        .args(args)
-        .output()
-        .context("running tributary (cargo build --release -p tributary-ctl first)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "tributary {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    tributary_ok(args, &[("TOPIC_NAMESPACE", ns)])
 }
 
 /// `tributary dlq replay --chain users <extra>`: its summary.

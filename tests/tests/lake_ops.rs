@@ -10,8 +10,6 @@ use anyhow::{Context, Result};
 use arrow::util::display::array_value_to_string;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tributary_ctl::loadgen::{self, Spec};
 use tributary_engine::topics;
@@ -24,73 +22,9 @@ fn lake_dir(ns: &str) -> String {
         .into_owned()
 }
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").join(name)
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    seconds: f64,
-}
-
 /// Runs `tributary <args>` as Airflow would.
-fn tributary(args: &[&str]) -> Result<Run> {
-    // Bounded: a command that hangs (an HDFS write waiting forever on an ack, say) fails
-    // the test with what it printed instead of hanging the suite.
-    const LIMIT: Duration = Duration::from_secs(600);
-    let started = Instant::now();
-    let base = std::env::temp_dir().join(format!("tributary-cli-{}", uuid::Uuid::new_v4().simple()));
-    let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
-    let mut child = Command::new(bin("tributary"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP", kafka())
-        .env("SCHEMA_REGISTRY_URL", registry())
-        .env("RUST_LOG", "warn")
-        .stdout(std::fs::File::create(&out_path)?)
-        .stderr(std::fs::File::create(&err_path)?)
-        .spawn()
-        .context("running tributary")?;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let read = |p: &PathBuf| {
-        let text = std::fs::read_to_string(p).unwrap_or_default();
-        let _ = std::fs::remove_file(p);
-        text
-    };
-    let (stdout, stderr) = (read(&out_path), read(&err_path));
-    let Some(status) = status else {
-        anyhow::bail!(
-            "tributary {} did not finish within {LIMIT:?}; it printed:\n{stdout}{stderr}",
-            args.join(" ")
-        );
-    };
-    let r = Run {
-        ok: status.success(),
-        stdout,
-        stderr,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    eprintln!(
-        "$ tributary {} ({:.1}s, {})\n{}{}",
-        args.join(" "),
-        r.seconds,
-        if r.ok { "ok" } else { "failed" },
-        r.stdout,
-        r.stderr
-    );
-    Ok(r)
+fn tributary(args: &[&str]) -> Result<CliRun> {
+    run_tributary(args, &[("RUST_LOG", "warn")])
 }
 
 fn last_json(stdout: &str) -> Result<serde_json::Value> {

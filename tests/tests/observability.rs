@@ -253,27 +253,8 @@ impl Drop for Pushgateway {
 /// Runs `tributary <args>` as Airflow would (settings in the environment); its exit status
 /// and output.
 fn tributary(args: &[&str], pushgateway: &str) -> Result<(bool, String)> {
-    let started = Instant::now();
-    let out = Command::new(bin("tributary"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP", kafka())
-        .env("SCHEMA_REGISTRY_URL", registry())
-        .env("TRIBUTARY_PUSHGATEWAY", pushgateway)
-        .env("RUST_LOG", "warn")
-        .output()
-        .context("running tributary (cargo build --release -p tributary-ctl first)")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!(
-        "$ tributary {} ({:.1}s, {})\n{text}",
-        args.join(" "),
-        started.elapsed().as_secs_f64(),
-        out.status
-    );
-    Ok((out.status.success(), text))
+    let r = run_tributary(args, &[("TRIBUTARY_PUSHGATEWAY", pushgateway), ("RUST_LOG", "warn")])?;
+    Ok((r.ok, format!("{}{}", r.stdout, r.stderr)))
 }
 
 // ------------------------------------------------------------------------------ prometheus

@@ -55,21 +55,14 @@ fn write_lake(uri: &str) -> Result<()> {
 }
 
 fn tributary(ns: &str, kek_file: &str, endpoint: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin("tributary"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP", kafka())
-        .env("SCHEMA_REGISTRY_URL", registry())
-        .env("TOPIC_NAMESPACE", ns)
-        .env("SHARING_ENDPOINT", endpoint)
-        .env("GRANTS_KEK_FILE", kek_file)
-        .output()
-        .context("running tributary (cargo build --release -p tributary-ctl first)")?;
-    ensure!(
-        out.status.success(),
-        "tributary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    tributary_ok(
+        args,
+        &[
+            ("TOPIC_NAMESPACE", ns),
+            ("SHARING_ENDPOINT", endpoint),
+            ("GRANTS_KEK_FILE", kek_file),
+        ],
+    )
 }
 
 /// Every `subject_key` of the grant's `users` table, read as a client does: the query's file
