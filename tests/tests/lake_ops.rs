@@ -349,11 +349,27 @@ fn compaction_while_the_sink_writes(ns: &str, lake: &str) -> Result<()> {
     // "late", let through even when duplicated, and would be in the table twice by design.
     spec.spread_secs = 20 * 3600;
     let (k, raw, sp) = (kafka(), topic(&ns, topics::raw(chain)), spec);
-    let producer = std::thread::spawn(move || loadgen::send_paced(&k, &raw, sp, Some(1_000), |_| {}));
-    // Compact repeatedly while the load runs.
+    let mut producer = Some(std::thread::spawn(move || {
+        loadgen::send_paced(&k, &raw, sp, Some(1_000), |_| {})
+    }));
+    // Compact repeatedly while the sink writes: from its first commit (on a loaded machine
+    // that came more than 20 s after the load began, once, and no compaction had anything to
+    // race) until the load is over and compaction has raced the sink at least twice, or the
+    // sink has written everything.
+    wait_table(&lake, chain, 1, Duration::from_secs(180))?;
     let (mut runs, mut removed, mut commits) = (0, 0, 0);
-    std::thread::sleep(Duration::from_secs(3));
-    while !producer.is_finished() {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut summary = None;
+    loop {
+        if producer.as_ref().is_some_and(|p| p.is_finished()) {
+            summary = Some(producer.take().expect("running").join().expect("producer")?);
+        }
+        if let Some(s) = &summary {
+            let complete = table_rows(&lake, chain)?.len() >= s.expected.len();
+            if commits >= 2 || complete || Instant::now() > deadline {
+                break;
+            }
+        }
         let r = tributary(&[
             "compact",
             "--lake",
@@ -373,7 +389,7 @@ fn compaction_while_the_sink_writes(ns: &str, lake: &str) -> Result<()> {
         commits += m["commits"].as_array().map(Vec::len).unwrap_or(0);
         sink.check_alive()?;
     }
-    let summary = producer.join().expect("producer")?;
+    let summary = summary.expect("the load ended");
     eprintln!("{runs} compactions during the load: {commits} commits, {removed} files removed");
     assert!(runs >= 2 && commits >= 2, "compaction ran against the live sink");
     wait_exact_table(&lake, chain, &summary.expected, Duration::from_secs(300))?;
