@@ -310,15 +310,9 @@ impl Drop for Ingest {
     }
 }
 
-/// A provider's documented payload from a chain's test fixtures
-/// (`services/<chain>/tests/fixtures/<provider>/<name>`).
-pub fn fixture(chain: &str, provider: &str, name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../services")
-        .join(chain)
-        .join("tests/fixtures")
-        .join(provider)
-        .join(name);
+/// A provider's documented payload (`crates/engine/src/esp/<provider>/fixtures/<name>`).
+pub fn fixture(provider: &str, name: &str) -> String {
+    let p = tributary_engine::testing::fixtures_dir(provider).join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

@@ -154,21 +154,17 @@ fn webhooks_and_uploads_reach_the_lake_exactly_once() -> Result<()> {
     }
     // The providers' documented payloads, one or two of each.
     let documented = [
-        ("mailgun", json, fixture("mailings", "mailgun", "failed_permanent.json")),
-        ("mailgun", json, fixture("mailings", "mailgun", "unsubscribed.json")),
-        (
-            "ses",
-            "text/plain",
-            fixture("mailings", "ses", "bounce_two_recipients.json"),
-        ),
-        ("ses", "text/plain", fixture("mailings", "ses", "delivery.json")),
-        ("postmark", json, fixture("mailings", "postmark", "bounce.json")),
+        ("mailgun", json, fixture("mailgun", "failed_permanent.json")),
+        ("mailgun", json, fixture("mailgun", "unsubscribed.json")),
+        ("ses", "text/plain", fixture("ses", "bounce_two_recipients.json")),
+        ("ses", "text/plain", fixture("ses", "delivery.json")),
+        ("postmark", json, fixture("postmark", "bounce.json")),
         (
             "postmark",
             json,
-            fixture("subscriptions", "postmark", "subscription_change_reactivation.json"),
+            fixture("postmark", "subscription_change_reactivation.json"),
         ),
-        ("mailchimp", form, fixture("users", "mailchimp", "subscribe.form")),
+        ("mailchimp", form, fixture("mailchimp", "subscribe.form")),
         (
             "mandrill",
             form,
@@ -176,8 +172,8 @@ fn webhooks_and_uploads_reach_the_lake_exactly_once() -> Result<()> {
                 "mandrill_events={}",
                 urlencode(&format!(
                     "[{},{}]",
-                    fixture("mailings", "mandrill", "hard_bounce.json"),
-                    fixture("mailings", "mandrill", "unsub.json")
+                    fixture("mandrill", "hard_bounce.json"),
+                    fixture("mandrill", "unsub.json")
                 ))
             ),
         ),

@@ -67,10 +67,10 @@ fn webhooks_of_each_provider_land_on_their_raw_topics() -> Result<()> {
     // unsubscribes), group_resubscribe (subscriptions).
     let batch = format!(
         "[{},{},{},{}]",
-        fixture("mailings", "sendgrid", "bounce.json"),
-        fixture("mailings", "sendgrid", "open.json"),
-        fixture("mailings", "sendgrid", "unsubscribe.json"),
-        fixture("mailings", "sendgrid", "group_resubscribe.json")
+        fixture("sendgrid", "bounce.json"),
+        fixture("sendgrid", "open.json"),
+        fixture("sendgrid", "unsubscribe.json"),
+        fixture("sendgrid", "group_resubscribe.json")
     );
     let (s, b) = post(&wh("sendgrid"), json, batch, token);
     assert_eq!(s, 200, "{b}");
@@ -78,7 +78,7 @@ fn webhooks_of_each_provider_land_on_their_raw_topics() -> Result<()> {
     let (s, b) = post(
         &format!("{}?token=acme-local-token", wh("mailgun")),
         json,
-        fixture("mailings", "mailgun", "failed_permanent.json"),
+        fixture("mailgun", "failed_permanent.json"),
         None,
     );
     assert_eq!(s, 200, "{b}");
@@ -86,7 +86,7 @@ fn webhooks_of_each_provider_land_on_their_raw_topics() -> Result<()> {
     let (s, b) = post(
         &wh("ses"),
         "text/plain",
-        fixture("mailings", "ses", "bounce_two_recipients.json"),
+        fixture("ses", "bounce_two_recipients.json"),
         token,
     );
     assert_eq!(s, 200, "{b}");
@@ -94,23 +94,18 @@ fn webhooks_of_each_provider_land_on_their_raw_topics() -> Result<()> {
     let (s, b) = post(
         &wh("postmark"),
         json,
-        fixture("subscriptions", "postmark", "subscription_change_reactivation.json"),
+        fixture("postmark", "subscription_change_reactivation.json"),
         token,
     );
     assert_eq!(s, 200, "{b}");
     // Mailchimp: a subscribe (users + subscriptions).
-    let (s, b) = post(
-        &wh("mailchimp"),
-        form,
-        fixture("users", "mailchimp", "subscribe.form"),
-        token,
-    );
+    let (s, b) = post(&wh("mailchimp"), form, fixture("mailchimp", "subscribe.form"), token);
     assert_eq!(s, 200, "{b}");
     // Mandrill: hard bounce (mailings + blocklists) and unsub (mailings + unsubscribes).
     let events = format!(
         "[{},{}]",
-        fixture("mailings", "mandrill", "hard_bounce.json"),
-        fixture("mailings", "mandrill", "unsub.json")
+        fixture("mandrill", "hard_bounce.json"),
+        fixture("mandrill", "unsub.json")
     );
     let body = format!("mandrill_events={}", urlencode(&events));
     let (s, b) = post(&wh("mandrill"), form, body, token);
@@ -513,7 +508,7 @@ fn unknown_tenant_wrong_token_and_no_token_are_one_401() -> Result<()> {
 /// signing key and the SNS certificate of the signed SNS fixture.
 fn signed_config(dir: &std::path::Path, mailgun_key: &str) -> Result<std::path::PathBuf> {
     use sha2::Digest;
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/ingest/tests/fixtures/sns");
+    let fixtures = tributary_engine::testing::fixtures_dir("ses").join("sns");
     let cfg = dir.join("ingest.toml");
     std::fs::write(
         &cfg,
@@ -534,7 +529,7 @@ fn mailgun_signed(key: &str, timestamp: u64, token: &str, recipient: &str) -> Re
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())?;
     mac.update(timestamp.to_string().as_bytes());
     mac.update(token.as_bytes());
-    let mut body: serde_json::Value = serde_json::from_str(&fixture("mailings", "mailgun", "failed_permanent.json"))?;
+    let mut body: serde_json::Value = serde_json::from_str(&fixture("mailgun", "failed_permanent.json"))?;
     body["signature"] = serde_json::json!({
         "timestamp": timestamp.to_string(), "token": token, "signature": hex::encode(mac.finalize().into_bytes())
     });
@@ -590,10 +585,8 @@ fn a_signed_mailgun_webhook_is_taken_once_and_an_old_sns_message_not_at_all() ->
     );
     assert_eq!(s, 200, "{b}");
 
-    let sns = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../services/ingest/tests/fixtures/sns/old_notification.json"),
-    )?;
+    let sns =
+        std::fs::read_to_string(tributary_engine::testing::fixtures_dir("ses").join("sns/old_notification.json"))?;
     let (s, _, b) = post("ses", sns, "old-sns");
     println!("an SNS message signed in 2024: {s} {b}");
     assert!(

@@ -616,7 +616,7 @@ fn mailgun_signed(key: &str, token: &str) -> Result<String> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())?;
     mac.update(timestamp.to_string().as_bytes());
     mac.update(token.as_bytes());
-    let mut body: Value = serde_json::from_str(&fixture("mailings", "mailgun", "failed_permanent.json"))?;
+    let mut body: Value = serde_json::from_str(&fixture("mailgun", "failed_permanent.json"))?;
     body["signature"] = serde_json::json!({
         "timestamp": timestamp.to_string(), "token": token, "signature": hex::encode(mac.finalize().into_bytes())
     });

@@ -77,18 +77,28 @@ pub fn str_<'a>(rec: &'a [(String, Value)], name: &str) -> &'a str {
     }
 }
 
-/// `include_str!` of `tests/fixtures/<provider>/<name>` in the calling crate.
+/// `include_str!` of a provider's documented payload, `crates/engine/src/esp/<provider>/fixtures/<name>`
+/// (one copy of each, whichever chains it feeds), from any crate two folders below the
+/// workspace root (`crates/*`, `services/*`).
 #[macro_export]
 macro_rules! fixture {
     ($provider:literal, $name:literal) => {
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
+            "/../../crates/engine/src/esp/",
             $provider,
-            "/",
+            "/fixtures/",
             $name
         ))
     };
+}
+
+/// The folder of a provider's documented payloads (`crates/engine/src/esp/<provider>/fixtures`).
+pub fn fixtures_dir(provider: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/esp")
+        .join(provider)
+        .join("fixtures")
 }
 
 /// A string or enum field (or a union holding one) as text.

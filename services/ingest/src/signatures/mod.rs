@@ -335,7 +335,7 @@ mod tests {
     /// The fixture the integration test posts: genuinely signed, and refused for its age only.
     #[test]
     fn the_old_sns_fixture_verifies_and_is_refused_for_its_age() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns");
+        let dir = tributary_engine::testing::fixtures_dir("ses").join("sns");
         let pem = std::fs::read_to_string(dir.join("signing-cert.pem")).unwrap();
         let body = std::fs::read(dir.join("old_notification.json")).unwrap();
         let keys = sns::SnsKeys {

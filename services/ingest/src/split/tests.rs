@@ -5,23 +5,15 @@
 
 use super::*;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use tributary_engine::testing::run;
+use tributary_engine::testing::{fixtures_dir, run};
 
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Every fixture of a provider, across the chains, by file name (the same name in two chains
-/// is the same documented payload).
+/// Every documented payload of a provider, by file name.
 fn fixtures(provider: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for chain in tributary_engine::topics::CHAINS {
-        let dir = fixtures_dir().join(chain).join("tests/fixtures").join(provider);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
+    for e in std::fs::read_dir(fixtures_dir(provider)).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
             let name = e.file_name().to_string_lossy().into_owned();
-            out.entry(name).or_insert_with(|| std::fs::read(e.path()).unwrap());
+            out.insert(name, std::fs::read(e.path()).unwrap());
         }
     }
     assert!(!out.is_empty(), "no {provider} fixtures");
