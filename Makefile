@@ -6,7 +6,12 @@ CARGO ?= cargo
 PROFILE ?= release
 BIN := target/$(PROFILE)
 INFRA := .infra
-CHAINS := users unsubscribes blocklists subscriptions mailings
+# The chains: the names of the chain registry, schemas/chains.txt (one line a chain; the same
+# names as `tributary chains`), read here so that no list of chains is written out twice.
+CHAINS := $(shell awk '/^[a-z]/ {print $$1}' schemas/chains.txt)
+ifeq ($(CHAINS),)
+$(error no chain read from schemas/chains.txt (run make in the repository root))
+endif
 SERVICES := $(CHAINS) sink ingest serve
 
 .PHONY: help

@@ -7,7 +7,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SERVICES=(users unsubscribes blocklists subscriptions mailings sink ingest serve)
+# Every chain of the registry (schemas/chains.txt), then the other services.
+mapfile -t SERVICES < <(awk '/^[a-z]/ {print $1}' schemas/chains.txt)
+SERVICES+=(sink ingest serve)
 for s in "${SERVICES[@]}"; do
   if bash dev/services.sh status "$s" | grep -q running; then
     echo "demo-check: $s already runs (make up); skipped"; exit 0

@@ -17,8 +17,10 @@ COUNT="${DEMO_COUNT:-20000}"
 GATEWAY="${GATEWAY:-http://localhost:8080}"
 SINK_PORT=9106
 LAKE="${LAKE_URI:-$ROOT/.lake}"
-CHAINS=(users unsubscribes blocklists subscriptions mailings)
-declare -A PORT=([users]=9101 [unsubscribes]=9102 [blocklists]=9103 [subscriptions]=9104 [mailings]=9105)
+# The chains and their metrics ports: the chain registry (schemas/chains.txt: name port window).
+CHAINS=()
+declare -A PORT=()
+while read -r name port _; do CHAINS+=("$name"); PORT[$name]=$port; done < <(awk '/^[a-z]/' "$ROOT/schemas/chains.txt")
 
 # One fixed time T for the demo's events, so that a second run repeats them exactly.
 T_FILE="$INFRA_DIR/demo-time"

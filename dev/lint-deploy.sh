@@ -8,7 +8,7 @@
 #      (tests/deploy/alerts.test.yml)
 #
 # The Grafana dashboards, the alert rules' metrics and the manifests against the binaries
-# are checked by `cargo test --release -p tributary-tests --test deploy` (tests/tests/deploy.rs),
+# are checked by `cargo test --release -p tributary-tests --test deploy` (tests/tests/deploy/),
 # which installs these same tools with `bash dev/lint-deploy.sh tools`.
 #
 # The tools go, pinned, into .infra/tools/bin, once: kustomize and kube-score from the Go
@@ -25,7 +25,7 @@
 #
 # kube-linter and Grafana's dashboard-linter were the first choice; the Go module proxy
 # refuses both (403 for golang.stackrox.io/kube-linter and for every dashboard-linter
-# version), hence kube-score and the dashboard lint of tests/tests/deploy.rs.
+# version), hence kube-score and the dashboard lint of tests/tests/deploy/dashboards.rs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -925,11 +925,9 @@ impl Drop for Serve {
     }
 }
 
-/// The value of `series` (`name` or `name{labels}`, exactly as the text format writes it).
+/// The value of `series` (`name` or `name{labels}`, as the text format writes it).
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    tributary_engine::metrics::text::value(text, series)
 }
 
 fn spawn_serve(ns: &str, env: &[(String, String)]) -> Result<(Child, u16, u16)> {

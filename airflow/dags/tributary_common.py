@@ -33,8 +33,22 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# The chain registry every list of chains is read from (schemas/chains.txt of the repository
+# the DAGs run from; TRIBUTARY_CHAINS_FILE names a copy of it where they run without one).
+CHAINS_FILE = Path(os.environ.get("TRIBUTARY_CHAINS_FILE", "").strip() or REPO_ROOT / "schemas" / "chains.txt")
+
+
+def read_chains(path: Path) -> tuple[str, ...]:
+    """The chains of a registry file: the first column of each line that starts with a
+    lowercase letter (as the Rust build, the Makefile and the scripts read it)."""
+    chains = tuple(line.split()[0] for line in path.read_text().splitlines() if re.match(r"[a-z]", line))
+    if not chains:
+        raise ValueError(f"{path} declares no chain")
+    return chains
+
+
 # The data chains, one Delta table each at <LAKE_URI>/<chain> (README "Running the sink").
-CHAINS = ("users", "unsubscribes", "blocklists", "subscriptions", "mailings")
+CHAINS = read_chains(CHAINS_FILE)
 
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

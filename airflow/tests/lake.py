@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from deltalake import DeltaTable, write_deltalake
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO_ROOT / "schemas"
-CHAINS = ("users", "unsubscribes", "blocklists", "subscriptions", "mailings")
+# The chains: the registry (schemas/chains.txt) as the DAGs read it.
+sys.path.insert(0, str(REPO_ROOT / "airflow" / "dags"))
+from tributary_common import CHAINS  # noqa: E402
 PARTITIONS = ["tenant_id", "event_date"]
 # Closed partitions (well before today), so `--closed-before-days 1` compacts them.
 DATES = ("2025-11-01", "2025-11-02")

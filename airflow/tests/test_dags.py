@@ -96,6 +96,18 @@ def test_compaction_chains_from_config(monkeypatch):
         tc.configured_chains()
 
 
+def test_chains_are_read_from_the_registry(tmp_path):
+    import tributary_common as tc
+
+    assert tc.CHAINS == tc.read_chains(tc.CHAINS_FILE)
+    registry = tmp_path / "chains.txt"
+    registry.write_text("# name port window\n\nusers 9101 24h\n  # indented comment\nnew_chain 9999 7d # note\n")
+    assert tc.read_chains(registry) == ("users", "new_chain")
+    registry.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no chain"):
+        tc.read_chains(registry)
+
+
 def test_reconciliation_structure(bag):
     dag = bag.get_dag("tributary_reconciliation")
     assert dag.schedule == "@hourly" and dag.timetable.expression == "0 * * * *"

@@ -56,8 +56,10 @@ PID_FILE=$PID_DIR/kafka.pid
 LOCK_FILE=$PID_DIR/kafka.lock
 READY_LINE='Kafka Server started'
 TLS_DIR=$CONF_DIR/tls
-# The chains, whose principals and topics the ACLs name (keep in step with `tributary chains`).
-CHAINS=users,unsubscribes,blocklists,subscriptions,mailings
+# The chains, whose principals and topics the ACLs name: the chain registry's names
+# (schemas/chains.txt, read here because this runs before anything is built), comma-separated.
+CHAINS=$(awk '/^[a-z]/ {print $1}' "$REPO_ROOT/schemas/chains.txt" | paste -sd, -)
+[ -n "$CHAINS" ] || { echo "kafka: ERROR: no chain in $REPO_ROOT/schemas/chains.txt" >&2; exit 1; }
 # Per principal: its password (made once) and the client settings of a service that runs as it
 # (<principal>.env: KAFKA_BOOTSTRAP and KAFKA_PROP_* for SASL_SSL).
 PRINCIPALS_DIR=$INFRA_DIR/kafka-principals

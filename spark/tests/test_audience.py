@@ -414,6 +414,11 @@ def spark(tmp_path_factory):
 
 # ------------------------------------------------------------------------------- tests ----
 
+def test_the_job_reads_every_chain_of_the_registry():
+    """The tables the job reads (its rules' chains) are the chain registry's (schemas/chains.txt)."""
+    assert sorted(audience.CHAINS) == sorted(lake_layout.CHAINS)
+
+
 def test_the_model_gives_the_hand_written_sets():
     for (tenant, list_id, as_of), expected in EXPECTED.items():
         got = model(EVENTS, tenant, list_id, as_of)

@@ -123,28 +123,18 @@ pub fn chain_history(ns: &str, chain: &str, lake: &str, sent: Vec<Sent>, observe
     let audits = read_all_with(&topic(ns, topics::audit(chain)), "read_committed")?
         .iter()
         .map(|r| -> Result<Audit> {
-            let v: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b"{}"))?;
-            let n = |k: &str| v[k].as_u64().unwrap_or(0);
-            let inputs = v["inputs"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|i| {
-                            (
-                                i["partition"].as_i64().unwrap_or(-1) as i32,
-                                i["first_offset"].as_i64().unwrap_or(-1),
-                                i["next_offset"].as_i64().unwrap_or(-1),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            // The record as the chain wrote it, read as the same type reconciliation reads.
+            let a: tributary_engine::audit::Audit = serde_json::from_slice(r.value.as_deref().unwrap_or(b"{}"))?;
             Ok(Audit {
-                inputs,
-                received: n("received"),
-                clean: n("clean"),
-                dlq: n("dlq"),
-                duplicate: n("duplicate"),
+                inputs: a
+                    .inputs
+                    .iter()
+                    .map(|i| (i.partition, i.first_offset, i.next_offset))
+                    .collect(),
+                received: a.received,
+                clean: a.clean,
+                dlq: a.dlq,
+                duplicate: a.duplicate,
             })
         })
         .collect::<Result<Vec<_>>>()?;

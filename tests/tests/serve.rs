@@ -21,7 +21,7 @@ use tributary_engine::topics;
 use tributary_tests::*;
 
 /// The chains `serve` reads.
-const CHAINS: [&str; 5] = ["unsubscribes", "blocklists", "subscriptions", "users", "mailings"];
+use tributary_view::event::CHAINS;
 const CSV_HEADER: &str = "email,email_sha256,user_id,first_name,last_name,subscribed_at";
 
 fn token(tenant: &str) -> String {

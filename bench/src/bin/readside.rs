@@ -423,7 +423,7 @@ struct InProcess {
 
 fn start_in_process(keys: u64, audit: &Path) -> Result<(InProcess, f64)> {
     let env = BTreeMap::new();
-    let mut settings = tributary_serve::config::Settings::load(tributary_serve::config::Cli::default(), &env)
+    let mut settings = tributary_serve::config::Settings::load(tributary_serve::config::Config::defaults(), &env)
         .map_err(anyhow::Error::msg)?;
     // The per-tenant limit (20 000/s by default) is not what is measured here.
     settings.rate_limit = 10_000_000;

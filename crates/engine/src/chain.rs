@@ -3,13 +3,17 @@
 
 use crate::avro::{wire_header, AvroWriter};
 use crate::error::{ErrorClass, RecordError};
-use crate::record::{Common, CommonContext, Parsed, RawRecord, Source};
+use crate::record::{Common, CommonContext, Input, RawRecord, Source};
 use std::time::Duration;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 /// One data chain: its name, schema and per-stage functions.
 pub trait Chain: Send + Sync + 'static {
     type Record: Send;
+    /// The chain's own fields as a source gave them, typed (closed values as enums), before
+    /// validation: a provider's reader sets them by name in Rust, so a misspelt field does
+    /// not compile.
+    type Draft: Default + Send;
     /// The chain's name, as in `raw.<name>`.
     const NAME: &'static str;
     /// The Avro schema of the clean topic (`schemas/<name>.avsc`).
@@ -21,10 +25,11 @@ pub trait Chain: Send + Sync + 'static {
     /// Whether a record without an email address is invalid.
     const EMAIL_REQUIRED: bool;
 
-    /// Parse stage: the source format into fields by name.
-    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Parsed, RecordError>;
-    /// Validate stage: fields into the chain's typed, normalized record.
-    fn validate(p: Parsed, common: Common, now_micros: i64) -> Result<Self::Record, RecordError>;
+    /// Parse stage: the source format into the chain's draft and fields by name.
+    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Input<Self::Draft>, RecordError>;
+    /// Validate stage: the draft, completed from the fields by name that [`Common`] did not
+    /// take, into the chain's typed, normalized record.
+    fn validate(input: Input<Self::Draft>, common: Common, now_micros: i64) -> Result<Self::Record, RecordError>;
     fn common(r: &Self::Record) -> &Common;
     fn common_mut(r: &mut Self::Record) -> &mut Common;
     /// Encode stage: the record's fields in schema order.
@@ -76,15 +81,15 @@ pub fn process<C: Chain>(
             )
         })?,
     };
-    let mut parsed = C::parse(source, raw)?;
+    let mut input = C::parse(source, raw)?;
     let cx = CommonContext {
         tenants: &s.tenants,
         source,
         now_micros,
         email_required: C::EMAIL_REQUIRED,
     };
-    let common = Common::take(&mut parsed, raw, &cx)?;
-    let mut record = C::validate(parsed, common, now_micros)?;
+    let common = Common::take(&mut input.fields, raw, &cx)?;
+    let mut record = C::validate(input, common, now_micros)?;
     let mut value = Vec::with_capacity(256);
     if C::common(&record).event_id.is_empty() {
         // No identity from the source: hash the normalized record without its ingest time.

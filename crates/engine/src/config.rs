@@ -1,8 +1,9 @@
-//! Typed configuration of a chain service, layered: defaults, then an optional TOML file, then
-//! environment variables. Unknown keys are rejected and every error is reported at once.
+//! Typed configuration of a chain service, layered by [`crate::settings`]: defaults, then an
+//! optional TOML file, then environment variables, then flags. Unknown keys are rejected and
+//! every error is reported at once.
 
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -60,86 +61,81 @@ pub fn no_tenants_problem(how: &str) -> String {
     )
 }
 
-const fn default_commit_interval() -> Duration {
-    Duration::from_millis(100)
-}
-const fn default_max_batch_records() -> usize {
-    20_000
-}
-const fn default_max_record_bytes() -> usize {
-    1024 * 1024
-}
-
-#[derive(Debug, Clone, PartialEq)]
+/// The settings of a chain service, each declared once: its flag, its environment variable,
+/// its default and its help; its file key is the field's name ([`crate::settings`] layers
+/// defaults, the file, the environment and the flags).
+#[derive(Debug, Clone, PartialEq, Default, clap::Parser, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[command(
+    about = "A chain service of Tributary: reads raw.<chain>, writes clean.<chain>, dlq.<chain>, \
+             audit.<chain> and changelog.<chain>, exactly once. Serves /metrics, /health/live and \
+             /health/ready on METRICS_PORT.",
+    after_help = "TRIBUTARY_LOCAL=1 (local mode, as `make up` and the tests set; when unset, a Kafka \
+                  on loopback addresses only): the demo tenants acme, globex and initech where no \
+                  TENANTS are configured. Otherwise a chain service without tenants refuses to start."
+)]
 pub struct Config {
-    /// Kafka bootstrap servers (`KAFKA_BOOTSTRAP`).
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "localhost:9092")]
     pub kafka_bootstrap: String,
-    /// Confluent-compatible schema registry base URL (`SCHEMA_REGISTRY_URL`).
+    /// Confluent-compatible schema registry base URL.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://localhost:8081/apis/ccompat/v7"
+    )]
     pub schema_registry_url: String,
-    /// The tenants this deployment serves (`TENANTS`, comma-separated); others are invalid.
+    /// The tenants this deployment serves, comma-separated; others are invalid [default: none;
+    /// acme,globex,initech in local mode].
+    #[arg(long, env = "TENANTS")]
     pub tenants: Vec<String>,
-    /// Dedup window in event time (`DEDUP_WINDOW`, e.g. `24h`).
+    /// Dedup window in event time (e.g. `24h`); each chain has its own default.
+    #[arg(long, env = "DEDUP_WINDOW", value_parser = crate::settings::duration)]
+    #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
-    /// Longest time a transaction stays open (`COMMIT_INTERVAL`, e.g. `100ms`).
+    /// Longest time a transaction stays open (e.g. `100ms`).
+    #[arg(long, env = "COMMIT_INTERVAL", default_value = "100ms", value_parser = crate::settings::duration)]
+    #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// Most input records in one transaction (`MAX_BATCH_RECORDS`).
+    /// Most input records in one transaction.
+    #[arg(long, env = "MAX_BATCH_RECORDS", default_value = "20000")]
     pub max_batch_records: usize,
-    /// Larger records go to the DLQ unparsed (`MAX_RECORD_BYTES`).
+    /// Larger records go to the DLQ unparsed.
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value = "1048576")]
     pub max_record_bytes: usize,
     /// Names this instance's transactional producer; unique per running instance and stable
-    /// across its restarts (`INSTANCE_ID`).
+    /// across its restarts.
+    #[arg(long, env = "INSTANCE_ID", default_value = "0")]
     pub instance_id: String,
-    /// Consumer group (`GROUP_ID`); defaults to `tributary-<chain>`.
+    /// Consumer group; by default `tributary-<chain>`, `<ns>.tributary-<chain>` with a
+    /// TOPIC_NAMESPACE.
+    #[arg(long, env = "GROUP_ID")]
     pub group_id: String,
-    /// Port of `/metrics` and `/health/*` (`METRICS_PORT`).
+    /// Port of `/metrics` and `/health/*`; each chain has its own default.
+    #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: u16,
-    /// Prefix of every topic name, `<ns>.raw.<chain>` (`TOPIC_NAMESPACE`); empty by default.
+    /// Prefix of every topic name, `<ns>.raw.<chain>`; empty by default.
+    #[arg(long, env = "TOPIC_NAMESPACE")]
     pub topic_namespace: String,
     /// Extra librdkafka properties passed through to every client, e.g. `security.protocol`,
     /// `sasl.mechanism`, `ssl.ca.location` (file `[kafka]` table, or `KAFKA_PROP_<NAME>`
     /// variables with dots as underscores).
+    #[arg(skip)]
     pub kafka: BTreeMap<String, String>,
 }
 
-/// The file layer: every key optional, unknown keys rejected.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    kafka_bootstrap: Option<String>,
-    schema_registry_url: Option<String>,
-    tenants: Option<Vec<String>>,
-    #[serde(default, with = "humantime_serde")]
-    dedup_window: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    commit_interval: Option<Duration>,
-    max_batch_records: Option<usize>,
-    max_record_bytes: Option<usize>,
-    instance_id: Option<String>,
-    group_id: Option<String>,
-    metrics_port: Option<u16>,
-    topic_namespace: Option<String>,
-    #[serde(default)]
-    kafka: BTreeMap<String, String>,
-}
-
 impl Config {
+    /// The command line of chain `chain`: its name and its own defaults.
+    pub fn command(chain: &str, window: Duration, port: u16) -> clap::Command {
+        crate::settings::command::<Config>(tweak(chain, window, port))
+    }
+
     /// Defaults of one chain: local infrastructure, no tenants (local mode adds the demo
     /// tenants when none are configured).
     pub fn defaults(chain: &str, window: Duration, port: u16) -> Config {
-        Config {
-            kafka_bootstrap: "localhost:9092".into(),
-            schema_registry_url: "http://localhost:8081/apis/ccompat/v7".into(),
-            tenants: Vec::new(),
-            dedup_window: window,
-            commit_interval: default_commit_interval(),
-            max_batch_records: default_max_batch_records(),
-            max_record_bytes: default_max_record_bytes(),
-            instance_id: "0".into(),
-            group_id: format!("tributary-{chain}"),
-            metrics_port: port,
-            topic_namespace: String::new(),
-            kafka: BTreeMap::new(),
-        }
+        crate::settings::load_from::<Config, _>([chain], &BTreeMap::new(), tweak(chain, window, port))
+            .map(|l| l.settings)
+            .unwrap_or_default()
     }
 
     /// Defaults, then `file` (if any), then the process environment.
@@ -155,87 +151,35 @@ impl Config {
         file: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<Config> {
-        let mut c = Config::defaults(chain, window, port);
-        let mut errors: Vec<String> = Vec::new();
-        if let Some(path) = file {
-            match std::fs::read_to_string(path) {
-                Err(e) => errors.push(format!("{}: {e}", path.display())),
-                Ok(text) => match toml::from_str::<FileConfig>(&text) {
-                    Err(e) => errors.push(format!("{}: {e}", path.display())),
-                    Ok(f) => c.apply_file(f),
-                },
-            }
+        let mut args: Vec<std::ffi::OsString> = vec![chain.into()];
+        if let Some(f) = file {
+            args.extend(["--config".into(), f.as_os_str().to_owned()]);
         }
-        for (k, v) in env {
-            if let Err(e) = c.apply_env(k, v) {
-                errors.push(format!("environment variable {k}: {e}"));
-            }
-        }
-        let flag = env.iter().find(|(k, _)| k == LOCAL_MODE_VAR).map(|(_, v)| v.as_str());
-        let local = local_mode_for(flag, &c.kafka_bootstrap);
+        let env: BTreeMap<String, String> = env.iter().cloned().collect();
+        let loaded = crate::settings::load_from::<Config, _>(args, &env, tweak(chain, window, port))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Config::resolve(chain, loaded, &env).map_err(Error::Config)
+    }
+
+    /// The loaded layers made whole (local mode's tenants, the namespaced group) and checked.
+    pub fn resolve(
+        chain: &str,
+        loaded: crate::settings::Loaded<Config>,
+        env: &BTreeMap<String, String>,
+    ) -> std::result::Result<Config, String> {
+        let mut loaded = loaded;
+        let c = &mut loaded.settings;
+        c.schema_registry_url = c.schema_registry_url.trim_end_matches('/').to_owned();
+        c.topic_namespace = c.topic_namespace.trim().to_owned();
+        let local = local_mode_for(env.get(LOCAL_MODE_VAR).map(String::as_str), &c.kafka_bootstrap);
         if c.tenants.is_empty() && local {
             c.tenants = DEFAULT_TENANTS.iter().map(|t| (*t).to_owned()).collect();
         }
         if !c.topic_namespace.is_empty() && c.group_id == format!("tributary-{chain}") {
             c.group_id = crate::topics::namespaced(&c.topic_namespace, &c.group_id);
         }
-        errors.extend(c.problems());
-        if errors.is_empty() {
-            Ok(c)
-        } else {
-            Err(Error::Config(errors.join("; ")))
-        }
-    }
-
-    fn apply_file(&mut self, f: FileConfig) {
-        macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = f.$field { self.$field = v; })* };
-        }
-        set!(
-            kafka_bootstrap,
-            schema_registry_url,
-            tenants,
-            dedup_window,
-            commit_interval,
-            max_batch_records,
-            max_record_bytes,
-            instance_id,
-            group_id,
-            metrics_port,
-            topic_namespace
-        );
-        self.kafka.extend(f.kafka);
-    }
-
-    fn apply_env(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
-        let num = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("'{v}': {e}"));
-        let dur = |v: &str| humantime::parse_duration(v.trim()).map_err(|e| format!("'{v}': {e}"));
-        match key {
-            "KAFKA_BOOTSTRAP" => self.kafka_bootstrap = value.to_owned(),
-            "SCHEMA_REGISTRY_URL" => self.schema_registry_url = value.trim_end_matches('/').to_owned(),
-            "TENANTS" => {
-                self.tenants = value
-                    .split(',')
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty())
-                    .collect()
-            }
-            "DEDUP_WINDOW" => self.dedup_window = dur(value)?,
-            "COMMIT_INTERVAL" => self.commit_interval = dur(value)?,
-            "MAX_BATCH_RECORDS" => self.max_batch_records = num(value)?,
-            "MAX_RECORD_BYTES" => self.max_record_bytes = num(value)?,
-            "INSTANCE_ID" => self.instance_id = value.to_owned(),
-            "GROUP_ID" => self.group_id = value.to_owned(),
-            "TOPIC_NAMESPACE" => self.topic_namespace = value.trim().to_owned(),
-            "METRICS_PORT" => self.metrics_port = value.trim().parse().map_err(|e| format!("'{value}': {e}"))?,
-            _ => {
-                if let Some(prop) = key.strip_prefix("KAFKA_PROP_") {
-                    self.kafka
-                        .insert(prop.to_ascii_lowercase().replace('_', "."), value.to_owned());
-                }
-            }
-        }
-        Ok(())
+        let problems = c.problems();
+        loaded.finish(problems)
     }
 
     /// Settings that are each well-formed but unusable, or conflict.
@@ -287,6 +231,18 @@ impl Config {
             }
         }
         p
+    }
+}
+
+/// What only the chain knows: its name and its own defaults (for [`crate::settings::load`]).
+pub fn tweak(chain: &str, window: Duration, port: u16) -> impl FnOnce(clap::Command) -> clap::Command {
+    let (name, group) = (chain.to_owned(), format!("tributary-{chain}"));
+    let window = humantime::format_duration(window).to_string();
+    move |c| {
+        c.name(name)
+            .mut_arg("dedup_window", |a| a.default_value(window))
+            .mut_arg("metrics_port", |a| a.default_value(port.to_string()))
+            .mut_arg("group_id", |a| a.default_value(group))
     }
 }
 

@@ -22,7 +22,7 @@
 
 use crate::error::{ErrorClass, RecordError};
 use crate::normalize::truncate;
-use crate::record::{Parsed, Source};
+use crate::record::{field, Input, Parsed, Source};
 use serde_json::{Map, Value};
 
 /// One provider event, read but not yet mapped onto a chain.
@@ -120,9 +120,9 @@ impl Event {
     /// The fields every chain's record starts with: `event_id`, `event_time`, `email`.
     pub fn fields(&self) -> Fields {
         let mut f = Fields::default();
-        f.set("event_id", self.event_id.clone());
-        f.set_value("event_time", self.time.clone());
-        f.set("email", self.email.clone());
+        f.set(field::EVENT_ID, self.event_id.clone());
+        f.set_value(field::EVENT_TIME, self.time.clone());
+        f.set(field::EMAIL, self.email.clone());
         f
     }
 
@@ -263,7 +263,9 @@ impl Event {
     }
 }
 
-/// Unified fields under construction; absent values are simply not set.
+/// The fields of an event that every chain reads ([`crate::Common`]'s: identity, time,
+/// address), under construction; absent values are simply not set. A chain's own fields go in
+/// its draft ([`Input`]).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Fields(Map<String, Value>);
 
@@ -275,11 +277,6 @@ impl Fields {
         self
     }
 
-    pub fn set_str(&mut self, name: &str, value: &str) -> &mut Self {
-        self.0.insert(name.to_owned(), Value::String(value.to_owned()));
-        self
-    }
-
     /// Sets a value as the provider gave it (a time, a map).
     pub fn set_value(&mut self, name: &str, value: Option<Value>) -> &mut Self {
         if let Some(v) = value {
@@ -288,8 +285,12 @@ impl Fields {
         self
     }
 
-    pub fn parsed(self) -> Parsed {
-        Parsed::from_map(self.0)
+    /// The chain's input: these common fields and the chain's draft.
+    pub fn with<D>(self, draft: D) -> Input<D> {
+        Input {
+            fields: Parsed::from_map(self.0),
+            draft,
+        }
     }
 }
 

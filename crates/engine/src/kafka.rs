@@ -105,6 +105,27 @@ const SUMMARY_HEAD_HEX_BYTES: usize = 64;
 /// How many names of left-out headers a summary lists (each cut to 64 characters).
 const SUMMARY_HEADER_NAMES: usize = 16;
 
+/// A consumer context for readers that set `enable.partition.eof`: reaching a partition's
+/// end is what they wait for, not an error. librdkafka reports it on the polled message
+/// (`KafkaError::PartitionEOF`, which the reader handles) and also hands it to the client
+/// context as a `Global` error; only other errors are logged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::error!(error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// An upper bound of a record's size as the producer checks it against `message.max.bytes`:
 /// key, value, each header `(key length, value length)`, and the framing.
 pub fn record_size(key: usize, value: usize, headers: impl IntoIterator<Item = (usize, usize)>) -> usize {

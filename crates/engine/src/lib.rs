@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod avro;
 pub mod chain;
+pub mod chains;
 pub mod config;
 pub mod dedup;
 pub mod error;
@@ -16,13 +17,14 @@ pub mod metrics;
 pub mod normalize;
 pub mod record;
 pub mod runner;
+pub mod settings;
 pub mod testing;
 pub mod topics;
 
 pub use chain::{Chain, Encoded, PipelineSettings};
 pub use config::Config;
 pub use error::{Error, ErrorClass, RecordError, Result};
-pub use record::{Common, Parsed, RawRecord, Source};
+pub use record::{field, Common, Input, Parsed, RawRecord, Source, Symbols};
 
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -66,37 +68,19 @@ pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
     Ok(token)
 }
 
-/// The whole `main` of a chain service: `<chain> [--config FILE]`, settings from the file
-/// and the environment; exits non-zero, loudly, on any error it cannot handle.
+/// The whole `main` of a chain service: settings from the defaults, the file (`--config` or
+/// `TRIBUTARY_CONFIG`), the environment and the flags (`--help` lists them all; see
+/// [`settings`]); exits non-zero, loudly, on any error it cannot handle.
 pub fn service_main<C: Chain>() -> ExitCode {
     init_tracing();
-    let mut args = std::env::args().skip(1);
-    let mut file = std::env::var_os("TRIBUTARY_CONFIG").map(std::path::PathBuf::from);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" | "-c" => file = args.next().map(Into::into),
-            "--help" | "-h" => {
-                println!(
-                    "{name}: the {name} chain service of Tributary\n\nUsage: {name} [--config FILE]\n\n\
-                     Reads raw.{name}, writes clean.{name}, dlq.{name}, audit.{name} and changelog.{name}, exactly once.\n\
-                     Settings (file keys in brackets): KAFKA_BOOTSTRAP [kafka_bootstrap], SCHEMA_REGISTRY_URL [schema_registry_url],\n\
-                     TENANTS [tenants], DEDUP_WINDOW [dedup_window], COMMIT_INTERVAL [commit_interval],\n\
-                     MAX_BATCH_RECORDS [max_batch_records], MAX_RECORD_BYTES [max_record_bytes], INSTANCE_ID [instance_id],\n\
-                     GROUP_ID [group_id], METRICS_PORT [metrics_port], TOPIC_NAMESPACE [topic_namespace],\n\
-                     KAFKA_PROP_<NAME> [kafka.<name>], TRIBUTARY_CONFIG (the file), RUST_LOG, LOG_FORMAT=json.\n\
-                     Serves /metrics, /health/live and /health/ready on METRICS_PORT (default {port}).",
-                    name = C::NAME,
-                    port = C::PORT
-                );
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("{}: unknown argument '{other}' (try --help)", C::NAME);
-                return ExitCode::from(2);
-            }
-        }
+    let loaded = settings::load::<Config>(config::tweak(C::NAME, C::WINDOW, C::PORT));
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let print = loaded.print;
+    let resolved = Config::resolve(C::NAME, loaded, &env);
+    if print {
+        return settings::print_config(C::NAME, resolved.map(|c| settings::to_toml(&c)));
     }
-    let cfg = match Config::load(C::NAME, C::WINDOW, C::PORT, file.as_deref()) {
+    let cfg = match resolved {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub mod text;
+
 #[derive(Clone)]
 pub struct ChainMetrics {
     pub registry: Registry,

@@ -1,6 +1,7 @@
-//! The stages a raw record passes through, as types: [`RawRecord`] → [`Parsed`] (fields by
-//! name, from whichever source format) → the chain's validated record, whose
-//! [`Common`] part every chain shares → encoded Avro.
+//! The stages a raw record passes through, as types: [`RawRecord`] → [`Input`] (the chain's
+//! typed draft, which the provider readers fill, and [`Parsed`], fields by name, which the
+//! `json` and `csv` readers fill) → the chain's validated record, whose [`Common`] part every
+//! chain shares → encoded Avro.
 
 use crate::avro::AvroWriter;
 use crate::error::{ErrorClass, RecordError};
@@ -66,6 +67,83 @@ impl Source {
         )
     }
 }
+
+/// The names of the fields every chain's record begins with, as the `json` and `csv` sources
+/// and the provider readers give them. A chain declares its own in its `field` module; every
+/// use goes through these constants, so a misspelt name does not compile.
+pub mod field {
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const EVENT_ID: &str = "event_id";
+    pub const EVENT_TIME: &str = "event_time";
+    pub const INGESTED_AT: &str = "ingested_at";
+    pub const EMAIL: &str = "email";
+    pub const EMAIL_SHA256: &str = "email_sha256";
+}
+
+/// One of a chain's Avro enums as a Rust enum, declared with [`crate::symbols!`].
+pub trait Symbols: Sized + Copy + 'static {
+    /// The schema's symbols, in its order: a variant's Avro index is its position.
+    const SYMBOLS: &'static [&'static str];
+    /// The variants, in the same order.
+    const ALL: &'static [Self];
+    fn index(self) -> usize;
+    fn symbol(self) -> &'static str {
+        Self::SYMBOLS[self.index()]
+    }
+    /// The variant whose symbol is exactly `s`.
+    fn from_symbol(s: &str) -> Option<Self> {
+        Self::SYMBOLS.iter().position(|x| *x == s).map(|i| Self::ALL[i])
+    }
+}
+
+/// Declares an Avro enum as a Rust enum: `symbols! { pub enum Action { Add = "ADD", Remove =
+/// "REMOVE" } }`, variants in the schema's order (each chain's tests check them against its
+/// `.avsc`).
+#[macro_export]
+macro_rules! symbols {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[$vm:meta])* $variant:ident = $sym:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vm])* $variant),+
+        }
+        impl $crate::record::Symbols for $name {
+            const SYMBOLS: &'static [&'static str] = &[$($sym),+];
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+/// What a chain's parse stage produces: its typed draft, which a provider's reader fills with
+/// the chain's own fields (closed values as enums), and the fields by name that the `json` and
+/// `csv` readers fill and every reader gives [`Common`] (tenant, identity, time, address).
+/// The chain's validate stage completes the draft from the fields by name, in one place per
+/// chain, then checks and normalizes it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Input<D> {
+    pub fields: Parsed,
+    pub draft: D,
+}
+
+impl<D: Default> From<Parsed> for Input<D> {
+    fn from(fields: Parsed) -> Self {
+        Input {
+            fields,
+            draft: D::default(),
+        }
+    }
+}
+
+/// The `csv` column aliases of the common fields, which every chain reads (after its own).
+pub const COMMON_COLUMNS: &[(&str, &str)] = &[
+    ("email_address", field::EMAIL),
+    ("e_mail", field::EMAIL),
+    ("tenant", field::TENANT_ID),
+    ("timestamp", field::EVENT_TIME),
+];
 
 /// One record as it came off the raw topic, with the headers the engine understands.
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +240,8 @@ impl Parsed {
 
     /// The `csv` format: a header row and one data row in the payload, or one data row with
     /// the header row in the `csv-header` header. Column names are matched case-blind, with
-    /// spaces and dashes read as underscores, then mapped through `columns` (alias → field).
+    /// spaces and dashes read as underscores, then mapped through the chain's `columns`
+    /// (alias → field), then [`COMMON_COLUMNS`].
     pub fn from_csv(raw: &RawRecord<'_>, columns: &[(&str, &str)]) -> Result<Parsed, RecordError> {
         let text = std::str::from_utf8(raw.payload).map_err(|_| RecordError::malformed("CSV is not UTF-8"))?;
         let joined;
@@ -194,6 +273,7 @@ impl Parsed {
             let key = column_key(name);
             let field = columns
                 .iter()
+                .chain(COMMON_COLUMNS)
                 .find(|(alias, _)| *alias == key)
                 .map(|(_, f)| (*f).to_owned())
                 .unwrap_or(key);
@@ -251,10 +331,6 @@ impl Parsed {
         }
     }
 
-    pub fn req_str(&mut self, name: &str) -> Result<String, RecordError> {
-        self.opt_str(name)?.ok_or_else(|| RecordError::missing(name))
-    }
-
     pub fn opt_time(&mut self, name: &str, now_micros: i64) -> Result<Option<i64>, RecordError> {
         self.take(name)
             .map(|v| normalize::timestamp(name, &v, now_micros))
@@ -266,22 +342,59 @@ impl Parsed {
             .ok_or_else(|| RecordError::missing(name))
     }
 
-    /// A closed value: matched case-blind against `symbols`, returns the symbol's index.
-    pub fn opt_enum(&mut self, name: &str, symbols: &[&str]) -> Result<Option<usize>, RecordError> {
+    /// A closed value, matched case-blind (`-` and spaces read as `_`) against `S`'s symbols.
+    pub fn opt_enum<S: Symbols>(&mut self, name: &str) -> Result<Option<S>, RecordError> {
+        self.opt_enum_spelt(name, |s| {
+            S::from_symbol(&s.to_ascii_uppercase().replace(['-', ' '], "_"))
+        })
+    }
+
+    /// A closed value through the chain's own spellings of it (`spelling`: synonyms included).
+    pub fn opt_enum_spelt<S: Symbols>(
+        &mut self,
+        name: &str,
+        spelling: impl Fn(&str) -> Option<S>,
+    ) -> Result<Option<S>, RecordError> {
         let Some(s) = self.opt_str(name)? else {
             return Ok(None);
         };
-        let up = s.to_ascii_uppercase().replace(['-', ' '], "_");
-        symbols.iter().position(|sym| *sym == up).map(Some).ok_or_else(|| {
+        spelling(&s).map(Some).ok_or_else(|| {
             RecordError::invalid(
                 name,
-                format!("'{}' is not one of {}", normalize::truncate(&s, 40), symbols.join(", ")),
+                format!(
+                    "'{}' is not one of {}",
+                    normalize::truncate(&s, 40),
+                    S::SYMBOLS.join(", ")
+                ),
             )
         })
     }
 
-    pub fn req_enum(&mut self, name: &str, symbols: &[&str]) -> Result<usize, RecordError> {
-        self.opt_enum(name, symbols)?.ok_or_else(|| RecordError::missing(name))
+    /// A draft's text field: what the provider's reader set (trimmed; blank is absent), else
+    /// the field of that name.
+    pub fn text_or(&mut self, set: Option<String>, name: &str) -> Result<Option<String>, RecordError> {
+        match set {
+            Some(v) => Ok(Some(trimmed(v)).filter(|s| !s.is_empty())),
+            None => self.opt_str(name),
+        }
+    }
+
+    /// A draft's time field, not yet read: what the provider's reader set, else the field of
+    /// that name; `null` and blank are absent.
+    pub fn value_or(&mut self, set: Option<Value>, name: &str) -> Option<Value> {
+        match set {
+            Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(v) => Some(v),
+            None => self.take(name),
+        }
+    }
+
+    /// A draft's time field ([`Parsed::value_or`]) read as a time, bounded by `now_micros`.
+    pub fn time_or(&mut self, set: Option<Value>, name: &str, now_micros: i64) -> Result<Option<i64>, RecordError> {
+        self.value_or(set, name)
+            .map(|v| normalize::timestamp(name, &v, now_micros))
+            .transpose()
     }
 
     /// A map of strings; scalar values are turned into strings.
@@ -368,7 +481,7 @@ pub struct CommonContext<'a> {
 
 impl Common {
     pub fn take(p: &mut Parsed, raw: &RawRecord<'_>, cx: &CommonContext<'_>) -> Result<Common, RecordError> {
-        let tenant_field = p.opt_str("tenant_id")?;
+        let tenant_field = p.opt_str(field::TENANT_ID)?;
         // A record names one tenant: a payload naming another than its `tenant` header (set
         // by whoever authenticated the sender) is refused before anything else is read of it,
         // whether or not the other tenant exists here.
@@ -398,22 +511,22 @@ impl Common {
             ));
         }
         let tenant_id = tenant.to_owned();
-        let event_id = p.opt_str("event_id")?.unwrap_or_default();
-        let event_time = p.req_time("event_time", cx.now_micros)?;
+        let event_id = p.opt_str(field::EVENT_ID)?.unwrap_or_default();
+        let event_time = p.req_time(field::EVENT_TIME, cx.now_micros)?;
         // Derived fields are recomputed, never trusted.
-        p.take("ingested_at");
-        let given_sha = p.opt_str("email_sha256")?;
-        let email = p.opt_str("email")?.map(|e| normalize::email(&e)).transpose()?;
+        p.take(field::INGESTED_AT);
+        let given_sha = p.opt_str(field::EMAIL_SHA256)?;
+        let email = p.opt_str(field::EMAIL)?.map(|e| normalize::email(&e)).transpose()?;
         let email_sha256 = match (&email, given_sha) {
             (Some(e), _) => Some(normalize::sha256_hex(e)),
             (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(h.to_ascii_lowercase())
             }
-            (None, Some(_)) => return Err(RecordError::invalid("email_sha256", "not 64 hex digits")),
+            (None, Some(_)) => return Err(RecordError::invalid(field::EMAIL_SHA256, "not 64 hex digits")),
             (None, None) => None,
         };
         if cx.email_required && email.is_none() {
-            return Err(RecordError::missing("email"));
+            return Err(RecordError::missing(field::EMAIL));
         }
         Ok(Common {
             tenant_id,

@@ -9,6 +9,27 @@ use apache_avro::Schema;
 
 pub const NOW: i64 = 1_764_000_000_000_000;
 
+/// Asserts that `S` declares exactly the symbols of the enum field `field` of the chain's
+/// schema, in the schema's order (a variant's position is its Avro index).
+pub fn assert_symbols<C: Chain, S: crate::record::Symbols + std::fmt::Debug>(field: &str) {
+    let Schema::Record(r) = Schema::parse_str(C::SCHEMA).expect("the chain's schema") else {
+        panic!("{} is not a record schema", C::NAME)
+    };
+    let f = r
+        .fields
+        .iter()
+        .find(|f| f.name == field)
+        .unwrap_or_else(|| panic!("{} has no field {field}", C::NAME));
+    let Schema::Enum(e) = &f.schema else {
+        panic!("{}.{field} is not an enum: {:?}", C::NAME, f.schema)
+    };
+    assert_eq!(S::SYMBOLS, e.symbols.as_slice(), "{}.{field}", C::NAME);
+    for (i, v) in S::ALL.iter().enumerate() {
+        assert_eq!(v.index(), i, "{v:?}");
+        assert_eq!(S::from_symbol(v.symbol()).map(|s| s.index()), Some(i), "{v:?}");
+    }
+}
+
 pub fn settings() -> PipelineSettings {
     PipelineSettings {
         tenants: vec!["acme".into(), "globex".into()],

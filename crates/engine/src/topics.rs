@@ -6,7 +6,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use std::time::Duration;
 
-pub const CHAINS: [&str; 5] = ["users", "unsubscribes", "blocklists", "subscriptions", "mailings"];
+/// Every chain's name, in the registry's order ([`crate::chains`], `schemas/chains.txt`).
+pub use crate::chains::NAMES as CHAINS;
 
 /// Puts a namespace in front of a topic name (`<ns>.raw.users`), so that several
 /// environments or test runs can share one cluster; the empty namespace is the contract's

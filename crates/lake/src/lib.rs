@@ -26,6 +26,17 @@ pub enum Error {
     Schema(String),
     #[error("record: {0}")]
     Record(String),
+    /// Reading or writing a file through the object store failed (a namenode down, a file
+    /// gone): the store's failure, never the data's.
+    #[error("object store: {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A data file that does not decode as Parquet.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     #[error("lake uri '{0}': {1}")]
     Uri(String, String),
     /// Another writer committed the same topic-partitions first: our batch must be dropped
@@ -56,16 +67,9 @@ pub async fn registry_schema(registry_url: &str, id: u32) -> Result<String> {
     })
 }
 
-/// The unified Avro schema of a chain (`schemas/<chain>.avsc`).
+/// The unified Avro schema of a chain (`schemas/<chain>.avsc`, from the chain registry).
 pub fn chain_schema(chain: &str) -> Option<&'static str> {
-    Some(match chain {
-        "users" => include_str!("../../../schemas/users.avsc"),
-        "unsubscribes" => include_str!("../../../schemas/unsubscribes.avsc"),
-        "blocklists" => include_str!("../../../schemas/blocklists.avsc"),
-        "subscriptions" => include_str!("../../../schemas/subscriptions.avsc"),
-        "mailings" => include_str!("../../../schemas/mailings.avsc"),
-        _ => return None,
-    })
+    tributary_engine::chains::get(chain).map(|c| c.schema)
 }
 
 /// Registers the `hdfs://` object store once per process.
@@ -77,13 +81,17 @@ pub fn register_storage() {
 /// Opens a chain's table if it exists (None when nothing was ever written there).
 pub async fn open_existing(lake: &Lake, chain: &str) -> Result<Option<deltalake::DeltaTable>> {
     let url = lake.table_url(chain)?;
-    if url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists()) {
+    let local_and_absent = |url: &url::Url| url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists());
+    if local_and_absent(&url) {
         return Ok(None);
     }
-    let table = match deltalake::DeltaTable::try_from_url(url).await {
+    // An absent HDFS directory opens as a table with no version. A local directory removed
+    // since the check above fails in the kernel (`InvalidTableLocation`, a kernel error type
+    // deltalake does not re-export): that case is recognised by checking again, not by text.
+    let table = match deltalake::DeltaTable::try_from_url(url.clone()).await {
         Ok(t) => t,
         Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
-        Err(e) if e.to_string().contains("does not exist") => return Ok(None),
+        Err(_) if local_and_absent(&url) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if table.version().is_none() {

@@ -472,10 +472,7 @@ pub fn prometheus(reports: &[ChainReport], errors: &[(String, String)], last_suc
 
 /// The last-success time a previous metrics file holds.
 pub fn previous_success(metrics_text: &str) -> Option<f64> {
-    metrics_text
-        .lines()
-        .find_map(|l| l.strip_prefix("tributary_reconcile_last_success_timestamp_seconds "))
-        .and_then(|v| v.trim().parse().ok())
+    tributary_engine::metrics::text::value(metrics_text, "tributary_reconcile_last_success_timestamp_seconds")
 }
 
 #[cfg(test)]

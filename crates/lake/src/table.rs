@@ -142,21 +142,15 @@ impl Lake {
     ) -> Result<CommitSummary> {
         check_fence(table, from).await?;
         let rows = batch.num_rows();
-        let txns: Vec<Transaction> = offsets
+        // The writer only writes the files; the commit below carries them with the txns.
+        let adds = write_files(table, batch, target_file_size, true).await?;
+        let file_sizes: Vec<u64> = adds.iter().map(|a| a.size.max(0) as u64).collect();
+        let actions = adds.into_iter().map(deltalake::kernel::Action::Add).collect();
+        let txns = offsets
             .iter()
             .map(|((topic, p), next)| Transaction::new(app_id(topic, *p), *next))
             .collect();
-        let mut writer = RecordBatchWriter::for_table(table)?
-            .with_writer_properties(writer_properties())
-            .with_target_file_size(target_file_size)
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns));
-        if rows > 0 {
-            writer.write(batch).await?;
-        }
-        let adds = writer.flush().await?;
-        let file_sizes: Vec<u64> = adds.iter().map(|a| a.size.max(0) as u64).collect();
-        let actions = adds.into_iter().map(deltalake::kernel::Action::Add).collect();
-        let version = commit_actions(table, actions, offsets).await?;
+        let version = commit_actions(table, actions, txns).await?;
         Ok(CommitSummary {
             version,
             rows,
@@ -190,14 +184,10 @@ async fn check_fence(table: &DeltaTable, from: &BTreeMap<(String, i32), Option<i
 async fn commit_actions(
     table: &mut DeltaTable,
     actions: Vec<deltalake::kernel::Action>,
-    offsets: &BTreeMap<(String, i32), i64>,
+    txns: Vec<Transaction>,
 ) -> Result<i64> {
     use deltalake::kernel::transaction::CommitBuilder;
     use deltalake::protocol::{DeltaOperation, SaveMode};
-    let txns: Vec<Transaction> = offsets
-        .iter()
-        .map(|((topic, p), next)| Transaction::new(app_id(topic, *p), *next))
-        .collect();
     let snapshot = table.snapshot()?;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
@@ -261,17 +251,19 @@ pub async fn read_all(table: &DeltaTable) -> Result<Vec<FileRows>> {
         .collect();
     let mut out = Vec::new();
     for (rel, path) in paths {
+        let store_error = |source| Error::Store {
+            path: rel.clone(),
+            source,
+        };
         let bytes = store
             .get(&path)
             .await
-            .map_err(|e| Error::Record(e.to_string()))?
+            .map_err(store_error)?
             .bytes()
             .await
-            .map_err(|e| Error::Record(e.to_string()))?;
-        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| Error::Record(e.to_string()))?
-            .build()
-            .map_err(|e| Error::Record(e.to_string()))?
+            .map_err(store_error)?;
+        let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .build()?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         // Hive-style directories: tenant_id=acme/event_date=2025-11-20/part-….parquet
         let partition = rel
@@ -357,14 +349,18 @@ pub fn live_files(table: &DeltaTable) -> Result<Vec<LiveFile>> {
 pub async fn read_file(table: &DeltaTable, path: &str, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
     use object_store::ObjectStoreExt;
     let location = object_store::path::Path::parse(path).unwrap_or_else(|_| object_store::path::Path::from(path));
+    let store_error = |source| Error::Store {
+        path: path.to_owned(),
+        source,
+    };
     let bytes = table
         .object_store()
         .get(&location)
         .await
-        .map_err(|e| Error::Record(format!("{path}: {e}")))?
+        .map_err(store_error)?
         .bytes()
         .await
-        .map_err(|e| Error::Record(format!("{path}: {e}")))?;
+        .map_err(store_error)?;
     decode_parquet(bytes, columns)
 }
 
@@ -375,7 +371,7 @@ pub fn decode_parquet<T: parquet::file::reader::ChunkReader + 'static>(
 ) -> Result<Vec<RecordBatch>> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Record(e.to_string()))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     if let Some(cols) = columns {
         let roots: Vec<usize> = builder
             .schema()
@@ -390,8 +386,7 @@ pub fn decode_parquet<T: parquet::file::reader::ChunkReader + 'static>(
     }
     Ok(builder
         .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| Error::Record(e.to_string()))?
+        .build()?
         .collect::<std::result::Result<Vec<_>, _>>()?)
 }
 

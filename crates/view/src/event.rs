@@ -114,9 +114,21 @@ pub struct Event {
     pub kind: Kind,
 }
 
-/// The read side's chains: the five clean topics. A profile reads all five; the suppression
-/// view needs only the first three.
-pub const CHAINS: [&str; 5] = ["unsubscribes", "blocklists", "subscriptions", "users", "mailings"];
+/// The read side's chains: those whose clean records [`from_fields`] types, by their names in
+/// the chain registry ([`tributary_engine::chains`]; today every chain of it). A chain added to
+/// the registry stays unseen here until the view gives its events a [`Kind`]. A profile reads
+/// all five; the suppression view needs only the first three. The order decides nothing (the
+/// view's fold does not depend on the order of events).
+pub const CHAINS: [&str; 5] = {
+    use tributary_engine::chains::{BLOCKLISTS, MAILINGS, SUBSCRIPTIONS, UNSUBSCRIBES, USERS};
+    [
+        UNSUBSCRIBES.name,
+        BLOCKLISTS.name,
+        SUBSCRIPTIONS.name,
+        USERS.name,
+        MAILINGS.name,
+    ]
+};
 
 /// Field access over one record, whichever form it is read in.
 pub trait Fields {

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use tributary_lake::Lake;
 
 /// The chains whose events decide membership and the exported columns; mailings for the
-/// address of a person known to the others by hash alone (the domain rule needs it).
-pub const AUDIENCE_CHAINS: [&str; 5] = ["subscriptions", "unsubscribes", "blocklists", "users", "mailings"];
+/// address of a person known to the others by hash alone (the domain rule needs it): all of
+/// the read side's chains (read in any order: the view's fold does not depend on it).
+pub const AUDIENCE_CHAINS: [&str; 5] = crate::event::CHAINS;
 pub const HEADER: [&str; 6] = [
     "email",
     "email_sha256",

@@ -421,3 +421,37 @@ fn an_erasure_forgets_personal_data_but_not_what_decides_suppression() {
     later.apply(sub(A, NOW - DAY / 2, "news", true));
     assert_eq!(later.person(&sha(A)).unwrap().email(), Some(A));
 }
+
+/// The read side's chains are chains of the registry, and the view types each of them.
+#[test]
+fn the_read_side_chains_are_registry_chains_it_types() {
+    /// A record with a tenant and a time, and nothing else.
+    struct NoFields;
+    impl crate::event::Fields for NoFields {
+        fn str(&self, name: &str) -> Option<&str> {
+            (name == "tenant_id").then_some("acme")
+        }
+        fn micros(&self, name: &str) -> Option<i64> {
+            (name == "event_time").then_some(NOW)
+        }
+        fn map(&self, _: &str) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+    for chain in crate::event::CHAINS {
+        assert!(
+            tributary_engine::chains::get(chain).is_some(),
+            "{chain} is not in the registry"
+        );
+        if let Err(e) = crate::event::from_fields(chain, &NoFields) {
+            assert!(!e.to_string().contains("unknown chain"), "{chain}: {e}");
+        }
+    }
+    let e = crate::event::from_fields("nope", &NoFields).unwrap_err();
+    assert!(e.to_string().contains("unknown chain"), "{e}");
+    let mut sorted = crate::event::CHAINS;
+    sorted.sort_unstable();
+    let mut all = tributary_engine::chains::NAMES;
+    all.sort_unstable();
+    assert_eq!(sorted, all, "today the read side reads every chain");
+}

@@ -1,19 +1,18 @@
 //! `csv` uploads of suppression lists, including Mailchimp cleaned-members exports.
 
-use tributary_engine::{Parsed, RawRecord, RecordError};
+use crate::{field, Draft};
+use tributary_engine::field::EVENT_TIME;
+use tributary_engine::{Input, Parsed, RawRecord, RecordError};
 
-/// Column name (case-blind, spaces as underscores) → unified field.
+/// Column name (case-blind, spaces as underscores) → unified field; the common fields'
+/// aliases (`email_address`, `tenant`, ...) are the engine's `COMMON_COLUMNS`.
 pub const COLUMNS: &[(&str, &str)] = &[
-    ("email_address", "email"),
-    ("e_mail", "email"),
-    ("tenant", "tenant_id"),
-    ("timestamp", "event_time"),
-    ("clean_time", "event_time"),
-    ("created_at", "event_time"),
-    ("domain", "value"),
-    ("clean_reason", "reason"),
+    ("clean_time", EVENT_TIME),
+    ("created_at", EVENT_TIME),
+    ("domain", field::VALUE),
+    ("clean_reason", field::REASON),
 ];
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
-    Parsed::from_csv(raw, COLUMNS)
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
+    Parsed::from_csv(raw, COLUMNS).map(Input::from)
 }

@@ -2,16 +2,16 @@
 //! bounce; `abuse`: a complaint) and unsubscribes with reason `abuse` (Mailchimp's way of
 //! reporting a spam complaint).
 
-use crate::{entry, Blocklists};
+use crate::{entry_input, Action, Blocklists, Reason};
 use tributary_engine::esp;
-use tributary_engine::{Chain, ErrorClass, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, ErrorClass, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<crate::Draft>, RecordError> {
     let ev = esp::mailchimp(raw.payload)?;
     let why = ev.str(&["data", "reason"]).unwrap_or_default();
     let reason = match (ev.kind.as_str(), why.as_str()) {
-        ("cleaned", "hard") => "HARD_BOUNCE",
-        ("cleaned" | "unsubscribe", "abuse") => "SPAM_COMPLAINT",
+        ("cleaned", "hard") => Reason::HardBounce,
+        ("cleaned" | "unsubscribe", "abuse") => Reason::SpamComplaint,
         ("cleaned", other) => {
             return Err(RecordError::new(
                 ErrorClass::InvalidValue,
@@ -29,5 +29,5 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         }
         _ => return Err(ev.not_for(Blocklists::NAME)),
     };
-    Ok(entry(&ev, "ADD", reason).parsed())
+    Ok(entry_input(&ev, Action::Add, reason))
 }

@@ -2,19 +2,19 @@
 //! complaints. Temporary failures, retries given up (`old`) and drops of addresses Mailgun
 //! already suppresses (`suppress-*`) are not new suppressions.
 
-use crate::{entry, Blocklists};
+use crate::{entry_input, Action, Blocklists, Reason};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<crate::Draft>, RecordError> {
     let ev = esp::mailgun(raw.payload)?;
     let reason = match ev.kind.as_str() {
         "failed" => {
             ev.require_hard_bounce()?;
-            "HARD_BOUNCE"
+            Reason::HardBounce
         }
-        "complained" => "SPAM_COMPLAINT",
+        "complained" => Reason::SpamComplaint,
         _ => return Err(ev.not_for(Blocklists::NAME)),
     };
-    Ok(entry(&ev, "ADD", reason).parsed())
+    Ok(entry_input(&ev, Action::Add, reason))
 }

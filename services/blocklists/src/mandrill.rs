@@ -5,22 +5,22 @@
 //! soft-bounce entries are not suppressions; its `unsub` entries are unsubscribes. Whitelist
 //! (safelist) changes allow an address and are no block.
 
-use crate::{entry, Blocklists};
+use crate::{entry, entry_input, Action, Blocklists, Reason};
 use tributary_engine::esp;
-use tributary_engine::{Chain, ErrorClass, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, ErrorClass, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<crate::Draft>, RecordError> {
     let ev = esp::mandrill(raw.payload)?;
     match ev.kind.as_str() {
         "hard_bounce" | "soft_bounce" => {
             ev.require_hard_bounce()?;
-            Ok(entry(&ev, "ADD", "HARD_BOUNCE").parsed())
+            Ok(entry_input(&ev, Action::Add, Reason::HardBounce))
         }
-        "spam" => Ok(entry(&ev, "ADD", "SPAM_COMPLAINT").parsed()),
+        "spam" => Ok(entry_input(&ev, Action::Add, Reason::SpamComplaint)),
         "blacklist" | "denylist" => {
             let action = match ev.str(&["action"]).as_deref() {
-                Some("add" | "change") => "ADD",
-                Some("remove") => "REMOVE",
+                Some("add" | "change") => Action::Add,
+                Some("remove") => Action::Remove,
                 other => {
                     return Err(RecordError::new(
                         ErrorClass::InvalidValue,
@@ -32,16 +32,16 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
                 }
             };
             let reason = match ev.str(&["reject", "reason"]).as_deref() {
-                Some("hard-bounce") => "HARD_BOUNCE",
-                Some("spam") => "SPAM_COMPLAINT",
-                Some("custom") => "MANUAL",
+                Some("hard-bounce") => Reason::HardBounce,
+                Some("spam") => Reason::SpamComplaint,
+                Some("custom") => Reason::Manual,
                 Some("soft-bounce") => return Err(ev.not_a_suppression("soft bounce")),
                 Some("unsub") => return Err(ev.not_for_as("reason unsub", Blocklists::NAME)),
-                _ => "OTHER",
+                _ => Reason::Other,
             };
-            let mut f = entry(&ev, action, reason);
-            f.set("expires_at", ev.str(&["reject", "expires_at"]));
-            Ok(f.parsed())
+            let mut d = entry(action, reason);
+            d.expires_at = ev.str(&["reject", "expires_at"]).map(serde_json::Value::String);
+            Ok(ev.fields().with(d))
         }
         _ => Err(ev.not_for(Blocklists::NAME)),
     }

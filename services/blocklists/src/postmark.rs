@@ -3,25 +3,25 @@
 //! a spam complaint (the same facts, for a tenant that only takes subscription changes).
 //! Other bounce types are not suppressions; manual suppressions are unsubscribes.
 
-use crate::{entry, Blocklists};
+use crate::{entry_input, Action, Blocklists, Reason};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<crate::Draft>, RecordError> {
     let ev = esp::postmark(raw.payload)?;
     let reason = match ev.kind.as_str() {
-        "Bounce" if ev.str(&["Type"]).as_deref() == Some("SpamComplaint") => "SPAM_COMPLAINT",
+        "Bounce" if ev.str(&["Type"]).as_deref() == Some("SpamComplaint") => Reason::SpamComplaint,
         "Bounce" => {
             ev.require_hard_bounce()?;
-            "HARD_BOUNCE"
+            Reason::HardBounce
         }
-        "SpamComplaint" => "SPAM_COMPLAINT",
+        "SpamComplaint" => Reason::SpamComplaint,
         "SubscriptionChange" if ev.flag(&["SuppressSending"]) != Some(true) => {
             return Err(ev.not_for_as("SuppressSending false", Blocklists::NAME))
         }
         "SubscriptionChange" => match ev.str(&["SuppressionReason"]).as_deref() {
-            Some("HardBounce") => "HARD_BOUNCE",
-            Some("SpamComplaint") => "SPAM_COMPLAINT",
+            Some("HardBounce") => Reason::HardBounce,
+            Some("SpamComplaint") => Reason::SpamComplaint,
             other => {
                 let detail = format!("SuppressionReason {}", other.unwrap_or("none"));
                 return Err(ev.not_for_as(&detail, Blocklists::NAME));
@@ -29,5 +29,5 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         },
         _ => return Err(ev.not_for(Blocklists::NAME)),
     };
-    Ok(entry(&ev, "ADD", reason).parsed())
+    Ok(entry_input(&ev, Action::Add, reason))
 }

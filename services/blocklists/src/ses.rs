@@ -2,16 +2,16 @@
 //! bounces are not suppressions; neither are bounces or complaints for addresses already on
 //! SES's suppression list (nothing was sent), nor `not-spam` feedback.
 
-use crate::{entry, Blocklists};
+use crate::{entry_input, Action, Blocklists, Reason};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<crate::Draft>, RecordError> {
     let ev = esp::ses(raw.payload)?;
     let reason = match ev.kind.as_str() {
         "bounce" => {
             ev.require_hard_bounce()?;
-            "HARD_BOUNCE"
+            Reason::HardBounce
         }
         "complaint" => {
             if ev.str(&["complaint", "complaintSubType"]).as_deref() == Some("OnAccountSuppressionList") {
@@ -20,9 +20,9 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
             if ev.str(&["complaint", "complaintFeedbackType"]).as_deref() == Some("not-spam") {
                 return Err(ev.not_a_suppression("not-spam feedback"));
             }
-            "SPAM_COMPLAINT"
+            Reason::SpamComplaint
         }
         _ => return Err(ev.not_for(Blocklists::NAME)),
     };
-    Ok(entry(&ev, "ADD", reason).parsed())
+    Ok(entry_input(&ev, Action::Add, reason))
 }

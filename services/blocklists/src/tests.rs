@@ -64,3 +64,11 @@ fn csv_suppression_list_and_invalid_values() {
     let e = run::<Blocklists>("json", r#"{"event_time":1763000000,"kind":"DOMAIN"}"#, Some("acme")).unwrap_err();
     assert_eq!(e.class, ErrorClass::MissingField);
 }
+
+/// The Rust enums are the schema's enums, symbol for symbol and in order.
+#[test]
+fn enums_match_the_schema() {
+    tributary_engine::testing::assert_symbols::<Blocklists, crate::Action>("action");
+    tributary_engine::testing::assert_symbols::<Blocklists, crate::Kind>("kind");
+    tributary_engine::testing::assert_symbols::<Blocklists, crate::Reason>("reason");
+}

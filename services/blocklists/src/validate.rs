@@ -1,31 +1,34 @@
 //! Validation and normalization of `blocklists` records. An EMAIL entry needs an address (or,
 //! for an erased person, only its hash); a DOMAIN entry needs a domain as `value`.
 
-use crate::{BlocklistEntry, ACTIONS, KINDS, REASONS};
-use tributary_engine::{normalize, Common, ErrorClass, Parsed, RecordError};
+use crate::{field, Action, BlocklistEntry, Draft, Kind, Reason};
+use tributary_engine::field::EMAIL;
+use tributary_engine::{normalize, Common, ErrorClass, Input, RecordError};
 
-const EMAIL: usize = 0;
-const DOMAIN: usize = 1;
-
-pub fn validate(mut p: Parsed, mut common: Common, now_micros: i64) -> Result<BlocklistEntry, RecordError> {
-    let action = p.opt_enum("action", ACTIONS)?.unwrap_or(0);
-    let reason = match p.opt_str("reason")? {
-        None => 2, // MANUAL
-        Some(r) => reason_index(&r).ok_or_else(|| {
-            RecordError::invalid(
-                "reason",
-                format!("'{}' is not one of {}", normalize::truncate(&r, 40), REASONS.join(", ")),
-            )
-        })?,
+pub fn validate(input: Input<Draft>, mut common: Common, now_micros: i64) -> Result<BlocklistEntry, RecordError> {
+    let (mut p, d) = (input.fields, input.draft);
+    let action = match d.action {
+        Some(a) => a,
+        None => p.opt_enum(field::ACTION)?.unwrap_or(Action::Add),
     };
-    let given_value = p.opt_str("value")?;
-    let kind = match p.opt_enum("kind", KINDS)? {
+    let reason = match d.reason {
+        Some(r) => r,
+        None => p
+            .opt_enum_spelt(field::REASON, Reason::spelt)?
+            .unwrap_or(Reason::Manual),
+    };
+    let given_value = p.text_or(d.value, field::VALUE)?;
+    let kind = match d.kind {
+        Some(k) => Some(k),
+        None => p.opt_enum(field::KIND)?,
+    };
+    let kind = match kind {
         Some(k) => k,
-        None if common.email.is_some() || common.email_sha256.is_some() => EMAIL,
-        None if given_value.as_deref().is_some_and(|v| v.contains('@')) => EMAIL,
-        None => DOMAIN,
+        None if common.email.is_some() || common.email_sha256.is_some() => Kind::Email,
+        None if given_value.as_deref().is_some_and(|v| v.contains('@')) => Kind::Email,
+        None => Kind::Domain,
     };
-    let value = if kind == EMAIL {
+    let value = if kind == Kind::Email {
         if common.email.is_none() {
             if let Some(v) = given_value.as_deref() {
                 let e = normalize::email(v)?;
@@ -36,31 +39,22 @@ pub fn validate(mut p: Parsed, mut common: Common, now_micros: i64) -> Result<Bl
         match (&common.email, &common.email_sha256) {
             (Some(e), _) => e.clone(),
             (None, Some(h)) => h.clone(),
-            (None, None) => return Err(RecordError::missing("email")),
+            (None, None) => return Err(RecordError::missing(EMAIL)),
         }
     } else {
-        let v = given_value.ok_or_else(|| RecordError::missing("value"))?;
+        let v = given_value.ok_or_else(|| RecordError::missing(field::VALUE))?;
         domain(&v)?
     };
+    // An expiry may lie up to a century ahead.
+    let expires_at = p.time_or(d.expires_at, field::EXPIRES_AT, now_micros + 100 * 365 * 86_400_000_000)?;
     Ok(BlocklistEntry {
         action,
         kind,
         value,
         reason,
-        expires_at: p.opt_time("expires_at", now_micros + 100 * 365 * 86_400_000_000)?,
+        expires_at,
         common,
     })
-}
-
-/// Maps the usual spellings of suppression reasons onto the closed set.
-fn reason_index(r: &str) -> Option<usize> {
-    let up = r.trim().to_ascii_uppercase().replace(['-', ' '], "_");
-    let canonical = match up.as_str() {
-        "BOUNCE" | "HARD" | "HARDBOUNCE" | "BOUNCED" => "HARD_BOUNCE",
-        "SPAM" | "COMPLAINT" | "ABUSE" | "SPAMREPORT" | "SPAM_REPORT" => "SPAM_COMPLAINT",
-        other => other,
-    };
-    REASONS.iter().position(|s| *s == canonical)
 }
 
 /// A domain, lower-cased and in ASCII form; `@example.com` is accepted.

@@ -59,6 +59,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+use tributary_engine::kafka::QuietEof;
 use tributary_engine::topics;
 
 /// The ledger of replayed dead letters (namespaced like every topic), compacted.
@@ -343,25 +344,8 @@ pub async fn ensure_ledger(bootstrap: &str, namespace: &str) -> Result<()> {
     Ok(())
 }
 
-/// A consumer context that does not log reaching a partition's end as an error (rdkafka hands
-/// every error event to the context, `PartitionEOF` included, as a `Global` error).
-pub struct Quiet;
-
-impl rdkafka::ClientContext for Quiet {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
-            tracing::error!(error = %error, reason, "Kafka client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for Quiet {}
-
-type Reader = BaseConsumer<Quiet>;
+/// Reaching a partition's end is not logged as an error (see `QuietEof`).
+type Reader = BaseConsumer<QuietEof>;
 
 fn consumer(bootstrap: &str, read_committed: bool) -> Result<Reader> {
     client(bootstrap)
@@ -378,7 +362,7 @@ fn consumer(bootstrap: &str, read_committed: bool) -> Result<Reader> {
                 "read_uncommitted"
             },
         )
-        .create_with_context(Quiet)
+        .create_with_context(QuietEof)
         .context("Kafka consumer")
 }
 

@@ -27,8 +27,9 @@ use crate::lake_ops::{ChainCompaction, EraseOutcome};
 use crate::reconcile::Outcome;
 use anyhow::{Context, Result};
 use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tributary_engine::metrics::{self, text::Sample};
 use tributary_lake::compact::{CompactMetrics, VacuumMetrics};
 use tributary_lake::erase::EraseMetrics;
 use tributary_lake::reconcile::ChainReport;
@@ -268,8 +269,8 @@ impl TableRun {
     /// Adds the group's previous counter values (from the Pushgateway's `/metrics`).
     fn carry_over(&self, previous: &[Sample]) {
         for s in previous {
-            if s.labels.get("job").map(String::as_str) != Some(self.job)
-                || s.labels.get("table") != Some(&self.table)
+            if s.label("job") != Some(self.job)
+                || s.label("table") != Some(self.table.as_str())
                 || !s.value.is_finite()
                 || s.value <= 0.0
             {
@@ -278,7 +279,7 @@ impl TableRun {
             let Some((_, c, names)) = self.counters.iter().find(|(n, _, _)| *n == s.name) else {
                 continue;
             };
-            let values: Option<Vec<&str>> = names.iter().map(|n| s.labels.get(*n).map(String::as_str)).collect();
+            let values: Option<Vec<&str>> = names.iter().map(|n| s.label(n)).collect();
             if let Some(values) = values {
                 c.with_label_values(&values).inc_by(s.value);
             }
@@ -449,51 +450,17 @@ fn push_all(url: &str, run: &JobRun) -> Result<usize> {
     })
 }
 
-/// One sample of the text exposition format.
-struct Sample {
-    name: String,
-    labels: HashMap<String, String>,
-    value: f64,
-}
-
 /// The `tributary_*_total` samples of a text exposition (the only ones carried over).
 fn samples(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("tributary_")) {
-        let end = line.find(['{', ' ']).unwrap_or(line.len());
-        let name = &line[..end];
-        if !name.ends_with("_total") {
-            continue;
-        }
-        let mut labels = HashMap::new();
-        let mut rest = &line[end..];
-        if let Some(body) = rest.strip_prefix('{') {
-            // Label values here are fixed names (no quotes, commas or braces inside).
-            let Some((inner, after)) = body.split_once('}') else {
-                continue;
-            };
-            for pair in inner.split(',').filter(|p| !p.is_empty()) {
-                if let Some((k, v)) = pair.split_once('=') {
-                    labels.insert(k.trim().to_owned(), v.trim().trim_matches('"').to_owned());
-                }
-            }
-            rest = after;
-        }
-        let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        out.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    out
+    metrics::text::parse(text)
+        .into_iter()
+        .filter(|s| s.name.starts_with("tributary_") && s.name.ends_with("_total"))
+        .collect()
 }
 
 /// The text exposition of every series the jobs can push, each with its grouping labels
 /// (`job`, `table="users"`), as Prometheus shows them after scraping the Pushgateway: what
-/// tests/tests/deploy.rs checks the dashboards and alert rules against.
+/// tests/tests/deploy/ checks the dashboards and alert rules against.
 pub fn catalog() -> String {
     let mut text = String::new();
     let chain = "users".to_owned();

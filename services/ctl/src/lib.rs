@@ -1,6 +1,7 @@
 //! The `tributary` command line's library: topic creation and the load generator, shared
 //! with the tests and the benchmarks.
 
+pub mod chains;
 pub mod dlq;
 pub mod grants;
 pub mod job_metrics;

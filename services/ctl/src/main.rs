@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Lists the chains of the registry (schemas/chains.txt): one name a line, or with
+    /// `--json` every chain's descriptor (port, window, schema, topics, table).
+    Chains(tributary_ctl::chains::ChainsArgs),
     /// Creates every topic of the contracts that does not exist yet (raw, clean, dlq, audit,
     /// changelog per chain, and dlq.sink). Raw and clean topics hold personal data the lake
     /// keeps after them: they get a finite retention, `TOPIC_RETENTION` (default 7d).
@@ -293,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Share {
             command: ShareCommand::Refresh { lake, namespace, json },
         } => tributary_ctl::share::refresh(&cli.kafka_bootstrap, &namespace, &lake, json)?,
+        Command::Chains(args) => print!("{}", tributary_ctl::chains::render(&args)),
         Command::Dlq { command } => tributary_ctl::dlq::run_cli(&cli.kafka_bootstrap, command)?,
         Command::Tables {
             lake,

@@ -13,6 +13,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
+use tributary_engine::kafka::QuietEof;
 use tributary_engine::topics;
 use tributary_lake::reconcile::{self, AuditRecord, ChainReport, CleanFacts, RawPartition};
 use tributary_lake::Lake;
@@ -27,26 +28,8 @@ pub struct Settings {
     pub read_timeout: Duration,
 }
 
-/// A consumer context that does not log reaching a partition's end as an error.
-struct Quiet;
-
-impl rdkafka::ClientContext for Quiet {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-        // librdkafka reports a partition's end as `PartitionEOF` on a message, and on the
-        // client as a global error with that code: neither is an error here.
-        if !matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        ) {
-            tracing::error!(error = %error, reason, "Kafka client error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for Quiet {}
-
-type Reader = BaseConsumer<Quiet>;
+/// Reaching a partition's end is not logged as an error (see `QuietEof`).
+type Reader = BaseConsumer<QuietEof>;
 
 fn consumer(bootstrap: &str, group: &str) -> Result<Reader> {
     Ok(tributary_engine::kafka::env_client_config(bootstrap)
@@ -55,7 +38,7 @@ fn consumer(bootstrap: &str, group: &str) -> Result<Reader> {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
-        .create_with_context(Quiet)?)
+        .create_with_context(QuietEof)?)
 }
 
 /// Partitions of a topic; None when it does not exist.

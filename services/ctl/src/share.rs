@@ -14,11 +14,12 @@ pub fn refresh(bootstrap: &str, namespace: &str, lake_uri: &str, json: bool) -> 
     let started = std::time::Instant::now();
     let grants = crate::grants::read_all(bootstrap, namespace)?;
     let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let cli = tributary_serve::config::Cli {
-        kafka_bootstrap: Some(bootstrap.to_owned()),
-        lake_uri: Some(lake_uri.to_owned()),
-        topic_namespace: Some(namespace.to_owned()),
-        ..Default::default()
+    let cli = tributary_serve::config::Config {
+        kafka_bootstrap: bootstrap.to_owned(),
+        lake_uri: lake_uri.to_owned(),
+        topic_namespace: namespace.to_owned(),
+        kafka: tributary_engine::kafka::props_from_env(&env),
+        ..tributary_serve::config::Config::defaults()
     };
     let settings = tributary_serve::config::Settings::load_for_job(cli, &env).map_err(anyhow::Error::msg)?;
     let app = tributary_serve::App::new(settings)?;

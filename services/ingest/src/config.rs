@@ -5,54 +5,15 @@
 
 use crate::error::Error;
 use crate::signatures::{sns, Secrets};
-use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tributary_engine::config::{local_mode_for, no_tenants_problem, LOCAL_MODE_VAR};
+use tributary_engine::settings::{self, Loaded};
 
 pub const DEFAULT_PORT: u16 = 8080;
-pub const fn default_max_body_bytes() -> usize {
-    4 << 20
-}
-pub const fn default_max_record_bytes() -> usize {
-    1 << 20
-}
-/// 100 GiB: uploads stream, so this bounds time and disk downstream, not memory.
-pub const fn default_max_upload_bytes() -> u64 {
-    100 << 30
-}
-pub const fn default_delivery_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// How old a signed timestamp may be: SendGrid's signed header, Mailgun's `signature.timestamp`,
-/// an SNS message's `Timestamp`. Five minutes, the usual webhook replay window: a captured
-/// request is useless soon after, and the replay cache ([`crate::signatures::replay`]) only
-/// has to remember that long. A provider retry that carries its first attempt's signature
-/// past the window is refused; SNS's default HTTP delivery policy retries within about a
-/// minute, and an operator with a longer custom policy raises this setting to match.
-pub const fn default_signature_max_age() -> Duration {
-    Duration::from_secs(5 * 60)
-}
-/// How long a webhook or one-click request may take, body and Kafka acknowledgements
-/// included, before it is answered 503; for an upload, how long the body may pause. Not above
-/// DELIVERY_TIMEOUT, a Kafka outage is answered by this timeout rather than by Kafka's own
-/// error: a 503 either way.
-pub const fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-/// API requests handled at once; the next one is answered 503 at once instead of queueing.
-pub const fn default_max_concurrent_requests() -> usize {
-    256
-}
-/// Mailgun (timestamp, token) pairs remembered: about 100 bytes each, so 50 MB when full,
-/// and 1600 Mailgun webhooks a second for the whole default window.
-pub const fn default_replay_cache_entries() -> usize {
-    500_000
-}
 
 /// The local default: tenant → SHA-256 hex of `<tenant>-local-token`.
 pub const LOCAL_TENANTS: [(&str, &str); 3] = [
@@ -70,109 +31,87 @@ pub const LOCAL_TENANTS: [(&str, &str); 3] = [
     ),
 ];
 
-pub const ENV_HELP: &str = "\
-Environment (each also a flag; the environment overrides the --config file):
-  KAFKA_BOOTSTRAP            Kafka bootstrap servers (default 127.0.0.1:9092)
-  PORT                       the one port of the API, /metrics and /health/* (default 8080)
-  METRICS_PORT (default 8080) the same port under the name every Tributary service uses; PORT wins
-  TOPIC_NAMESPACE            prefix <ns>. on every topic (default empty)
-  MAX_BODY_BYTES             largest webhook body, else 413 (default 4194304)
-  MAX_UPLOAD_BYTES           largest upload, else 413 (default 107374182400)
-  MAX_RECORD_BYTES           longest upload line or CSV row, longer ones are rejected (default 1048576)
-  DELIVERY_TIMEOUT           how long Kafka may take to acknowledge a record before 503 (default 30s)
-  REQUEST_TIMEOUT            longest a webhook or one-click request may take, else 503; for an upload,
-                             the longest pause in its body, else 408 (default 30s)
-  MAX_CONCURRENT_REQUESTS    API requests handled at once; more are answered 503 at once (default 256)
-  REQUIRE_PROVIDER_SIGNATURES  true: refuse webhooks of a provider without a configured secret (default true; false in local mode)
-  SIGNATURE_MAX_AGE          oldest signed timestamp accepted (SendGrid, Mailgun, SNS Timestamp), else 403
-                             as a possible replay (default 5m)
-  REPLAY_CACHE_ENTRIES       Mailgun (timestamp, token) pairs remembered for SIGNATURE_MAX_AGE, so a second
-                             use is refused 403; past it the oldest are forgotten, logged (default 500000)
-  TENANT_TOKENS_FILE         lines `<tenant> <sha256 hex of its token>`; adds or replaces tenant tokens
-  TRIBUTARY_CONFIG           the TOML settings file, as --config
-  KAFKA_PROP_<NAME>          any librdkafka property, dots as underscores (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL)
-  RUST_LOG, LOG_FORMAT=json  log filter and format
-  SCHEMA_REGISTRY_URL        set by the shared deployment config; not used by the gateway
-  TRIBUTARY_LOCAL=1          local mode (make up, the tests; when unset, a Kafka on loopback addresses only):
-                             the tenants acme, globex, initech with the tokens
-                             <tenant>-local-token and one-click secrets <tenant>-local-unsubscribe-secret where no
-                             tenant is configured, and unsigned webhooks accepted with a warning. Otherwise
-                             (TRIBUTARY_LOCAL=0, as in Kubernetes) the gateway refuses to start with no tenants
-                             configured.";
+const AFTER_HELP: &str = "\
+The file also holds the tenants, `[tenants.<id>]` (token_sha256, the provider secrets: sendgrid, \
+mailgun, mandrill, postmark, mailchimp, ses, and unsubscribe_secret); they are never printed.
+SCHEMA_REGISTRY_URL, set by the shared deployment config, is not used by the gateway.
+TRIBUTARY_LOCAL=1 (local mode: make up, the tests; when unset, a Kafka on loopback addresses only): \
+the tenants acme, globex, initech with the tokens <tenant>-local-token and one-click secrets \
+<tenant>-local-unsubscribe-secret where no tenant is configured, and unsigned webhooks accepted \
+with a warning. Otherwise (TRIBUTARY_LOCAL=0, as in Kubernetes) the gateway refuses to start \
+with no tenants configured.";
 
-#[derive(Debug, Parser, Default)]
-#[command(name = "ingest", about = "Tributary's HTTP gateway: ESP webhooks and list uploads into raw.<chain>", after_help = ENV_HELP)]
-pub struct Cli {
-    /// TOML settings file: the keys below in snake case, `[kafka]` properties, `[tenants.<id>]`.
-    #[arg(long, env = "TRIBUTARY_CONFIG")]
-    pub config: Option<PathBuf>,
-    #[arg(long, env = "KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
+/// The gateway's settings, each declared once: flag, environment variable, default, help;
+/// the file key is the field's name. [`tributary_engine::settings`] layers them.
+#[derive(Debug, Default, clap::Parser, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[command(name = "ingest", about = "Tributary's HTTP gateway: ESP webhooks and list uploads into raw.<chain>", after_help = AFTER_HELP)]
+pub struct Config {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap: String,
+    /// The one port of the API, /metrics and /health/* [default: 8080].
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
-    #[arg(long, env = "METRICS_PORT", hide = true)]
+    /// The same port under the name every Tributary service uses: METRICS_PORT (default 8080,
+    /// as PORT) must agree with PORT.
+    #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// Prefix `<ns>.` on every topic; empty by default.
     #[arg(long, env = "TOPIC_NAMESPACE")]
-    pub topic_namespace: Option<String>,
-    #[arg(long, env = "MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
-    #[arg(long, env = "MAX_UPLOAD_BYTES")]
-    pub max_upload_bytes: Option<u64>,
-    #[arg(long, env = "MAX_RECORD_BYTES")]
-    pub max_record_bytes: Option<usize>,
-    #[arg(long, env = "DELIVERY_TIMEOUT")]
-    pub delivery_timeout: Option<String>,
-    #[arg(long, env = "REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
-    #[arg(long, env = "MAX_CONCURRENT_REQUESTS")]
-    pub max_concurrent_requests: Option<usize>,
+    pub topic_namespace: String,
+    /// Largest webhook body, else 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value = "4194304")]
+    pub max_body_bytes: usize,
+    /// Largest upload, else 413. 100 GiB: uploads stream, so this bounds time and disk
+    /// downstream, not memory.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value = "107374182400")]
+    pub max_upload_bytes: u64,
+    /// Longest upload line or CSV row; longer ones are rejected.
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value = "1048576")]
+    pub max_record_bytes: usize,
+    /// How long Kafka may take to acknowledge a record before 503.
+    #[arg(long, env = "DELIVERY_TIMEOUT", default_value = "30s", value_parser = settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// How long a webhook or one-click request may take, body and Kafka acknowledgements
+    /// included, before it is answered 503; for an upload, how long the body may pause (else
+    /// 408). Not above DELIVERY_TIMEOUT, a Kafka outage is answered by this timeout rather
+    /// than by Kafka's own error: a 503 either way.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// API requests handled at once; the next one is answered 503 at once instead of queueing.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "256")]
+    pub max_concurrent_requests: usize,
+    /// Refuse webhooks of a provider without a configured secret [default: true; false in
+    /// local mode].
     #[arg(long, env = "REQUIRE_PROVIDER_SIGNATURES")]
     pub require_provider_signatures: Option<bool>,
-    #[arg(long, env = "SIGNATURE_MAX_AGE")]
-    pub signature_max_age: Option<String>,
-    #[arg(long, env = "REPLAY_CACHE_ENTRIES")]
-    pub replay_cache_entries: Option<usize>,
+    /// How old a signed timestamp may be (SendGrid's signed header, Mailgun's
+    /// `signature.timestamp`, an SNS message's `Timestamp`), else 403 as a possible replay:
+    /// the usual webhook replay window. A provider retry that carries its first attempt's
+    /// signature past the window is refused; SNS's default delivery policy retries within
+    /// about a minute, a longer custom policy needs this raised to match.
+    #[arg(long, env = "SIGNATURE_MAX_AGE", default_value = "5m", value_parser = settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub signature_max_age: Duration,
+    /// Mailgun (timestamp, token) pairs remembered for SIGNATURE_MAX_AGE, so a second use is
+    /// refused 403; past it the oldest are forgotten, logged. About 100 bytes each: 50 MB
+    /// when full, and 1600 Mailgun webhooks a second for the whole default window.
+    #[arg(long, env = "REPLAY_CACHE_ENTRIES", default_value = "500000")]
+    pub replay_cache_entries: usize,
+    /// Lines `<tenant> <sha256 hex of its token>`; adds or replaces tenant tokens.
     #[arg(long, env = "TENANT_TOKENS_FILE")]
     pub tenant_tokens_file: Option<PathBuf>,
-}
-
-/// The settings file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Kafka bootstrap servers.
-    pub kafka_bootstrap: Option<String>,
-    /// The HTTP port.
-    pub port: Option<u16>,
-    /// Prefix `<ns>.` on every topic.
-    pub topic_namespace: Option<String>,
-    /// Largest webhook body.
-    pub max_body_bytes: Option<usize>,
-    /// Largest upload.
-    pub max_upload_bytes: Option<u64>,
-    /// Longest upload line.
-    pub max_record_bytes: Option<usize>,
-    /// How long Kafka may take to acknowledge a record.
-    #[serde(default, with = "humantime_serde")]
-    pub delivery_timeout: Option<Duration>,
-    /// Longest webhook or one-click request; longest pause in an upload's body.
-    #[serde(default, with = "humantime_serde")]
-    pub request_timeout: Option<Duration>,
-    /// API requests handled at once.
-    pub max_concurrent_requests: Option<usize>,
-    /// Refuse webhooks of providers without a configured secret.
-    pub require_provider_signatures: Option<bool>,
-    /// Oldest signed timestamp accepted (SendGrid, Mailgun, SNS).
-    #[serde(default, with = "humantime_serde")]
-    pub signature_max_age: Option<Duration>,
-    /// Mailgun (timestamp, token) pairs remembered.
-    pub replay_cache_entries: Option<usize>,
-    /// As `TENANT_TOKENS_FILE`.
-    pub tenant_tokens_file: Option<PathBuf>,
-    /// librdkafka properties.
-    #[serde(default)]
+    /// librdkafka properties: the file's `[kafka]`, then `KAFKA_PROP_<NAME>` (dots as
+    /// underscores). `acks` and `enable.idempotence` are fixed.
+    #[arg(skip)]
     pub kafka: BTreeMap<String, String>,
-    /// The tenants; when given, they replace the local default ones.
+    /// The tenants (file only); when given, they replace the local default ones. Secrets:
+    /// never printed.
+    #[arg(skip)]
+    #[serde(skip_serializing)]
     pub tenants: Option<BTreeMap<String, TenantFile>>,
 }
 
@@ -275,27 +214,25 @@ impl Settings {
     /// The local default, as `ingest` with no settings in local mode (`TRIBUTARY_LOCAL=1`).
     pub fn local() -> Settings {
         let env = BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]);
-        Settings::load(Cli::default(), &env).expect("the local default is valid")
+        Settings::from_args(["ingest"], &env).expect("the local default is valid")
     }
 
-    /// From flags and environment (already in `cli`), the file they name, and `KAFKA_PROP_*`
-    /// from `env`.
-    pub fn load(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, Error> {
-        let mut errors = Vec::new();
-        let file = match &cli.config {
-            None => FileConfig::default(),
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
-                    errors.push(format!("{}: {e}", p.display()));
-                    FileConfig::default()
-                }),
-                Err(e) => {
-                    errors.push(format!("{}: {e}", p.display()));
-                    FileConfig::default()
-                }
-            },
-        };
-        let port = match (cli.port, cli.metrics_port) {
+    /// From the command line `args` (the program name first) and `env`: every layer.
+    pub fn from_args<I>(args: I, env: &BTreeMap<String, String>) -> Result<Settings, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<std::ffi::OsString> + Clone,
+    {
+        let loaded = settings::load_from::<Config, _>(args, env, |c| c).map_err(|e| Error::Config(e.to_string()))?;
+        Settings::load(loaded, env)
+    }
+
+    /// The loaded layers made whole (the port, local mode's tenants, the tokens file, the
+    /// providers' keys) and checked: every problem at once.
+    pub fn load(loaded: Loaded<Config>, env: &BTreeMap<String, String>) -> Result<Settings, Error> {
+        let mut errors = loaded.errors;
+        let file = loaded.settings;
+        let port = match (file.port, file.metrics_port) {
             (Some(p), Some(m)) if p != m => {
                 errors.push(format!(
                     "PORT={p} and METRICS_PORT={m} differ: the gateway serves everything on one port; set one"
@@ -303,37 +240,11 @@ impl Settings {
                 p
             }
             (Some(p), _) | (None, Some(p)) => p,
-            (None, None) => file.port.unwrap_or(DEFAULT_PORT),
+            (None, None) => DEFAULT_PORT,
         };
-        let delivery_timeout = match cli.delivery_timeout.as_deref() {
-            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
-                errors.push(format!("DELIVERY_TIMEOUT='{v}': {e}"));
-                default_delivery_timeout()
-            }),
-            None => file.delivery_timeout.unwrap_or(default_delivery_timeout()),
-        };
-        let signature_max_age = match cli.signature_max_age.as_deref() {
-            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
-                errors.push(format!("SIGNATURE_MAX_AGE='{v}': {e}"));
-                default_signature_max_age()
-            }),
-            None => file.signature_max_age.unwrap_or(default_signature_max_age()),
-        };
-        let request_timeout = match cli.request_timeout.as_deref() {
-            Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
-                errors.push(format!("REQUEST_TIMEOUT='{v}': {e}"));
-                default_request_timeout()
-            }),
-            None => file.request_timeout.unwrap_or(default_request_timeout()),
-        };
-        let max_concurrent_requests = cli
-            .max_concurrent_requests
-            .or(file.max_concurrent_requests)
-            .unwrap_or(default_max_concurrent_requests());
-        let replay_cache_entries = cli
-            .replay_cache_entries
-            .or(file.replay_cache_entries)
-            .unwrap_or(default_replay_cache_entries());
+        let (delivery_timeout, signature_max_age, request_timeout) =
+            (file.delivery_timeout, file.signature_max_age, file.request_timeout);
+        let (max_concurrent_requests, replay_cache_entries) = (file.max_concurrent_requests, file.replay_cache_entries);
         if request_timeout.is_zero()
             || max_concurrent_requests == 0
             || signature_max_age.is_zero()
@@ -344,19 +255,11 @@ impl Settings {
                     .into(),
             );
         }
-        let max_body_bytes = cli
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(default_max_body_bytes());
-        let max_record_bytes = cli
-            .max_record_bytes
-            .or(file.max_record_bytes)
-            .unwrap_or(default_max_record_bytes());
+        let (max_body_bytes, max_record_bytes) = (file.max_body_bytes, file.max_record_bytes);
         if max_body_bytes == 0 || max_record_bytes == 0 || delivery_timeout.is_zero() {
             errors.push("MAX_BODY_BYTES, MAX_RECORD_BYTES and DELIVERY_TIMEOUT must be above zero".into());
         }
         let mut kafka = file.kafka.clone();
-        kafka.extend(tributary_engine::kafka::props_from_env(env));
         for fixed in ["enable.idempotence", "acks"] {
             if kafka.remove(fixed).is_some() {
                 errors.push(format!(
@@ -366,11 +269,7 @@ impl Settings {
         }
 
         // Built-in tenants, tokens and one-click secrets exist only in local mode.
-        let kafka_bootstrap = cli
-            .kafka_bootstrap
-            .clone()
-            .or_else(|| file.kafka_bootstrap.clone())
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let kafka_bootstrap = file.kafka_bootstrap.clone();
         let local = local_mode_for(env.get(LOCAL_MODE_VAR).map(String::as_str), &kafka_bootstrap);
         let mut files: BTreeMap<String, TenantFile> = match file.tenants {
             Some(t) => t,
@@ -389,7 +288,7 @@ impl Settings {
                 })
                 .collect(),
         };
-        if let Some(path) = cli.tenant_tokens_file.or(file.tenant_tokens_file) {
+        if let Some(path) = file.tenant_tokens_file {
             match read_tokens_file(&path) {
                 Ok(tokens) => {
                     for (t, h) in tokens {
@@ -423,12 +322,9 @@ impl Settings {
         Ok(Settings {
             kafka_bootstrap,
             port,
-            topic_namespace: cli.topic_namespace.or(file.topic_namespace).unwrap_or_default(),
+            topic_namespace: file.topic_namespace.trim().to_owned(),
             max_body_bytes,
-            max_upload_bytes: cli
-                .max_upload_bytes
-                .or(file.max_upload_bytes)
-                .unwrap_or(default_max_upload_bytes()),
+            max_upload_bytes: file.max_upload_bytes,
             max_record_bytes,
             delivery_timeout,
             request_timeout,
@@ -436,10 +332,7 @@ impl Settings {
             signature_max_age,
             replay_cache_entries,
             // Required outside local mode unless explicitly turned off.
-            require_provider_signatures: cli
-                .require_provider_signatures
-                .or(file.require_provider_signatures)
-                .unwrap_or(!local),
+            require_provider_signatures: file.require_provider_signatures.unwrap_or(!local),
             kafka,
             tenants,
         })
@@ -552,24 +445,26 @@ mod tests {
     #[test]
     fn no_built_in_tenants_and_signatures_required_outside_local_mode() {
         let off = BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "0".to_owned())]);
-        let err = Settings::load(Cli::default(), &off).unwrap_err().to_string();
+        let err = Settings::from_args(["ingest"], &off).unwrap_err().to_string();
         assert!(
             err.contains("no tenants configured") && err.contains("TRIBUTARY_LOCAL=1"),
             "{err}"
         );
         // A Kafka on loopback only, TRIBUTARY_LOCAL unset: the local infrastructure.
         assert_eq!(
-            Settings::load(Cli::default(), &BTreeMap::new()).unwrap().tenants.len(),
+            Settings::from_args(["ingest"], &BTreeMap::new()).unwrap().tenants.len(),
             3
         );
         let path = std::env::temp_dir().join(format!("ingest-tokens-{}", std::process::id()));
         std::fs::write(&path, format!("acme {}\n", hex::encode(sha256(b"prod-token")))).unwrap();
-        let s = Settings::load(
-            Cli {
-                tenant_tokens_file: Some(path.clone()),
-                kafka_bootstrap: Some("kafka.prod.svc:9093".into()),
-                ..Cli::default()
-            },
+        let s = Settings::from_args(
+            [
+                "ingest",
+                "--tenant-tokens-file",
+                path.to_str().unwrap(),
+                "--kafka-bootstrap",
+                "kafka.prod.svc:9093",
+            ],
             &BTreeMap::new(),
         )
         .unwrap();
@@ -582,46 +477,37 @@ mod tests {
 
     #[test]
     fn limits_from_flags_or_file() {
-        let s = Settings::load(
-            Cli {
-                request_timeout: Some("2s".into()),
-                max_concurrent_requests: Some(8),
-                signature_max_age: Some("1h".into()),
-                replay_cache_entries: Some(10),
-                ..Cli::default()
-            },
-            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
+        let local = BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]);
+        let s = Settings::from_args(
+            [
+                "ingest",
+                "--request-timeout=2s",
+                "--max-concurrent-requests=8",
+                "--signature-max-age=1h",
+                "--replay-cache-entries=10",
+            ],
+            &local,
         )
         .unwrap();
         assert_eq!(s.request_timeout, Duration::from_secs(2));
         assert_eq!(s.signature_max_age, Duration::from_secs(3600));
         assert_eq!((s.max_concurrent_requests, s.replay_cache_entries), (8, 10));
-        let file: FileConfig = toml::from_str(
+        let file: Config = toml::from_str(
             "request_timeout = \"45s\"\nmax_concurrent_requests = 32\nsignature_max_age = \"10m\"\nreplay_cache_entries = 1000\n",
         )
         .unwrap();
-        assert_eq!(file.request_timeout, Some(Duration::from_secs(45)));
-        assert_eq!(file.max_concurrent_requests, Some(32));
-        let err = Settings::load(
-            Cli {
-                request_timeout: Some("0s".into()),
-                max_concurrent_requests: Some(0),
-                ..Cli::default()
-            },
-            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
+        assert_eq!(file.request_timeout, Duration::from_secs(45));
+        assert_eq!(file.max_concurrent_requests, 32);
+        let err = Settings::from_args(
+            ["ingest", "--request-timeout", "0s", "--max-concurrent-requests", "0"],
+            &local,
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("MAX_CONCURRENT_REQUESTS"), "{err}");
-        let err = Settings::load(
-            Cli {
-                request_timeout: Some("soon".into()),
-                ..Cli::default()
-            },
-            &BTreeMap::from([(LOCAL_MODE_VAR.to_owned(), "1".to_owned())]),
-        )
-        .unwrap_err()
-        .to_string();
+        let mut soon = local.clone();
+        soon.insert("REQUEST_TIMEOUT".into(), "soon".into());
+        let err = Settings::from_args(["ingest"], &soon).unwrap_err().to_string();
         assert!(err.contains("REQUEST_TIMEOUT='soon'"), "{err}");
     }
 
@@ -637,28 +523,32 @@ mod tests {
         .unwrap();
         let tokens = dir.join("tokens");
         std::fs::write(&tokens, format!("# comment\nt1 {}\n", hex::encode(sha256(b"tok")))).unwrap();
-        let cli = Cli {
-            config: Some(cfg.clone()),
-            tenant_tokens_file: Some(tokens),
-            metrics_port: Some(9000),
-            ..Cli::default()
-        };
         let env = BTreeMap::from([("KAFKA_PROP_SECURITY_PROTOCOL".to_owned(), "SSL".to_owned())]);
-        let s = Settings::load(cli, &env).unwrap();
+        let args = [
+            "ingest",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--tenant-tokens-file",
+            tokens.to_str().unwrap(),
+            "--metrics-port",
+            "9000",
+        ];
+        let s = Settings::from_args(args, &env).unwrap();
         assert_eq!((s.port, s.topic_namespace.as_str()), (9000, "x"));
         assert_eq!(s.kafka["security.protocol"], "SSL");
         assert_eq!(s.tenants["t1"].token_sha256, sha256(b"tok"));
         assert_eq!(s.tenants["t1"].secrets.mailgun.as_deref(), Some("k"));
 
         std::fs::write(&cfg, "bogus = 1\n").unwrap();
-        let err = Settings::load(
-            Cli {
-                config: Some(cfg),
-                port: Some(1),
-                metrics_port: Some(2),
-                delivery_timeout: Some("soon".into()),
-                ..Cli::default()
-            },
+        let err = Settings::from_args(
+            [
+                "ingest",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--port=1",
+                "--metrics-port=2",
+                "--delivery-timeout=soon",
+            ],
             &BTreeMap::from([("KAFKA_PROP_ACKS".to_owned(), "1".to_owned())]),
         )
         .unwrap_err()

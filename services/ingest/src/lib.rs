@@ -38,7 +38,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use clap::Parser;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
@@ -561,10 +560,18 @@ pub async fn serve(
 }
 
 pub fn main() -> ExitCode {
-    let cli = config::Cli::parse();
+    let loaded = tributary_engine::settings::load::<config::Config>(|c| c);
     tributary_engine::init_tracing();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(cli, &env) {
+    // `--print-config`: the layered settings (tenants' secrets left out) once they check out.
+    let printed = loaded
+        .print
+        .then(|| tributary_engine::settings::to_toml(&loaded.settings));
+    let resolved = Settings::load(loaded, &env);
+    if let Some(text) = printed {
+        return tributary_engine::settings::print_config("ingest", resolved.map(|_| text).map_err(|e| e.to_string()));
+    }
+    let settings = match resolved {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "Invalid settings");

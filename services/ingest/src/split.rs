@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use tributary_engine::chains;
 use tributary_engine::esp::{self, Bounce, Event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,11 +70,13 @@ impl Provider {
     }
 }
 
-const USERS: &str = "users";
-const UNSUBSCRIBES: &str = "unsubscribes";
-const BLOCKLISTS: &str = "blocklists";
-const SUBSCRIPTIONS: &str = "subscriptions";
-const MAILINGS: &str = "mailings";
+// The chains the routing table names, by their registry entries: a chain renamed or removed
+// there does not compile here.
+const USERS: &str = chains::USERS.name;
+const UNSUBSCRIBES: &str = chains::UNSUBSCRIBES.name;
+const BLOCKLISTS: &str = chains::BLOCKLISTS.name;
+const SUBSCRIPTIONS: &str = chains::SUBSCRIPTIONS.name;
+const MAILINGS: &str = chains::MAILINGS.name;
 
 const M: &[&str] = &[MAILINGS];
 const M_B: &[&str] = &[MAILINGS, BLOCKLISTS];

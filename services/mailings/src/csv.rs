@@ -1,20 +1,19 @@
 //! `csv` uploads of mailing events (send logs and activity exports).
 
-use tributary_engine::{Parsed, RawRecord, RecordError};
+use crate::{field, Draft};
+use tributary_engine::field::EMAIL;
+use tributary_engine::{Input, Parsed, RawRecord, RecordError};
 
-/// Column name (case-blind, spaces as underscores) → unified field.
+/// Column name (case-blind, spaces as underscores) → unified field; the common fields'
+/// aliases (`email_address`, `tenant`, ...) are the engine's `COMMON_COLUMNS`.
 pub const COLUMNS: &[(&str, &str)] = &[
-    ("email_address", "email"),
-    ("e_mail", "email"),
-    ("recipient", "email"),
-    ("tenant", "tenant_id"),
-    ("timestamp", "event_time"),
-    ("event", "event_type"),
-    ("type", "event_type"),
-    ("msg_id", "message_id"),
-    ("campaign", "campaign_id"),
+    ("recipient", EMAIL),
+    ("event", field::EVENT_TYPE),
+    ("type", field::EVENT_TYPE),
+    ("msg_id", field::MESSAGE_ID),
+    ("campaign", field::CAMPAIGN_ID),
 ];
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
-    Parsed::from_csv(raw, COLUMNS)
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
+    Parsed::from_csv(raw, COLUMNS).map(Input::from)
 }

@@ -2,24 +2,24 @@
 //! (will retry) is DEFERRED, a `suppress-*` reason (never attempted) is DROPPED, the rest is
 //! BOUNCED.
 
-use crate::Mailings;
+use crate::{Draft, EventType, Mailings};
 use tributary_engine::esp::{self, Bounce};
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::mailgun(raw.payload)?;
     let bounce = ev.bounce();
     let event_type = match ev.kind.as_str() {
-        "accepted" => "SENT",
-        "delivered" => "DELIVERED",
-        "failed" if bounce == Some(Bounce::Suppressed) => "DROPPED",
-        "failed" if ev.str(&["severity"]).as_deref() == Some("temporary") => "DEFERRED",
-        "failed" => "BOUNCED",
-        "rejected" => "DROPPED",
-        "opened" => "OPENED",
-        "clicked" => "CLICKED",
-        "complained" => "COMPLAINED",
-        "unsubscribed" => "UNSUBSCRIBED",
+        "accepted" => EventType::Sent,
+        "delivered" => EventType::Delivered,
+        "failed" if bounce == Some(Bounce::Suppressed) => EventType::Dropped,
+        "failed" if ev.str(&["severity"]).as_deref() == Some("temporary") => EventType::Deferred,
+        "failed" => EventType::Bounced,
+        "rejected" => EventType::Dropped,
+        "opened" => EventType::Opened,
+        "clicked" => EventType::Clicked,
+        "complained" => EventType::Complained,
+        "unsubscribed" => EventType::Unsubscribed,
         _ => return Err(ev.not_for(Mailings::NAME)),
     };
     let status = ev
@@ -30,18 +30,16 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         (None, Some(text)) => Some(text),
         (code, None) => code.or_else(|| ev.str(&["reject", "reason"])),
     };
-    let mut f = ev.fields();
-    f.set_str("event_type", event_type)
-        .set(
-            "message_id",
-            ev.str(&["message", "headers", "message-id"])
-                .map(|m| esp::strip_angle(&m)),
-        )
-        .set("campaign_id", ev.campaign())
-        .set("smtp_response", smtp_response)
-        .set("bounce_class", bounce.and_then(Bounce::class).map(str::to_owned))
-        .set("url", ev.str(&["url"]))
-        .set("user_agent", ev.str(&["client-info", "user-agent"]))
-        .set("ip", ev.str(&["ip"]));
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        event_type: Some(event_type),
+        message_id: ev
+            .str(&["message", "headers", "message-id"])
+            .map(|m| esp::strip_angle(&m)),
+        campaign_id: ev.campaign(),
+        smtp_response,
+        bounce_class: bounce.and_then(Bounce::class).map(str::to_owned),
+        url: ev.str(&["url"]),
+        user_agent: ev.str(&["client-info", "user-agent"]),
+        ip: ev.str(&["ip"]),
+    }))
 }

@@ -3,39 +3,39 @@
 //! `ManuallyDeactivated`, a message to an inactive address that was never attempted (DROPPED).
 //! A SubscriptionChange that suppresses sending at the recipient's request is UNSUBSCRIBED.
 
-use crate::Mailings;
+use crate::{Draft, EventType, Mailings};
 use tributary_engine::esp::{self, Bounce};
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::postmark(raw.payload)?;
     let bounce = ev.bounce();
     let bounce_type = ev.str(&["Type"]).unwrap_or_default();
     let event_type = match ev.kind.as_str() {
-        "Delivery" => "DELIVERED",
-        "Bounce" if bounce_type == "SpamComplaint" => "COMPLAINED",
-        "Bounce" if matches!(bounce_type.as_str(), "Transient" | "DnsError") => "DEFERRED",
-        "Bounce" if bounce == Some(Bounce::Suppressed) => "DROPPED",
-        "Bounce" => "BOUNCED",
-        "SpamComplaint" => "COMPLAINED",
-        "Open" => "OPENED",
-        "Click" => "CLICKED",
+        "Delivery" => EventType::Delivered,
+        "Bounce" if bounce_type == "SpamComplaint" => EventType::Complained,
+        "Bounce" if matches!(bounce_type.as_str(), "Transient" | "DnsError") => EventType::Deferred,
+        "Bounce" if bounce == Some(Bounce::Suppressed) => EventType::Dropped,
+        "Bounce" => EventType::Bounced,
+        "SpamComplaint" => EventType::Complained,
+        "Open" => EventType::Opened,
+        "Click" => EventType::Clicked,
         "SubscriptionChange" => match unsubscribe(&ev) {
-            Ok(()) => "UNSUBSCRIBED",
+            Ok(()) => EventType::Unsubscribed,
             Err(detail) => return Err(ev.not_for_as(&detail, Mailings::NAME)),
         },
         _ => return Err(ev.not_for(Mailings::NAME)),
     };
-    let mut f = ev.fields();
-    f.set_str("event_type", event_type)
-        .set("message_id", ev.str(&["MessageID"]))
-        .set("campaign_id", ev.campaign())
-        .set("smtp_response", ev.str(&["Details"]))
-        .set("bounce_class", bounce.and_then(Bounce::class).map(str::to_owned))
-        .set("url", ev.str(&["OriginalLink"]))
-        .set("user_agent", ev.str(&["UserAgent"]))
-        .set("ip", ev.str(&["Geo", "IP"]));
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        event_type: Some(event_type),
+        message_id: ev.str(&["MessageID"]),
+        campaign_id: ev.campaign(),
+        smtp_response: ev.str(&["Details"]),
+        bounce_class: bounce.and_then(Bounce::class).map(str::to_owned),
+        url: ev.str(&["OriginalLink"]),
+        user_agent: ev.str(&["UserAgent"]),
+        ip: ev.str(&["Geo", "IP"]),
+    }))
 }
 
 /// A SubscriptionChange is an unsubscribe when it suppresses sending for a manual reason

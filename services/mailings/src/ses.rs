@@ -2,28 +2,28 @@
 //! complaints for addresses already on SES's suppression list were never attempted: DROPPED.
 //! A `Subscription` event is UNSUBSCRIBED when it opts the recipient out of something.
 
-use crate::Mailings;
+use crate::{Draft, EventType, Mailings};
 use tributary_engine::esp::{self, Bounce};
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::ses(raw.payload)?;
     let bounce = ev.bounce();
     let event_type = match ev.kind.as_str() {
-        "send" => "SENT",
-        "delivery" => "DELIVERED",
-        "delivery_delay" => "DEFERRED",
-        "bounce" if bounce == Some(Bounce::Suppressed) => "DROPPED",
-        "bounce" => "BOUNCED",
+        "send" => EventType::Sent,
+        "delivery" => EventType::Delivered,
+        "delivery_delay" => EventType::Deferred,
+        "bounce" if bounce == Some(Bounce::Suppressed) => EventType::Dropped,
+        "bounce" => EventType::Bounced,
         "complaint" if ev.str(&["complaint", "complaintSubType"]).as_deref() == Some("OnAccountSuppressionList") => {
-            "DROPPED"
+            EventType::Dropped
         }
-        "complaint" => "COMPLAINED",
-        "reject" => "DROPPED",
-        "open" => "OPENED",
-        "click" => "CLICKED",
-        "rendering_failure" => "FAILED",
-        "subscription" if !ev.ses_opt_outs().is_empty() => "UNSUBSCRIBED",
+        "complaint" => EventType::Complained,
+        "reject" => EventType::Dropped,
+        "open" => EventType::Opened,
+        "click" => EventType::Clicked,
+        "rendering_failure" => EventType::Failed,
+        "subscription" if !ev.ses_opt_outs().is_empty() => EventType::Unsubscribed,
         "subscription" => return Err(ev.not_for_as("no opt-out", Mailings::NAME)),
         _ => return Err(ev.not_for(Mailings::NAME)),
     };
@@ -44,16 +44,18 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         "click" => Some("click"),
         _ => None,
     };
-    let mut f = ev.fields();
-    f.set_str("event_type", event_type)
-        .set("message_id", ev.str(&["mail", "messageId"]))
-        .set("campaign_id", ev.campaign())
-        .set("smtp_response", smtp_response)
-        .set("bounce_class", bounce.and_then(Bounce::class).map(str::to_owned));
+    let mut d = Draft {
+        event_type: Some(event_type),
+        message_id: ev.str(&["mail", "messageId"]),
+        campaign_id: ev.campaign(),
+        smtp_response,
+        bounce_class: bounce.and_then(Bounce::class).map(str::to_owned),
+        ..Draft::default()
+    };
     if let Some(key) = engagement {
-        f.set("url", ev.str(&[key, "link"]))
-            .set("user_agent", ev.str(&[key, "userAgent"]))
-            .set("ip", ev.str(&[key, "ipAddress"]));
+        d.url = ev.str(&[key, "link"]);
+        d.user_agent = ev.str(&[key, "userAgent"]);
+        d.ip = ev.str(&[key, "ipAddress"]);
     }
-    Ok(f.parsed())
+    Ok(ev.fields().with(d))
 }

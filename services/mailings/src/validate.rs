@@ -1,62 +1,39 @@
 //! Validation and normalization of `mailings` records.
 
-use crate::{MailingEvent, EVENT_TYPES};
-use tributary_engine::{normalize, Common, Parsed, RecordError};
+use crate::{field, Draft, EventType, MailingEvent};
+use tributary_engine::{normalize, Common, Input, RecordError};
 
-pub fn validate(mut p: Parsed, common: Common, _now_micros: i64) -> Result<MailingEvent, RecordError> {
-    let event_type = match p.opt_str("event_type")? {
-        None => return Err(RecordError::missing("event_type")),
-        Some(t) => event_type_index(&t).ok_or_else(|| {
-            RecordError::invalid(
-                "event_type",
-                format!(
-                    "'{}' is not one of {}",
-                    normalize::truncate(&t, 40),
-                    EVENT_TYPES.join(", ")
-                ),
-            )
-        })?,
+pub fn validate(input: Input<Draft>, common: Common, _now_micros: i64) -> Result<MailingEvent, RecordError> {
+    let (mut p, d) = (input.fields, input.draft);
+    let event_type = match d.event_type {
+        Some(t) => t,
+        None => p
+            .opt_enum_spelt(field::EVENT_TYPE, EventType::spelt)?
+            .ok_or_else(|| RecordError::missing(field::EVENT_TYPE))?,
     };
     let bounce_class = p
-        .opt_str("bounce_class")?
+        .text_or(d.bounce_class, field::BOUNCE_CLASS)?
         .map(|b| match b.to_ascii_lowercase().as_str() {
             "hard" | "permanent" => Ok("hard".to_owned()),
             "soft" | "transient" | "temporary" => Ok("soft".to_owned()),
             "undetermined" | "unknown" => Ok("undetermined".to_owned()),
             _ => Err(RecordError::invalid(
-                "bounce_class",
+                field::BOUNCE_CLASS,
                 format!("'{}' is not hard, soft or undetermined", normalize::truncate(&b, 40)),
             )),
         })
         .transpose()?;
     Ok(MailingEvent {
-        message_id: p.req_str("message_id")?,
-        campaign_id: p.opt_str("campaign_id")?,
+        message_id: p
+            .text_or(d.message_id, field::MESSAGE_ID)?
+            .ok_or_else(|| RecordError::missing(field::MESSAGE_ID))?,
+        campaign_id: p.text_or(d.campaign_id, field::CAMPAIGN_ID)?,
         event_type,
-        url: p.opt_str("url")?,
-        user_agent: p.opt_str("user_agent")?,
-        ip: p.opt_str("ip")?,
-        smtp_response: p.opt_str("smtp_response")?,
+        url: p.text_or(d.url, field::URL)?,
+        user_agent: p.text_or(d.user_agent, field::USER_AGENT)?,
+        ip: p.text_or(d.ip, field::IP)?,
+        smtp_response: p.text_or(d.smtp_response, field::SMTP_RESPONSE)?,
         bounce_class,
         common,
     })
-}
-
-/// Past-tense symbols, and the present-tense words ESPs use.
-fn event_type_index(t: &str) -> Option<usize> {
-    let up = t.trim().to_ascii_uppercase();
-    let canonical = match up.as_str() {
-        "SEND" | "PROCESSED" => "SENT",
-        "DELIVERY" | "DELIVER" => "DELIVERED",
-        "DEFERRAL" | "DEFER" | "DELAYED" => "DEFERRED",
-        "BOUNCE" => "BOUNCED",
-        "DROP" | "REJECTED" | "REJECT" => "DROPPED",
-        "OPEN" => "OPENED",
-        "CLICK" => "CLICKED",
-        "COMPLAINT" | "SPAMREPORT" | "SPAM" => "COMPLAINED",
-        "UNSUBSCRIBE" => "UNSUBSCRIBED",
-        "FAILURE" | "FAIL" => "FAILED",
-        other => other,
-    };
-    EVENT_TYPES.iter().position(|s| *s == canonical)
 }

@@ -1,121 +1,95 @@
-//! Settings of `serve`: defaults, then the TOML file (`--config` or `TRIBUTARY_CONFIG`,
-//! unknown keys refused), then the environment and flags (clap reads both; a flag wins).
-//! Every problem is reported at once.
+//! Settings of `serve`, declared once in [`Config`] and layered by
+//! [`tributary_engine::settings`]: defaults, then the TOML file (`--config` or
+//! `TRIBUTARY_CONFIG`, unknown keys refused), then the environment, then the flags. Every
+//! problem is reported at once.
 
-use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use tributary_engine::settings::Loaded;
 
-pub const DEFAULT_PORT: u16 = 8090;
-pub const DEFAULT_METRICS_PORT: u16 = 9107;
-/// Requests per second a tenant may make (single checks, bulk checks, profiles, exports).
-pub const fn default_rate_limit() -> u32 {
-    20_000
-}
 /// Addresses one bulk check may hold.
 pub const MAX_BULK: usize = 10_000;
 
-#[derive(Debug, Parser, Default)]
+/// The settings of `serve`, each declared once: flag, environment variable, default, help;
+/// the file key is the field's name. [`tributary_engine::settings`] layers them.
+#[derive(Debug, Clone, Default, clap::Parser, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[command(
     name = "serve",
     about = "Tributary's read side: suppression checks, profiles and audience exports",
-    after_help = "Every setting is also a key of the --config TOML file (snake case) and, \
-                  for Kafka, KAFKA_PROP_<NAME> passes any librdkafka property \
-                  (KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL) as does the file's [kafka] table.\n\
-                  TRIBUTARY_LOCAL=1 (local mode, set by `make up` and the tests; when unset, a \
+    after_help = "TRIBUTARY_LOCAL=1 (local mode, set by `make up` and the tests; when unset, a \
                   Kafka on loopback addresses only): the demo tenants acme, globex and initech \
                   with the tokens <tenant>-local-token, and the local development key for \
                   grants, where none is configured. Otherwise (TRIBUTARY_LOCAL=0, as in \
                   Kubernetes) every tenant needs a token in TENANT_TOKENS_FILE and grants need \
-                  GRANTS_KEK_FILE, else serve refuses to start."
+                  GRANTS_KEK_FILE (or GRANTS_KEK), else serve refuses to start."
 )]
-pub struct Cli {
-    /// TOML settings file.
-    #[arg(long, env = "TRIBUTARY_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers [default: 127.0.0.1:9092].
-    #[arg(long, env = "KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
-    /// The schema registry's Confluent API [default: http://localhost:8081/apis/ccompat/v7].
-    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
-    pub schema_registry_url: Option<String>,
-    /// The lake root: a local directory or hdfs://host:port/path [default: .lake].
-    #[arg(long, env = "LAKE_URI")]
-    pub lake_uri: Option<String>,
-    /// Prefix `<ns>.` on every topic [default: empty].
+pub struct Config {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap: String,
+    /// The schema registry's Confluent API.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://localhost:8081/apis/ccompat/v7"
+    )]
+    pub schema_registry_url: String,
+    /// The lake root: a local directory or hdfs://host:port/path.
+    #[arg(long, env = "LAKE_URI", default_value = ".lake")]
+    pub lake_uri: String,
+    /// Prefix `<ns>.` on every topic; empty by default.
     #[arg(long, env = "TOPIC_NAMESPACE")]
-    pub topic_namespace: Option<String>,
-    /// The API port [default: 8090].
-    #[arg(long, env = "PORT")]
-    pub port: Option<u16>,
-    /// /metrics and /health/* [default: 9107].
-    #[arg(long, env = "METRICS_PORT")]
-    pub metrics_port: Option<u16>,
+    pub topic_namespace: String,
+    /// The API port.
+    #[arg(long, env = "PORT", default_value = "8090")]
+    pub port: u16,
+    /// /metrics and /health/*.
+    #[arg(long, env = "METRICS_PORT", default_value = "9107")]
+    pub metrics_port: u16,
     /// The tenants that may call, comma-separated [default: those of TENANT_TOKENS_FILE;
     /// in local mode acme,globex,initech].
-    #[arg(long, env = "TENANTS", value_delimiter = ',')]
+    #[arg(long, env = "TENANTS")]
     pub tenants: Option<Vec<String>>,
     /// Lines `<tenant> <sha256 hex of its token>`; replaces those tenants' tokens.
     #[arg(long, env = "TENANT_TOKENS_FILE")]
     pub tenant_tokens_file: Option<PathBuf>,
     /// Only hold (and answer for) these tenants' data: one instance per shard of tenants
     /// [default: every tenant of TENANTS].
-    #[arg(long, env = "HOLD_TENANTS", value_delimiter = ',')]
+    #[arg(long, env = "HOLD_TENANTS")]
     pub hold_tenants: Option<Vec<String>>,
-    /// Requests per second per tenant, else 429 [default: 20000].
-    #[arg(long, env = "RATE_LIMIT")]
-    pub rate_limit: Option<u32>,
+    /// Requests per second per tenant (single checks, bulk checks, profiles, exports), else 429.
+    #[arg(long, env = "RATE_LIMIT", default_value = "20000")]
+    pub rate_limit: u32,
     /// The grants' key-encryption key: a file holding 64 hex digits (a mounted Secret);
     /// required, except in local mode (without it, or GRANTS_KEK, the local development key).
     #[arg(long, env = "GRANTS_KEK_FILE")]
     pub grants_kek_file: Option<PathBuf>,
     /// How often this instance refreshes the analytics grants' shared tables (e.g. `20s`), or
     /// `off` where the DAG `tributary_sharing` does (one writer of the tables) [default: 20s].
-    /// Read by the sharing module from the environment; listed here for --help.
     #[arg(long, env = "SHARING_REFRESH")]
     pub sharing_refresh: Option<String>,
     /// How long a Delta Sharing file URL stays valid (e.g. `15m`) [default: 15m].
     #[arg(long, env = "SHARING_URL_TTL")]
     pub sharing_url_ttl: Option<String>,
     /// Where the audit log of reads of personal data goes: a file, or `-` for the service's
-    /// own log [default: -].
-    #[arg(long, env = "AUDIT_LOG")]
-    pub audit_log: Option<String>,
+    /// own log.
+    #[arg(long, env = "AUDIT_LOG", default_value = "-")]
+    pub audit_log: String,
+    /// librdkafka properties: the file's `[kafka]` table, then `KAFKA_PROP_<NAME>`.
+    #[arg(skip)]
+    pub kafka: BTreeMap<String, String>,
 }
 
-/// The settings file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Kafka bootstrap servers.
-    pub kafka_bootstrap: Option<String>,
-    /// The registry's Confluent API.
-    pub schema_registry_url: Option<String>,
-    /// The lake root.
-    pub lake_uri: Option<String>,
-    /// Prefix on every topic.
-    pub topic_namespace: Option<String>,
-    /// The API port.
-    pub port: Option<u16>,
-    /// The metrics and health port.
-    pub metrics_port: Option<u16>,
-    /// The tenants that may call.
-    pub tenants: Option<Vec<String>>,
-    /// Token hashes file.
-    pub tenant_tokens_file: Option<PathBuf>,
-    /// The tenants whose data this instance holds.
-    pub hold_tenants: Option<Vec<String>>,
-    /// Requests per second per tenant.
-    pub rate_limit: Option<u32>,
-    /// Audit log destination.
-    pub audit_log: Option<String>,
-    /// The grants' key-encryption key file.
-    pub grants_kek_file: Option<PathBuf>,
-    /// librdkafka properties.
-    #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
+impl Config {
+    /// The defaults alone (no file, no environment, no flags).
+    pub fn defaults() -> Config {
+        tributary_engine::settings::load_from::<Config, _>(["serve"], &BTreeMap::new(), |c| c)
+            .map(|l| l.settings)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -142,44 +116,43 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 }
 
 impl Settings {
+    /// The settings of `serve` from every layer: every problem of the layers and of the
+    /// settings, at once.
+    pub fn from_loaded(loaded: Loaded<Config>, env: &BTreeMap<String, String>) -> Result<Settings, String> {
+        let checked = Settings::load(loaded.settings.clone(), env);
+        let mut errors = loaded.errors;
+        match checked {
+            Ok(s) if errors.is_empty() => Ok(s),
+            Ok(_) => Err(errors.join("; ")),
+            Err(e) => {
+                errors.push(e);
+                Err(errors.join("; "))
+            }
+        }
+    }
+
     /// The settings of `serve`: every tenant it answers needs a token.
-    pub fn load(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, String> {
-        Settings::load_as(cli, env, true)
+    pub fn load(cfg: Config, env: &BTreeMap<String, String>) -> Result<Settings, String> {
+        Settings::load_as(cfg, env, true)
     }
 
     /// The settings of a job that serves no API (`tributary share refresh`): tenants and
     /// tokens are not needed; the grants' key-encryption key still is.
-    pub fn load_for_job(cli: Cli, env: &BTreeMap<String, String>) -> Result<Settings, String> {
-        Settings::load_as(cli, env, false)
+    pub fn load_for_job(cfg: Config, env: &BTreeMap<String, String>) -> Result<Settings, String> {
+        Settings::load_as(cfg, env, false)
     }
 
-    fn load_as(cli: Cli, env: &BTreeMap<String, String>, serving: bool) -> Result<Settings, String> {
+    fn load_as(cfg: Config, env: &BTreeMap<String, String>, serving: bool) -> Result<Settings, String> {
         let mut problems = Vec::new();
-        let file: FileConfig = match &cli.config {
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
-                    problems.push(format!("{}: {e}", p.display()));
-                    FileConfig::default()
-                }),
-                Err(e) => {
-                    problems.push(format!("{}: {e}", p.display()));
-                    FileConfig::default()
-                }
-            },
-            None => FileConfig::default(),
-        };
-        let mut kafka = file.kafka;
-        kafka.extend(tributary_engine::kafka::props_from_env(env));
+        let file = cfg;
+        let kafka = file.kafka;
         use tributary_engine::config::{local_mode_for, DEFAULT_TENANTS, LOCAL_MODE_VAR};
-        let kafka_bootstrap = cli
-            .kafka_bootstrap
-            .or(file.kafka_bootstrap)
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let kafka_bootstrap = file.kafka_bootstrap;
         let local = local_mode_for(env.get(LOCAL_MODE_VAR).map(String::as_str), &kafka_bootstrap);
-        let configured = cli.tenants.or(file.tenants);
+        let configured = file.tenants;
         // From the tokens file (a mounted Secret): tenant → token hash.
         let mut from_file: BTreeMap<String, [u8; 32]> = BTreeMap::new();
-        if let Some(p) = cli.tenant_tokens_file.or(file.tenant_tokens_file) {
+        if let Some(p) = file.tenant_tokens_file {
             match std::fs::read_to_string(&p) {
                 Ok(text) => {
                     for (n, line) in text.lines().enumerate() {
@@ -229,30 +202,22 @@ impl Settings {
                 )),
             }
         }
-        let rate_limit = cli.rate_limit.or(file.rate_limit).unwrap_or(default_rate_limit());
+        let rate_limit = file.rate_limit;
         if rate_limit == 0 {
             problems.push("rate_limit must be at least 1 request per second".into());
         }
         let s = Settings {
             kafka_bootstrap,
-            schema_registry_url: cli
-                .schema_registry_url
-                .or(file.schema_registry_url)
-                .unwrap_or_else(|| "http://localhost:8081/apis/ccompat/v7".into()),
-            lake_uri: cli.lake_uri.or(file.lake_uri).unwrap_or_else(|| ".lake".into()),
-            topic_namespace: cli
-                .topic_namespace
-                .or(file.topic_namespace)
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            port: cli.port.or(file.port).unwrap_or(DEFAULT_PORT),
-            metrics_port: cli.metrics_port.or(file.metrics_port).unwrap_or(DEFAULT_METRICS_PORT),
+            schema_registry_url: file.schema_registry_url,
+            lake_uri: file.lake_uri,
+            topic_namespace: file.topic_namespace.trim().to_owned(),
+            port: file.port,
+            metrics_port: file.metrics_port,
             tokens,
-            hold_tenants: cli.hold_tenants.or(file.hold_tenants).filter(|h| !h.is_empty()),
+            hold_tenants: file.hold_tenants.filter(|h| !h.is_empty()),
             rate_limit,
-            audit_log: cli.audit_log.or(file.audit_log).unwrap_or_else(|| "-".into()),
-            grants_kek_file: cli.grants_kek_file.or(file.grants_kek_file),
+            audit_log: file.audit_log,
+            grants_kek_file: file.grants_kek_file,
             kafka,
             local,
         };
@@ -298,31 +263,31 @@ mod tests {
     #[test]
     fn built_in_tenants_tokens_and_key_only_in_local_mode() {
         // Local mode: the demo tenants with their local tokens, the development key allowed.
-        let s = Settings::load(Cli::default(), &env(&[("TRIBUTARY_LOCAL", "1")])).unwrap();
+        let s = Settings::load(Config::defaults(), &env(&[("TRIBUTARY_LOCAL", "1")])).unwrap();
         assert_eq!(s.tokens.keys().collect::<Vec<_>>(), ["acme", "globex", "initech"]);
         assert_eq!(s.tokens["acme"], sha256(b"acme-local-token"));
         assert!(s.local);
         // Anywhere else: nothing built in, every problem at once.
-        let err = Settings::load(Cli::default(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
+        let err = Settings::load(Config::defaults(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
         assert!(err.contains("no tenants configured"), "{err}");
         // Kafka on loopback only, and no TRIBUTARY_LOCAL: the local infrastructure.
-        assert!(Settings::load(Cli::default(), &env(&[])).unwrap().local);
+        assert!(Settings::load(Config::defaults(), &env(&[])).unwrap().local);
         assert!(err.contains("GRANTS_KEK_FILE"), "{err}");
         // A tenant named without a token is refused, not given the local one.
         let file = tokens_file(&format!("acme {}\n", hex::encode(sha256(b"s3cret"))));
-        let cli = || Cli {
+        let cli = || Config {
             tenants: Some(vec!["acme".into(), "globex".into()]),
             tenant_tokens_file: Some(file.clone()),
             grants_kek_file: Some("/run/secrets/kek".into()),
-            ..Cli::default()
+            ..Config::defaults()
         };
         let err = Settings::load(cli(), &env(&[("TRIBUTARY_LOCAL", "0")])).unwrap_err();
         assert!(err.contains("tenant 'globex' has no token"), "{err}");
         // The tenants of the tokens file, with their tokens only.
         let s = Settings::load(
-            Cli {
+            Config {
                 tenants: None,
-                kafka_bootstrap: Some("kafka.prod.svc:9093".into()),
+                kafka_bootstrap: "kafka.prod.svc:9093".into(),
                 ..cli()
             },
             &env(&[]),

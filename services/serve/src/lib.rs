@@ -23,7 +23,6 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Parser;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -232,11 +231,11 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 pub fn main() -> ExitCode {
-    let cli = config::Cli::parse();
-    // The sharing module reads these from the environment: a flag given instead reaches it too.
+    let loaded = tributary_engine::settings::load::<config::Config>(|c| c);
+    // The sharing module reads these from the environment: a flag or file key reaches it too.
     for (name, v) in [
-        ("SHARING_REFRESH", &cli.sharing_refresh),
-        ("SHARING_URL_TTL", &cli.sharing_url_ttl),
+        ("SHARING_REFRESH", &loaded.settings.sharing_refresh),
+        ("SHARING_URL_TTL", &loaded.settings.sharing_url_ttl),
     ] {
         if let Some(v) = v {
             if std::env::var(name).ok().as_deref() != Some(v.as_str()) {
@@ -247,7 +246,14 @@ pub fn main() -> ExitCode {
     }
     tributary_engine::init_tracing();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(cli, &env) {
+    let printed = loaded
+        .print
+        .then(|| tributary_engine::settings::to_toml(&loaded.settings));
+    let resolved = Settings::from_loaded(loaded, &env);
+    if let Some(text) = printed {
+        return tributary_engine::settings::print_config("serve", resolved.map(|_| text));
+    }
+    let settings = match resolved {
         Ok(s) => s,
         Err(e) => {
             eprintln!("serve: invalid settings: {e}");

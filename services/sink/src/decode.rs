@@ -49,6 +49,63 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 use tributary_lake::convert::{event_date, fits, unfit, Kind, EVENT_DATE, NO_EVENT_TIME};
 
+use crate::error::RecordError;
+
+/// Why a writer schema does not compile for the decoder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{0}")]
+    Json(String),
+    #[error("not a record schema")]
+    NotARecord,
+    #[error("field without name")]
+    FieldWithoutName,
+    #[error("field {field}: {source}")]
+    Field { field: String, source: Box<SchemaError> },
+    #[error("enum without symbols")]
+    EnumWithoutSymbols,
+    #[error("enum symbol not a string")]
+    EnumSymbolNotAString,
+    /// A type that is neither a name nor a union nor an object.
+    #[error("unsupported type {0}")]
+    Unsupported(Json),
+    #[error("unsupported type '{0}'")]
+    UnsupportedPrimitive(String),
+}
+
+/// A table column the decoder has no builder for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnError {
+    #[error("map column {0} without struct entries")]
+    MapWithoutStruct(String),
+    #[error("column {0}: unsupported type {1}")]
+    Unsupported(String, DataType),
+}
+
+/// Why an Avro body does not decode with its writer schema (the text is the `dlq.sink`
+/// reason, as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("Avro decode: unexpected end of the datum")]
+    Eof,
+    #[error("Avro decode: integer overflow")]
+    Overflow,
+    #[error("Avro decode: {0} is not an int")]
+    NotAnInt(i64),
+    #[error("Avro decode: negative length {0}")]
+    NegativeLength(i64),
+    #[error("Avro decode: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("Avro decode: invalid boolean {0}")]
+    Boolean(u8),
+    #[error("Avro decode: not a uuid")]
+    Uuid,
+    #[error("Avro decode: enum index {index} out of {symbols} symbols")]
+    EnumIndex { index: i32, symbols: u32 },
+    #[error("Avro decode: union index {index} out of {branches}")]
+    UnionIndex { index: i64, branches: usize },
+}
+
 /// How a writer value is encoded and which `apache_avro::types::Value` the old path made of it
 /// (which decides the columns it may land in).
 #[derive(Debug, Clone)]
@@ -86,22 +143,25 @@ pub struct Writer {
 
 impl Writer {
     /// Compiles a record schema (JSON) of the kinds `convert::arrow_schema` accepts.
-    pub fn parse(avsc: &str) -> Result<Writer, String> {
-        let json: Json = serde_json::from_str(avsc).map_err(|e| e.to_string())?;
-        let fields = json["fields"].as_array().ok_or("not a record schema")?;
+    pub fn parse(avsc: &str) -> Result<Writer, SchemaError> {
+        let json: Json = serde_json::from_str(avsc).map_err(|e| SchemaError::Json(e.to_string()))?;
+        let fields = json["fields"].as_array().ok_or(SchemaError::NotARecord)?;
         let mut w = Writer {
             fields: Vec::with_capacity(fields.len()),
             symbols: Vec::new(),
         };
         for f in fields {
-            let name = f["name"].as_str().ok_or("field without name")?;
-            let ty = w.ty(&f["type"]).map_err(|e| format!("field {name}: {e}"))?;
+            let name = f["name"].as_str().ok_or(SchemaError::FieldWithoutName)?;
+            let ty = w.ty(&f["type"]).map_err(|e| SchemaError::Field {
+                field: name.to_owned(),
+                source: Box::new(e),
+            })?;
             w.fields.push((name.to_owned(), ty));
         }
         Ok(w)
     }
 
-    fn ty(&mut self, t: &Json) -> Result<Ty, String> {
+    fn ty(&mut self, t: &Json) -> Result<Ty, SchemaError> {
         match t {
             Json::String(s) => primitive(s, None),
             Json::Array(branches) => Ok(Ty::Union(
@@ -114,11 +174,11 @@ impl Writer {
                         let symbols = o
                             .get("symbols")
                             .and_then(Json::as_array)
-                            .ok_or("enum without symbols")?;
+                            .ok_or(SchemaError::EnumWithoutSymbols)?;
                         let base = self.symbols.len() as u32;
                         for s in symbols {
                             self.symbols
-                                .push(s.as_str().ok_or("enum symbol not a string")?.to_owned());
+                                .push(s.as_str().ok_or(SchemaError::EnumSymbolNotAString)?.to_owned());
                         }
                         Ok(Ty::Enum(base, symbols.len() as u32))
                     }
@@ -126,13 +186,13 @@ impl Writer {
                     p => primitive(p, o.get("logicalType").and_then(Json::as_str)),
                 }
             }
-            _ => Err(format!("unsupported type {t}")),
+            _ => Err(SchemaError::Unsupported(t.clone())),
         }
     }
 }
 
 /// A primitive with apache_avro's reading of its logical type.
-fn primitive(name: &str, logical: Option<&str>) -> Result<Ty, String> {
+fn primitive(name: &str, logical: Option<&str>) -> Result<Ty, SchemaError> {
     Ok(match (name, logical) {
         ("null", _) => Ty::Null,
         ("boolean", _) => Ty::Boolean,
@@ -155,7 +215,7 @@ fn primitive(name: &str, logical: Option<&str>) -> Result<Ty, String> {
         ("double", _) => Ty::Double,
         ("string", Some("uuid")) => Ty::Uuid,
         ("string", _) => Ty::String,
-        (other, _) => return Err(format!("unsupported type '{other}'")),
+        (other, _) => return Err(SchemaError::UnsupportedPrimitive(other.to_owned())),
     })
 }
 
@@ -199,18 +259,16 @@ struct Reader<'a> {
     pos: usize,
 }
 
-const EOF: &str = "Avro decode: unexpected end of the datum";
-
 impl<'a> Reader<'a> {
     #[inline]
-    fn byte(&mut self) -> Result<u8, String> {
-        let b = *self.buf.get(self.pos).ok_or(EOF)?;
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::Eof)?;
         self.pos += 1;
         Ok(b)
     }
 
     #[inline]
-    fn long(&mut self) -> Result<i64, String> {
+    fn long(&mut self) -> Result<i64, DecodeError> {
         let mut z = 0u64;
         for j in 0..10 {
             let b = self.byte()?;
@@ -219,59 +277,63 @@ impl<'a> Reader<'a> {
                 return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
             }
         }
-        Err("Avro decode: integer overflow".into())
+        Err(DecodeError::Overflow)
     }
 
     #[inline]
-    fn int(&mut self) -> Result<i32, String> {
+    fn int(&mut self) -> Result<i32, DecodeError> {
         let i = self.long()?;
-        i32::try_from(i).map_err(|_| format!("Avro decode: {i} is not an int"))
+        i32::try_from(i).map_err(|_| DecodeError::NotAnInt(i))
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or(EOF)?;
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or(DecodeError::Eof)?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
     #[inline]
-    fn len(&mut self) -> Result<usize, String> {
+    fn len(&mut self) -> Result<usize, DecodeError> {
         let n = self.long()?;
-        usize::try_from(n).map_err(|_| format!("Avro decode: negative length {n}"))
+        usize::try_from(n).map_err(|_| DecodeError::NegativeLength(n))
     }
 
     /// A string's position in the datum, its UTF-8 checked.
     #[inline]
-    fn str(&mut self) -> Result<(u32, u32), String> {
+    fn str(&mut self) -> Result<(u32, u32), DecodeError> {
         let n = self.len()?;
         let at = self.pos;
         let s = self.take(n)?;
-        std::str::from_utf8(s).map_err(|e| format!("Avro decode: {e}"))?;
+        std::str::from_utf8(s)?;
         Ok((at as u32, n as u32))
     }
 
     /// The item count of the next block of a map (0: the end).
-    fn block(&mut self) -> Result<usize, String> {
+    fn block(&mut self) -> Result<usize, DecodeError> {
         let n = self.long()?;
         let n = if n < 0 {
             // A negative count is followed by the block's size in bytes.
             self.long()?;
-            n.checked_neg().ok_or("Avro decode: integer overflow")?
+            n.checked_neg().ok_or(DecodeError::Overflow)?
         } else {
             n
         };
         Ok(n as usize)
     }
 
-    fn value(&mut self, ty: &Ty) -> Result<Cell, String> {
+    fn value(&mut self, ty: &Ty) -> Result<Cell, DecodeError> {
         Ok(match ty {
             Ty::Null => Cell::Null,
             Ty::Boolean => match self.byte()? {
                 0 => Cell::Bool(false),
                 1 => Cell::Bool(true),
-                b => return Err(format!("Avro decode: invalid boolean {b}")),
+                b => return Err(DecodeError::Boolean(b)),
             },
             Ty::Int => Cell::Int(i64::from(self.int()?)),
             Ty::OpaqueInt => {
@@ -285,9 +347,11 @@ impl<'a> Reader<'a> {
                 Cell::Opaque
             }
             Ty::Float => Cell::Float(f64::from(f32::from_le_bytes(
-                self.take(4)?.try_into().map_err(|_| EOF)?,
+                self.take(4)?.try_into().map_err(|_| DecodeError::Eof)?,
             ))),
-            Ty::Double => Cell::Float(f64::from_le_bytes(self.take(8)?.try_into().map_err(|_| EOF)?)),
+            Ty::Double => Cell::Float(f64::from_le_bytes(
+                self.take(8)?.try_into().map_err(|_| DecodeError::Eof)?,
+            )),
             Ty::String => {
                 let (at, n) = self.str()?;
                 Cell::Str(at, n)
@@ -296,14 +360,14 @@ impl<'a> Reader<'a> {
                 let (at, n) = self.str()?;
                 let s = &self.buf[at as usize..(at + n) as usize];
                 if !is_uuid(s) {
-                    return Err("Avro decode: not a uuid".into());
+                    return Err(DecodeError::Uuid);
                 }
                 Cell::Opaque
             }
             Ty::Enum(base, n) => {
                 let i = self.int()?;
                 if i < 0 || i as u32 >= *n {
-                    return Err(format!("Avro decode: enum index {i} out of {n} symbols"));
+                    return Err(DecodeError::EnumIndex { index: i, symbols: *n });
                 }
                 Cell::Sym(base + i as u32)
             }
@@ -326,7 +390,10 @@ impl<'a> Reader<'a> {
                 let b = usize::try_from(i)
                     .ok()
                     .and_then(|i| branches.get(i))
-                    .ok_or_else(|| format!("Avro decode: union index {i} out of {}", branches.len()))?;
+                    .ok_or(DecodeError::UnionIndex {
+                        index: i,
+                        branches: branches.len(),
+                    })?;
                 self.value(b)?
             }
         })
@@ -430,7 +497,7 @@ pub struct Rows {
 const DAY_MICROS: i64 = 86_400_000_000;
 
 impl Rows {
-    pub fn new(schema: Arc<Schema>) -> Result<Rows, String> {
+    pub fn new(schema: Arc<Schema>) -> Result<Rows, ColumnError> {
         let cols = schema
             .fields()
             .iter()
@@ -447,7 +514,7 @@ impl Rows {
                     DataType::Float64 => Col::F64(Float64Builder::new()),
                     DataType::Map(entries, _) => {
                         let DataType::Struct(kv) = entries.data_type() else {
-                            return Err(format!("map column {} without struct entries", f.name()));
+                            return Err(ColumnError::MapWithoutStruct(f.name().clone()));
                         };
                         let names = MapFieldNames {
                             entry: entries.name().clone(),
@@ -459,10 +526,10 @@ impl Rows {
                                 .with_values_field(kv[1].clone()),
                         ))
                     }
-                    other => return Err(format!("column {}: unsupported type {other}", f.name())),
+                    other => return Err(ColumnError::Unsupported(f.name().clone(), other.clone())),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, ColumnError>>()?;
         Ok(Rows {
             schema,
             cols,
@@ -506,7 +573,7 @@ impl Rows {
 
     /// Decodes one Avro body written with `writer` (registry id `id`) and appends it, or
     /// says why it cannot be written to the table (the builders then stay as they were).
-    pub fn append(&mut self, id: u32, writer: &Writer, datum: &[u8]) -> Result<(), String> {
+    pub fn append(&mut self, id: u32, writer: &Writer, datum: &[u8]) -> Result<(), RecordError> {
         let mut r = Reader { buf: datum, pos: 0 };
         self.cells.clear();
         for (_, ty) in &writer.fields {
@@ -530,11 +597,13 @@ impl Rows {
         let mut micros = 0;
         for (f, at) in schema.fields().iter().zip(plan.iter()) {
             if f.name() == EVENT_DATE {
-                micros = cell(*event_time).and_then(Cell::as_i64).ok_or(NO_EVENT_TIME)?;
+                micros = cell(*event_time)
+                    .and_then(Cell::as_i64)
+                    .ok_or_else(|| RecordError::Unfit(NO_EVENT_TIME.to_owned()))?;
                 continue;
             }
             if !fits(f, cell(*at).map(Cell::kind)) {
-                return Err(unfit(f));
+                return Err(RecordError::Unfit(unfit(f)));
             }
         }
         let text = |(at, n): (u32, u32)| -> &str {
@@ -602,7 +671,7 @@ impl Rows {
                         }
                     }
                     // An absent map is an empty one, as the Avro default says.
-                    b.append(true).map_err(|e| e.to_string())?;
+                    b.append(true)?;
                 }
             }
         }
@@ -676,7 +745,8 @@ mod tests {
         let mut rows = Rows::new(table.clone()).unwrap();
         let mut reasons = Vec::new();
         for (d, o) in datums.iter().zip(&old) {
-            let new = rows.append(7, &writer, d);
+            // The reason as `dlq.sink` receives it.
+            let new = rows.append(7, &writer, d).map_err(|e| e.to_string());
             match (o, &new) {
                 (Ok(_), Ok(())) => {}
                 (Err(a), Err(b)) if a.starts_with("Avro decode") => assert!(b.starts_with("Avro decode"), "{a} / {b}"),

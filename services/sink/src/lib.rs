@@ -14,14 +14,16 @@
 
 mod config;
 pub mod decode;
+pub mod error;
 pub mod metrics;
 
 pub use config::SinkConfig;
+pub use error::{Error, RecordError, Result};
 
-use anyhow::{Context, Result};
 use apache_avro::Schema as AvroSchema;
 use arrow::datatypes::Schema;
 use deltalake::DeltaTable;
+use error::{Context, FetchError, WriterSchemaError};
 use metrics::SinkMetrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -78,7 +80,7 @@ struct Core {
     dlq_topic: String,
     metrics: SinkMetrics,
     health: Health,
-    fatal: Option<anyhow::Error>,
+    fatal: Option<Error>,
 }
 
 struct Ctx {
@@ -101,8 +103,8 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = core.position_from_tables(tpl) {
                     core.fatal.get_or_insert(e);
                 }
-                if let Err(e) = consumer.incremental_assign(tpl) {
-                    core.fatal.get_or_insert(e.into());
+                if let Err(e) = consumer.incremental_assign(tpl).ctx("assigning partitions") {
+                    core.fatal.get_or_insert(e);
                 }
                 core.health.set_ready(true);
                 tracing::info!(partitions = tpl.count(), "Partitions assigned at the tables' offsets");
@@ -111,8 +113,8 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = core.flush_all(consumer, true) {
                     core.fatal.get_or_insert(e);
                 }
-                if let Err(e) = consumer.incremental_unassign(tpl) {
-                    core.fatal.get_or_insert(e.into());
+                if let Err(e) = consumer.incremental_unassign(tpl).ctx("unassigning partitions") {
+                    core.fatal.get_or_insert(e);
                 }
                 tracing::info!(partitions = tpl.count(), "Partitions revoked");
             }
@@ -124,10 +126,6 @@ impl ConsumerContext for Ctx {
 }
 
 impl Core {
-    fn table_for_topic(&mut self, topic: &str) -> Option<&mut Table> {
-        self.tables.values_mut().find(|t| t.topic == topic)
-    }
-
     fn position_from_tables(&mut self, tpl: &mut TopicPartitionList) -> Result<()> {
         let elements: Vec<(String, i32)> = tpl
             .elements()
@@ -140,31 +138,39 @@ impl Core {
                 continue;
             };
             rt.block_on(t.table.update_incremental(None))
-                .context("reloading the table")?;
-            let offsets = rt.block_on(Lake::committed_offsets(&t.table, &topic, &[p]))?;
+                .ctx("reloading the table")?;
+            let offsets = rt
+                .block_on(Lake::committed_offsets(&t.table, &topic, &[p]))
+                .ctx("reading the table's offsets")?;
             let offset = offsets.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
-            tpl.set_partition_offset(&topic, p, offset)?;
+            tpl.set_partition_offset(&topic, p, offset)
+                .ctx("positioning an assigned partition")?;
             // Rows of a partition wait only while it is assigned; its revocation commits or
             // drops them. Rows still waiting here cannot be told from the others: stop, and
             // restart from the tables' offsets.
-            anyhow::ensure!(
-                !t.offsets.contains_key(&p),
-                "{topic}[{p}] assigned again while rows of it wait uncommitted"
-            );
+            if t.offsets.contains_key(&p) {
+                return Err(Error::Internal(format!(
+                    "{topic}[{p}] assigned again while rows of it wait uncommitted"
+                )));
+            }
             t.base.insert(p, offsets.get(&p).copied());
         }
         Ok(())
     }
 
-    /// Converts one clean record into a row, or dead-letters it with the reason. Returns the
-    /// chain whose table now holds `FLUSH_MAX_ROWS` rows or `FLUSH_MAX_BYTES` bytes, if so.
-    fn accept(&mut self, m: &BorrowedMessage<'_>) -> Result<Option<String>> {
+    /// Converts one clean record into a row, or dead-letters it with the reason
+    /// (`unusable`: its writer schema's, known already). Returns the chain whose table now
+    /// holds `FLUSH_MAX_ROWS` rows or `FLUSH_MAX_BYTES` bytes, if so.
+    fn accept(&mut self, m: &BorrowedMessage<'_>, unusable: Option<RecordError>) -> Result<Option<String>> {
         let topic = m.topic();
-        let row = self.decode(m);
-        let (max_rows, max_bytes) = (self.cfg.max_rows, self.cfg.max_bytes);
-        let Some(t) = self.table_for_topic(topic) else {
-            anyhow::bail!("record from unexpected topic {topic}");
+        let Some(t) = self.tables.values_mut().find(|t| t.topic == topic) else {
+            return Err(Error::Internal(format!("record from unexpected topic {topic}")));
         };
+        let row = match unusable {
+            Some(e) => Err(e),
+            None => decode(&self.schemas, t, m),
+        };
+        let (max_rows, max_bytes) = (self.cfg.max_rows, self.cfg.max_bytes);
         t.offsets.insert(m.partition(), m.offset() + 1);
         t.since.get_or_insert_with(Instant::now);
         if let Some(ts) = m.timestamp().to_millis() {
@@ -180,34 +186,32 @@ impl Core {
         }
     }
 
-    /// Decodes one clean record into its table's waiting rows (see [`decode`]), or says why
-    /// it cannot be written there.
-    fn decode(&mut self, m: &BorrowedMessage<'_>) -> std::result::Result<(), String> {
-        let payload = m.payload().ok_or("tombstone: no value")?;
-        let (id, datum) = tributary_engine::avro::split_wire(payload).ok_or("not in the Confluent wire format")?;
-        if !self.schemas.contains_key(&id) {
-            let s = self.fetch_schema(id).map_err(|e| format!("schema {id}: {e:#}"))?;
-            self.schemas.insert(id, s);
-        }
-        let (writer, _) = &self.schemas[&id];
-        let t = self
-            .tables
-            .values_mut()
-            .find(|t| t.topic == m.topic())
-            .ok_or("unexpected topic")?;
-        t.rows.append(id, writer, datum)
-    }
-
-    /// Fetches a writer schema from the registry; a schema with fields the table lacks
-    /// widens the table first (a new optional field becomes a nullable column).
-    fn fetch_schema(&mut self, id: u32) -> Result<(decode::Writer, Schema)> {
-        let text = self
+    /// Fetches a writer schema from the registry, compiled for the decoder, with the Arrow
+    /// schema it implies. Only a definite answer makes it [`FetchError::Unusable`].
+    fn fetch_schema(&mut self, id: u32) -> std::result::Result<(decode::Writer, Schema), FetchError> {
+        let unusable = |source: WriterSchemaError| {
+            FetchError::Unusable(RecordError::WriterSchema {
+                id,
+                source: Box::new(source),
+            })
+        };
+        let text = match self
             .rt
-            .block_on(tributary_lake::registry_schema(&self.cfg.schema_registry_url, id))?;
+            .block_on(tributary_lake::registry_schema(&self.cfg.schema_registry_url, id))
+        {
+            Ok(text) => text,
+            Err(source @ tributary_lake::Error::Unavailable(_)) => {
+                return Err(FetchError::Unavailable {
+                    id,
+                    source: Box::new(source),
+                })
+            }
+            Err(e) => return Err(unusable(WriterSchemaError::Registry(e))),
+        };
         // A schema Apache Avro rejects stays rejected, as when it decoded the records.
-        AvroSchema::parse_str(&text)?;
-        let arrow = convert::arrow_schema(&text)?;
-        let writer = decode::Writer::parse(&text).map_err(|e| anyhow::anyhow!("schema {id}: {e}"))?;
+        AvroSchema::parse_str(&text).map_err(|e| unusable(e.into()))?;
+        let arrow = convert::arrow_schema(&text).map_err(|e| unusable(WriterSchemaError::Arrow(e)))?;
+        let writer = decode::Writer::parse(&text).map_err(|e| unusable(e.into()))?;
         Ok((writer, arrow))
     }
 
@@ -231,27 +235,35 @@ impl Core {
         }
         let chain = t.chain.clone();
         self.flush(consumer, &chain, false)?;
-        let t = self.tables.get_mut(&chain).context("table")?;
-        t.table = self.rt.block_on(Lake::evolve(t.table.clone(), &Schema::new(missing)))?;
+        let rt = &self.rt;
+        let t = self.tables.get_mut(&chain).ok_or_else(|| no_table(&chain))?;
+        t.table = rt
+            .block_on(Lake::evolve(t.table.clone(), &Schema::new(missing)))
+            .ctx("adding columns to the table")?;
         // The flush above left no rows waiting: new builders for the wider schema.
-        t.rows = decode::Rows::new(table::table_arrow_schema(&t.table)?).map_err(anyhow::Error::msg)?;
+        t.rows = rows_for(&t.table, &chain)?;
         Ok(())
     }
 
-    fn dead_letter(&mut self, m: &BorrowedMessage<'_>, reason: &str) -> Result<()> {
+    fn table_mut(&mut self, chain: &str) -> Result<&mut Table> {
+        self.tables.get_mut(chain).ok_or_else(|| no_table(chain))
+    }
+
+    fn dead_letter(&mut self, m: &BorrowedMessage<'_>, reason: &RecordError) -> Result<()> {
+        let reason = reason.to_string();
         // Within the producer's default message.max.bytes (with room for the framing): a
         // clean record near the topic's limit plus the error headers goes as a summary.
-        let dl = tributary_engine::kafka::dead_letter_within(m, "unconvertible", reason, 1_000_000 - 512);
+        let dl = tributary_engine::kafka::dead_letter_within(m, error::DEAD_LETTER_CLASS, &reason, 1_000_000 - 512);
         self.dlq
             .send(dl.record(&self.dlq_topic))
             .map_err(|(e, _)| e)
-            .context("producing to dlq.sink")?;
+            .ctx("producing to dlq.sink")?;
         self.metrics.dlq.inc();
         tracing::warn!(
             topic = m.topic(),
             partition = m.partition(),
             offset = m.offset(),
-            reason,
+            reason = %reason,
             "Record dead-lettered"
         );
         Ok(())
@@ -286,12 +298,12 @@ impl Core {
         }
         self.dlq
             .flush(Duration::from_secs(60))
-            .context("flushing dlq.sink before the commit")?;
+            .ctx("flushing dlq.sink before the commit")?;
         let mut delay = Duration::from_millis(200);
         // Built once: a retry commits the same batch (the builders are empty again).
-        let batch = self.tables.get_mut(chain).context("table")?.rows.finish()?;
+        let batch = self.table_mut(chain)?.rows.finish()?;
         loop {
-            let t = self.tables.get_mut(chain).context("table")?;
+            let t = self.tables.get_mut(chain).ok_or_else(|| no_table(chain))?;
             let started = Instant::now();
             let batch = batch.clone();
             let offsets: BTreeMap<(String, i32), i64> =
@@ -303,7 +315,7 @@ impl Core {
                     let start = t
                         .base
                         .get(p)
-                        .with_context(|| format!("{}[{p}] read but never positioned", t.topic))?;
+                        .ok_or_else(|| Error::Internal(format!("{}[{p}] read but never positioned", t.topic)))?;
                     Ok(((t.topic.clone(), *p), *start))
                 })
                 .collect::<Result<BTreeMap<_, _>>>()?;
@@ -322,7 +334,8 @@ impl Core {
                     }
                     let mut hint = TopicPartitionList::new();
                     for ((topic, p), o) in &offsets {
-                        hint.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+                        hint.add_partition_offset(topic, *p, Offset::Offset(*o))
+                            .ctx("the committed offsets hint")?;
                     }
                     let _ = consumer.commit(&hint, rdkafka::consumer::CommitMode::Async);
                     for ((_, p), o) in &offsets {
@@ -343,8 +356,13 @@ impl Core {
                     t.offsets.clear();
                     t.since = None;
                     t.oldest_ms = None;
-                    self.rt.block_on(t.table.update_incremental(None))?;
-                    let at = self.rt.block_on(Lake::committed_offsets(&t.table, &t.topic, &parts))?;
+                    self.rt
+                        .block_on(t.table.update_incremental(None))
+                        .ctx("reloading the table after a conflict")?;
+                    let at = self
+                        .rt
+                        .block_on(Lake::committed_offsets(&t.table, &t.topic, &parts))
+                        .ctx("reading the table's offsets after a conflict")?;
                     for p in parts {
                         t.base.insert(p, at.get(&p).copied());
                         let o = at.get(&p).map(|o| Offset::Offset(*o)).unwrap_or(Offset::Beginning);
@@ -357,8 +375,14 @@ impl Core {
                 Err(e) => {
                     self.metrics.retries.with_label_values(&[chain]).inc();
                     self.metrics.commits.with_label_values(&[chain, "failed"]).inc();
-                    if once {
-                        return Err(anyhow::anyhow!("commit to {chain} failed: {e}"));
+                    let e = Error::Lake {
+                        context: format!("commit to {chain}"),
+                        source: Box::new(e),
+                    };
+                    // Once (at a revocation), or an error waiting cannot clear: stop, and
+                    // restart from the tables' offsets.
+                    if once || !e.is_transient() {
+                        return Err(e);
                     }
                     tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Commit failed; retrying");
                     std::thread::sleep(delay);
@@ -369,6 +393,38 @@ impl Core {
             }
         }
     }
+}
+
+/// Decodes one clean record into its table's waiting rows (see [`decode`]), or says why it
+/// cannot be written there. Its writer schema was loaded (or found unusable) before.
+fn decode(
+    schemas: &HashMap<u32, (decode::Writer, Schema)>,
+    t: &mut Table,
+    m: &BorrowedMessage<'_>,
+) -> std::result::Result<(), RecordError> {
+    let payload = m.payload().ok_or(RecordError::Tombstone)?;
+    let (id, datum) = tributary_engine::avro::split_wire(payload).ok_or(RecordError::NotWireFormat)?;
+    let Some((writer, _)) = schemas.get(&id) else {
+        // The loop loads every new id before the record is accepted.
+        return Err(RecordError::WriterSchema {
+            id,
+            source: Box::new(WriterSchemaError::NotLoaded),
+        });
+    };
+    t.rows.append(id, writer, datum)
+}
+
+fn no_table(chain: &str) -> Error {
+    Error::Internal(format!("no table for chain {chain}"))
+}
+
+/// Empty column builders for the table's schema.
+fn rows_for(table: &DeltaTable, chain: &str) -> Result<decode::Rows> {
+    let schema = table::table_arrow_schema(table).ctx("the table's schema")?;
+    decode::Rows::new(schema).map_err(|source| Error::Table {
+        chain: chain.to_owned(),
+        source,
+    })
 }
 
 /// How often the loop checks what depends on time (see `run_loop`).
@@ -401,27 +457,31 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let lake = Lake::new(&cfg.lake_uri)?;
+    let lake = Lake::new(&cfg.lake_uri).ctx("the lake's address")?;
     let mut tables = HashMap::new();
     for chain in &cfg.chains {
-        let avsc = tributary_lake::chain_schema(chain).context("unknown chain")?;
-        let arrow = convert::arrow_schema(avsc)?;
+        let avsc = tributary_lake::chain_schema(chain).ok_or_else(|| Error::UnknownChain(chain.clone()))?;
+        let arrow = convert::arrow_schema(avsc).ctx("the chain's schema")?;
         // The lake may be unreachable for a while (a namenode restarting): back off and retry.
         let mut delay = Duration::from_millis(500);
         let table = loop {
-            match rt.block_on(lake.open_or_create(chain, &arrow)) {
+            let e = match rt.block_on(lake.open_or_create(chain, &arrow)) {
                 Ok(t) => break t,
-                Err(e) if !shutdown.is_cancelled() => {
-                    tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot open the table; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(anyhow::Error::from(e).context(format!("opening the {chain} table"))),
+                Err(source) => Error::Lake {
+                    context: format!("opening the {chain} table"),
+                    source: Box::new(source),
+                },
+            };
+            if shutdown.is_cancelled() || !e.is_transient() {
+                return Err(e);
             }
+            tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot open the table; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(10));
         };
-        let rows = decode::Rows::new(table::table_arrow_schema(&table)?).map_err(anyhow::Error::msg)?;
+        let rows = rows_for(&table, chain)?;
         let topic = topics::namespaced(&cfg.topic_namespace, &topics::clean(chain));
-        tracing::info!(chain, table = %lake.table_url(chain)?, version = ?table.version(), "Table open");
+        tracing::info!(chain, table = %lake.table_url(chain).ctx("the table's address")?, version = ?table.version(), "Table open");
         tables.insert(
             chain.clone(),
             Table {
@@ -441,7 +501,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()
-        .context("creating the dlq.sink producer")?;
+        .ctx("creating the dlq.sink producer")?;
     let topics_: Vec<String> = tables.values().map(|t| t.topic.clone()).collect();
     let core_arc = Arc::new(Mutex::new(Core {
         dlq_topic: topics::namespaced(&cfg.topic_namespace, "dlq.sink"),
@@ -475,9 +535,9 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
         .create_with_context(Ctx { core: core_arc.clone() })
-        .context("creating the consumer")?;
+        .ctx("creating the consumer")?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
-    consumer.subscribe(&refs)?;
+    consumer.subscribe(&refs).ctx("subscribing to the clean topics")?;
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
     let mut last_lag = Instant::now();
     let mut last_check = Instant::now();
@@ -503,6 +563,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                     .map(|(id, _)| id);
                 let new_schema = id.is_some_and(|id| !core.schemas.contains_key(&id));
                 let mut unread = false;
+                let mut unusable = None;
                 if let (true, Some(id)) = (new_schema, id) {
                     let topic = m.topic().to_owned();
                     // Load the writer schema first so the table can widen before the row. A
@@ -517,12 +578,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                                 core.evolve_if_needed(&consumer, &topic, id)?;
                                 break;
                             }
-                            Err(e)
-                                if matches!(
-                                    e.downcast_ref::<tributary_lake::Error>(),
-                                    Some(tributary_lake::Error::Unavailable(_))
-                                ) =>
-                            {
+                            Err(e @ FetchError::Unavailable { .. }) => {
                                 if shutdown.is_cancelled() {
                                     // Not accepted: the table's offsets still point before it.
                                     tracing::info!("Shutting down while the registry is unavailable");
@@ -538,8 +594,9 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                                 delay = (delay * 2).min(Duration::from_secs(5));
                                 core = lock(&core_arc);
                             }
-                            Err(e) => {
+                            Err(FetchError::Unusable(e)) => {
                                 tracing::warn!(id, error = %e, "Writer schema unknown to the registry");
+                                unusable = Some(e);
                                 break;
                             }
                         }
@@ -548,7 +605,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                 if unread {
                     continue;
                 }
-                if let Some(chain) = core.accept(&m)? {
+                if let Some(chain) = core.accept(&m, unusable)? {
                     core.flush(&consumer, &chain, false)?;
                 }
             }
@@ -573,19 +630,20 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
 
 pub fn main() -> ExitCode {
     tributary_engine::init_tracing();
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("{}", config::HELP);
-        return ExitCode::SUCCESS;
-    }
-    if std::env::args().nth(1).as_deref() == Some("--list-metrics") {
+    let loaded = tributary_engine::settings::load::<SinkConfig>(config::tweak);
+    if loaded.matches.get_flag(config::LIST_METRICS_ARG) {
         print!("{}", SinkMetrics::catalog());
         return ExitCode::SUCCESS;
     }
-    if let Some(a) = std::env::args().nth(1) {
-        eprintln!("sink: unknown argument '{a}' (try --help)");
-        return ExitCode::from(2);
+    let print = loaded.print;
+    let resolved = SinkConfig::resolve(loaded);
+    if print {
+        return tributary_engine::settings::print_config(
+            "sink",
+            resolved.map(|c| tributary_engine::settings::to_toml(&c)),
+        );
     }
-    let cfg = match SinkConfig::from_env() {
+    let cfg = match resolved {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Invalid configuration");

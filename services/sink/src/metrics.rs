@@ -127,7 +127,7 @@ impl SinkMetrics {
 
     /// The text exposition of every series the sink can expose (one child of each labelled
     /// metric, for table `users`): what `sink --list-metrics` prints, for the checks of the
-    /// dashboards and alert rules in tests/tests/deploy.rs.
+    /// dashboards and alert rules in tests/tests/deploy/ (metrics.rs, dashboards.rs).
     pub fn catalog() -> String {
         let m = SinkMetrics::new(&["users".to_owned()]);
         m.file_bytes.with_label_values(&["users"]);

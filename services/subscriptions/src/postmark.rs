@@ -2,11 +2,11 @@
 //! (`SuppressSending` false), a RESUBSCRIBE to the message stream (`list_id`). The change
 //! time is consent evidence only when the recipient made the change (`Origin` `Recipient`).
 
-use crate::Subscriptions;
+use crate::{Action, Draft, Subscriptions};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::postmark(raw.payload)?;
     if ev.kind != "SubscriptionChange" {
         return Err(ev.not_for(Subscriptions::NAME));
@@ -15,9 +15,10 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         return Err(ev.not_for_as("SuppressSending true", Subscriptions::NAME));
     }
     let by_recipient = ev.str(&["Origin"]).as_deref() == Some("Recipient");
-    let mut f = ev.fields();
-    f.set("list_id", ev.str(&["MessageStream"]))
-        .set_str("action", "RESUBSCRIBE")
-        .set_value("consent_at", ev.time.clone().filter(|_| by_recipient));
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        list_id: ev.str(&["MessageStream"]),
+        action: Some(Action::Resubscribe),
+        consent_at: ev.time.clone().filter(|_| by_recipient),
+        ..Draft::default()
+    }))
 }

@@ -48,3 +48,9 @@ fn invalid_values() {
     .unwrap_err();
     assert_eq!(e.class, ErrorClass::InvalidValue);
 }
+
+/// The Rust enums are the schema's enums, symbol for symbol and in order.
+#[test]
+fn enums_match_the_schema() {
+    tributary_engine::testing::assert_symbols::<Subscriptions, crate::Action>("action");
+}

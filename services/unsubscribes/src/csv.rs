@@ -1,22 +1,21 @@
 //! `csv` uploads, including Mailchimp unsubscribed-members exports.
 
-use tributary_engine::{Parsed, RawRecord, RecordError};
+use crate::{field, Draft};
+use tributary_engine::field::EVENT_TIME;
+use tributary_engine::{Input, Parsed, RawRecord, RecordError};
 
-/// Column name (case-blind, spaces as underscores) → unified field.
+/// Column name (case-blind, spaces as underscores) → unified field; the common fields'
+/// aliases (`email_address`, `tenant`, ...) are the engine's `COMMON_COLUMNS`.
 pub const COLUMNS: &[(&str, &str)] = &[
-    ("email_address", "email"),
-    ("e_mail", "email"),
-    ("tenant", "tenant_id"),
-    ("timestamp", "event_time"),
-    ("unsub_time", "event_time"),
-    ("unsubscribed_at", "event_time"),
-    ("unsub_reason", "reason"),
-    ("unsub_campaign_id", "campaign_id"),
-    ("list", "list_id"),
+    ("unsub_time", EVENT_TIME),
+    ("unsubscribed_at", EVENT_TIME),
+    ("unsub_reason", field::REASON),
+    ("unsub_campaign_id", field::CAMPAIGN_ID),
+    ("list", field::LIST_ID),
 ];
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let mut p = Parsed::from_csv(raw, COLUMNS)?;
-    p.set_if_absent("method", "import");
-    Ok(p)
+    p.set_if_absent(field::METHOD, "import");
+    Ok(p.into())
 }

@@ -1,7 +1,6 @@
 //! The `unsubscribes` chain: opt-outs, per list or from all lists.
 
 mod csv;
-mod json;
 mod mailchimp;
 mod mailgun;
 mod mandrill;
@@ -11,7 +10,7 @@ mod ses;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
-use tributary_engine::{Chain, Common, Parsed, RawRecord, RecordError, Source};
+use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source};
 
 /// A validated, normalized `unsubscribes` record, fields in `schemas/unsubscribes.avsc` order.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,19 +23,38 @@ pub struct Unsubscribe {
     pub method: Option<String>,
 }
 
+/// The chain's own fields, by the names the `json` and `csv` sources give them.
+pub mod field {
+    pub const LIST_ID: &str = "list_id";
+    pub const CAMPAIGN_ID: &str = "campaign_id";
+    pub const REASON: &str = "reason";
+    pub const METHOD: &str = "method";
+}
+
+/// An opt-out as a provider's reader gives it (see [`tributary_engine::Input`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Draft {
+    pub list_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub reason: Option<String>,
+    pub method: Option<String>,
+}
+
 pub struct Unsubscribes;
 
 impl Chain for Unsubscribes {
     type Record = Unsubscribe;
-    const NAME: &'static str = "unsubscribes";
-    const SCHEMA: &'static str = include_str!("../../../schemas/unsubscribes.avsc");
-    const WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-    const PORT: u16 = 9102;
+    type Draft = Draft;
+    // Name, schema, port and window: the chain's line of the registry (schemas/chains.txt).
+    const NAME: &'static str = chains::UNSUBSCRIBES.name;
+    const SCHEMA: &'static str = chains::UNSUBSCRIBES.schema;
+    const WINDOW: std::time::Duration = chains::UNSUBSCRIBES.window;
+    const PORT: u16 = chains::UNSUBSCRIBES.port;
     const EMAIL_REQUIRED: bool = true;
 
-    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
         match source {
-            Source::Json => json::parse(raw),
+            Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
             Source::Sendgrid => sendgrid::parse(raw),
             Source::Mailgun => mailgun::parse(raw),
@@ -47,8 +65,8 @@ impl Chain for Unsubscribes {
         }
     }
 
-    fn validate(p: Parsed, common: Common, now_micros: i64) -> Result<Unsubscribe, RecordError> {
-        validate::validate(p, common, now_micros)
+    fn validate(input: Input<Draft>, common: Common, now_micros: i64) -> Result<Unsubscribe, RecordError> {
+        validate::validate(input, common, now_micros)
     }
 
     fn common(r: &Unsubscribe) -> &Common {

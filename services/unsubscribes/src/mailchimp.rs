@@ -3,11 +3,11 @@
 //! as `method`, Mailchimp's `action` (`unsub`, or `delete` when the member was deleted from
 //! the audience, which is kept as an opt-out too: suppression errs on the safe side).
 
-use crate::Unsubscribes;
+use crate::{Draft, Unsubscribes};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::mailchimp(raw.payload)?;
     if ev.kind != "unsubscribe" {
         return Err(ev.not_for(Unsubscribes::NAME));
@@ -16,10 +16,10 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
     let list = ev
         .str(&["data", "list_id"])
         .ok_or_else(|| RecordError::missing("data[list_id]"))?;
-    let mut f = ev.fields();
-    f.set("list_id", Some(list))
-        .set("campaign_id", ev.campaign())
-        .set("reason", ev.str(&["data", "reason"]))
-        .set("method", ev.str(&["data", "action"]));
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        list_id: Some(list),
+        campaign_id: ev.campaign(),
+        reason: ev.str(&["data", "reason"]),
+        method: ev.str(&["data", "action"]),
+    }))
 }

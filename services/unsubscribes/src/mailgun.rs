@@ -3,18 +3,19 @@
 //! does not say whether the link was the domain-wide or a tag's, and the record covers every
 //! list.
 
-use crate::Unsubscribes;
+use crate::{Draft, Unsubscribes};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::mailgun(raw.payload)?;
     if ev.kind != "unsubscribed" {
         return Err(ev.not_for(Unsubscribes::NAME));
     }
-    let mut f = ev.fields();
-    f.set("list_id", ev.str(&["mailing-list", "address"]))
-        .set("campaign_id", ev.campaign())
-        .set_str("method", "link");
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        list_id: ev.str(&["mailing-list", "address"]),
+        campaign_id: ev.campaign(),
+        method: Some("link".into()),
+        ..Draft::default()
+    }))
 }

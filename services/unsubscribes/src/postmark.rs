@@ -4,11 +4,11 @@
 //! `customer`, `admin`). Suppressions for hard bounces and spam complaints feed `blocklists`;
 //! reactivations feed `subscriptions`.
 
-use crate::Unsubscribes;
+use crate::{Draft, Unsubscribes};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::postmark(raw.payload)?;
     if ev.kind != "SubscriptionChange" {
         return Err(ev.not_for(Unsubscribes::NAME));
@@ -24,9 +24,10 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
     let stream = ev
         .str(&["MessageStream"])
         .ok_or_else(|| RecordError::missing("MessageStream"))?;
-    let mut f = ev.fields();
-    f.set("list_id", Some(stream))
-        .set("campaign_id", ev.campaign())
-        .set("method", ev.str(&["Origin"]));
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        list_id: Some(stream),
+        campaign_id: ev.campaign(),
+        method: ev.str(&["Origin"]),
+        ..Draft::default()
+    }))
 }

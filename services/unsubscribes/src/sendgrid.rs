@@ -1,11 +1,11 @@
 //! SendGrid Event Webhook → `unsubscribes`: `unsubscribe` (from everything: no list) and
 //! `group_unsubscribe` (from the suppression group `asm_group_id`), both from a link.
 
-use crate::Unsubscribes;
+use crate::{Draft, Unsubscribes};
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::sendgrid(raw.payload)?;
     let list = match ev.kind.as_str() {
         "unsubscribe" => None,
@@ -17,9 +17,10 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
         ),
         _ => return Err(ev.not_for(Unsubscribes::NAME)),
     };
-    let mut f = ev.fields();
-    f.set("list_id", list)
-        .set("campaign_id", ev.campaign())
-        .set_str("method", "link");
-    Ok(f.parsed())
+    Ok(ev.fields().with(Draft {
+        list_id: list,
+        campaign_id: ev.campaign(),
+        method: Some("link".into()),
+        ..Draft::default()
+    }))
 }

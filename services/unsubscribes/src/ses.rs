@@ -4,11 +4,11 @@
 //! several topics at once is refused: the gateway sends one record a topic, as it does a
 //! recipient. `method`: `list_unsubscribe` (the List-Unsubscribe header) or `link`.
 
-use crate::Unsubscribes;
+use crate::{Draft, Unsubscribes};
 use tributary_engine::esp;
-use tributary_engine::{Chain, ErrorClass, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, ErrorClass, Input, RawRecord, RecordError};
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::ses(raw.payload)?;
     if ev.kind != "subscription" {
         return Err(ev.not_for(Unsubscribes::NAME));
@@ -36,9 +36,11 @@ pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
     // of the identity, or dedup would keep only the first.
     let event_id = ev.event_id.clone().map(|id| format!("{id}:{list}"));
     let mut f = ev.fields();
-    f.set("event_id", event_id)
-        .set("list_id", Some(list))
-        .set("campaign_id", ev.campaign())
-        .set("method", method);
-    Ok(f.parsed())
+    f.set(tributary_engine::field::EVENT_ID, event_id);
+    Ok(f.with(Draft {
+        list_id: Some(list),
+        campaign_id: ev.campaign(),
+        method,
+        ..Draft::default()
+    }))
 }

@@ -1,25 +1,24 @@
 //! `csv` uploads, including Mailchimp audience exports.
 
-use tributary_engine::{Parsed, RawRecord, RecordError};
+use crate::{field, Draft};
+use tributary_engine::field::EVENT_TIME;
+use tributary_engine::{Input, Parsed, RawRecord, RecordError};
 
-/// Column name (case-blind, spaces as underscores) → unified field.
+/// Column name (case-blind, spaces as underscores) → unified field; the common fields'
+/// aliases (`email_address`, `tenant`, ...) are the engine's `COMMON_COLUMNS`.
 pub const COLUMNS: &[(&str, &str)] = &[
-    ("email_address", "email"),
-    ("e_mail", "email"),
-    ("tenant", "tenant_id"),
-    ("timestamp", "event_time"),
-    ("last_changed", "event_time"),
-    ("updated_at", "event_time"),
-    ("fname", "first_name"),
-    ("lname", "last_name"),
-    ("phone_number", "phone"),
-    ("cc", "country"),
-    ("country_code", "country"),
-    ("leid", "user_id"),
-    ("id", "user_id"),
-    ("language", "locale"),
+    ("last_changed", EVENT_TIME),
+    ("updated_at", EVENT_TIME),
+    ("fname", field::FIRST_NAME),
+    ("lname", field::LAST_NAME),
+    ("phone_number", field::PHONE),
+    ("cc", field::COUNTRY),
+    ("country_code", field::COUNTRY),
+    ("leid", field::USER_ID),
+    ("id", field::USER_ID),
+    ("language", field::LOCALE),
 ];
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
-    Parsed::from_csv(raw, COLUMNS)
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
+    Parsed::from_csv(raw, COLUMNS).map(Input::from)
 }

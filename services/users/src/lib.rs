@@ -1,12 +1,11 @@
 //! The `users` chain: user profiles, their attributes and email changes.
 
 mod csv;
-mod json;
 mod mailchimp;
 mod validate;
 
 use tributary_engine::avro::AvroWriter;
-use tributary_engine::{Chain, Common, Parsed, RawRecord, RecordError, Source};
+use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source};
 
 /// A validated, normalized `users` record, fields in `schemas/users.avsc` order.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,19 +23,52 @@ pub struct User {
     pub previous_email: Option<String>,
 }
 
+/// The chain's own fields, by the names the `json` and `csv` sources give them; any other
+/// field is kept as an attribute.
+pub mod field {
+    pub const USER_ID: &str = "user_id";
+    pub const FIRST_NAME: &str = "first_name";
+    pub const LAST_NAME: &str = "last_name";
+    pub const PHONE: &str = "phone";
+    pub const COUNTRY: &str = "country";
+    pub const CITY: &str = "city";
+    pub const TIMEZONE: &str = "timezone";
+    pub const LOCALE: &str = "locale";
+    pub const ATTRIBUTES: &str = "attributes";
+    pub const PREVIOUS_EMAIL: &str = "previous_email";
+}
+
+/// A profile as a provider's reader gives it (see [`tributary_engine::Input`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Draft {
+    pub user_id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub timezone: Option<String>,
+    pub locale: Option<String>,
+    /// Named attributes; blank values are dropped.
+    pub attributes: Option<Vec<(String, String)>>,
+    pub previous_email: Option<String>,
+}
+
 pub struct Users;
 
 impl Chain for Users {
     type Record = User;
-    const NAME: &'static str = "users";
-    const SCHEMA: &'static str = include_str!("../../../schemas/users.avsc");
-    const WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-    const PORT: u16 = 9101;
+    type Draft = Draft;
+    // Name, schema, port and window: the chain's line of the registry (schemas/chains.txt).
+    const NAME: &'static str = chains::USERS.name;
+    const SCHEMA: &'static str = chains::USERS.schema;
+    const WINDOW: std::time::Duration = chains::USERS.window;
+    const PORT: u16 = chains::USERS.port;
     const EMAIL_REQUIRED: bool = true;
 
-    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+    fn parse(source: Source, raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
         match source {
-            Source::Json => json::parse(raw),
+            Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
             Source::Mailchimp => mailchimp::parse(raw),
             // The sending ESPs' webhooks carry no profile events.
@@ -44,8 +76,8 @@ impl Chain for Users {
         }
     }
 
-    fn validate(p: Parsed, common: Common, now_micros: i64) -> Result<User, RecordError> {
-        validate::validate(p, common, now_micros)
+    fn validate(input: Input<Draft>, common: Common, now_micros: i64) -> Result<User, RecordError> {
+        validate::validate(input, common, now_micros)
     }
 
     fn common(r: &User) -> &Common {

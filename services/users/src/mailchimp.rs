@@ -5,51 +5,54 @@
 //! kept as attributes named `merges.<TAG>` (`merges.ADDRESS.zip` for parts), with `list_id`
 //! and `email_type`.
 
-use crate::Users;
-use serde_json::{Map, Value};
+use crate::{Draft, Users};
+use serde_json::Value;
 use tributary_engine::esp;
-use tributary_engine::{Chain, Parsed, RawRecord, RecordError};
+use tributary_engine::{Chain, Input, RawRecord, RecordError};
 
 /// Merge fields with fields of their own.
 const MAPPED: &[&str] = &["EMAIL", "FNAME", "LNAME", "PHONE", "ADDRESS.city", "ADDRESS.country"];
 
-pub fn parse(raw: &RawRecord<'_>) -> Result<Parsed, RecordError> {
+pub fn parse(raw: &RawRecord<'_>) -> Result<Input<Draft>, RecordError> {
     let ev = esp::mailchimp(raw.payload)?;
-    let mut attributes = Map::new();
-    let mut put = |k: &str, v: Option<String>| {
+    let mut attributes = Vec::new();
+    let mut put = |k: String, v: Option<String>| {
         if let Some(v) = v {
-            attributes.insert(k.to_owned(), Value::String(v));
+            attributes.push((k, v));
         }
     };
-    put("list_id", ev.str(&["data", "list_id"]));
-    let mut f = ev.fields();
-    match ev.kind.as_str() {
+    put("list_id".to_owned(), ev.str(&["data", "list_id"]));
+    let mut d = match ev.kind.as_str() {
         "subscribe" | "profile" => {
-            put("email_type", ev.str(&["data", "email_type"]));
+            put("email_type".to_owned(), ev.str(&["data", "email_type"]));
             if let Some(merges) = ev.get(&["data", "merges"]) {
                 let mut flat = Vec::new();
                 flatten("", merges, &mut flat);
                 for (tag, value) in flat {
                     if !MAPPED.contains(&tag.as_str()) {
-                        put(&format!("merges.{tag}"), Some(value));
+                        put(format!("merges.{tag}"), Some(value));
                     }
                 }
             }
-            f.set("user_id", ev.str(&["data", "id"]))
-                .set("first_name", ev.str(&["data", "merges", "FNAME"]))
-                .set("last_name", ev.str(&["data", "merges", "LNAME"]))
-                .set("phone", ev.str(&["data", "merges", "PHONE"]))
-                .set("city", ev.str(&["data", "merges", "ADDRESS", "city"]))
-                .set("country", ev.str(&["data", "merges", "ADDRESS", "country"]));
+            Draft {
+                user_id: ev.str(&["data", "id"]),
+                first_name: ev.str(&["data", "merges", "FNAME"]),
+                last_name: ev.str(&["data", "merges", "LNAME"]),
+                phone: ev.str(&["data", "merges", "PHONE"]),
+                city: ev.str(&["data", "merges", "ADDRESS", "city"]),
+                country: ev.str(&["data", "merges", "ADDRESS", "country"]),
+                ..Draft::default()
+            }
         }
-        "upemail" => {
-            f.set("user_id", ev.str(&["data", "new_id"]))
-                .set("previous_email", ev.str(&["data", "old_email"]));
-        }
+        "upemail" => Draft {
+            user_id: ev.str(&["data", "new_id"]),
+            previous_email: ev.str(&["data", "old_email"]),
+            ..Draft::default()
+        },
         _ => return Err(ev.not_for(Users::NAME)),
-    }
-    f.set_value("attributes", Some(Value::Object(attributes)));
-    Ok(f.parsed())
+    };
+    d.attributes = Some(attributes);
+    Ok(ev.fields().with(d))
 }
 
 /// Nested merge fields as `A.b` paths to their non-empty scalar values.

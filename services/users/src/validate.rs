@@ -1,13 +1,17 @@
 //! Validation and normalization of `users` records.
 
-use crate::User;
+use crate::{field, Draft, User};
 use tributary_engine::normalize;
-use tributary_engine::{Common, Parsed, RecordError};
+use tributary_engine::{Common, Input, RecordError};
 
-pub fn validate(mut p: Parsed, common: Common, _now_micros: i64) -> Result<User, RecordError> {
-    let previous_email = p.opt_str("previous_email")?.map(|e| normalize::email(&e)).transpose()?;
-    let phone = p.opt_str("phone")?.map(|s| e164(&s));
-    let country = p.opt_str("country")?.map(|c| {
+pub fn validate(input: Input<Draft>, common: Common, _now_micros: i64) -> Result<User, RecordError> {
+    let (mut p, d) = (input.fields, input.draft);
+    let previous_email = p
+        .text_or(d.previous_email, field::PREVIOUS_EMAIL)?
+        .map(|e| normalize::email(&e))
+        .transpose()?;
+    let phone = p.text_or(d.phone, field::PHONE)?.map(|s| e164(&s));
+    let country = p.text_or(d.country, field::COUNTRY)?.map(|c| {
         if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
             c.to_ascii_uppercase()
         } else {
@@ -15,15 +19,18 @@ pub fn validate(mut p: Parsed, common: Common, _now_micros: i64) -> Result<User,
         }
     });
     let mut user = User {
-        user_id: p.opt_str("user_id")?,
-        first_name: p.opt_str("first_name")?,
-        last_name: p.opt_str("last_name")?,
+        user_id: p.text_or(d.user_id, field::USER_ID)?,
+        first_name: p.text_or(d.first_name, field::FIRST_NAME)?,
+        last_name: p.text_or(d.last_name, field::LAST_NAME)?,
         phone,
         country,
-        city: p.opt_str("city")?,
-        timezone: p.opt_str("timezone")?,
-        locale: p.opt_str("locale")?.map(|l| l.replace('_', "-")),
-        attributes: p.opt_map("attributes")?,
+        city: p.text_or(d.city, field::CITY)?,
+        timezone: p.text_or(d.timezone, field::TIMEZONE)?,
+        locale: p.text_or(d.locale, field::LOCALE)?.map(|l| l.replace('_', "-")),
+        attributes: match d.attributes {
+            Some(a) => a.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect(),
+            None => p.opt_map(field::ATTRIBUTES)?,
+        },
         previous_email,
         common,
     };

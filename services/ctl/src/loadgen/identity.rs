@@ -6,6 +6,27 @@
 use tributary_engine::chain::{self, PipelineSettings};
 use tributary_engine::{Encoded, RawRecord, RecordError, Source};
 
+/// One chain's pipeline, as [`chain::process`] runs it.
+type Pipeline = fn(&PipelineSettings, Option<&str>, &RawRecord<'_>, i64) -> Result<Encoded, RecordError>;
+
+/// Every chain's pipeline, by the chain's name (from the registry, through its `Chain`); the
+/// tests check that every chain of the registry has one.
+pub const PIPELINES: [(&str, Pipeline); 5] = {
+    use tributary_blocklists::Blocklists;
+    use tributary_engine::Chain;
+    use tributary_mailings::Mailings;
+    use tributary_subscriptions::Subscriptions;
+    use tributary_unsubscribes::Unsubscribes;
+    use tributary_users::Users;
+    [
+        (Users::NAME, chain::process::<Users>),
+        (Unsubscribes::NAME, chain::process::<Unsubscribes>),
+        (Blocklists::NAME, chain::process::<Blocklists>),
+        (Subscriptions::NAME, chain::process::<Subscriptions>),
+        (Mailings::NAME, chain::process::<Mailings>),
+    ]
+};
+
 /// Runs one raw record through `chain`'s pipeline (parse, validate, normalize, encode).
 pub fn process(
     chain: &str,
@@ -14,16 +35,11 @@ pub fn process(
     raw: &RawRecord<'_>,
     now_micros: i64,
 ) -> Result<Encoded, RecordError> {
-    let s = Some(source.as_str());
-    match chain {
-        "users" => chain::process::<tributary_users::Users>(settings, s, raw, now_micros),
-        "unsubscribes" => chain::process::<tributary_unsubscribes::Unsubscribes>(settings, s, raw, now_micros),
-        "blocklists" => chain::process::<tributary_blocklists::Blocklists>(settings, s, raw, now_micros),
-        "subscriptions" => chain::process::<tributary_subscriptions::Subscriptions>(settings, s, raw, now_micros),
-        "mailings" => chain::process::<tributary_mailings::Mailings>(settings, s, raw, now_micros),
-        other => Err(RecordError::new(
+    match PIPELINES.iter().find(|(name, _)| *name == chain) {
+        Some((_, pipeline)) => pipeline(settings, Some(source.as_str()), raw, now_micros),
+        None => Err(RecordError::new(
             tributary_engine::ErrorClass::UnknownSource,
-            format!("no chain '{other}'"),
+            format!("no chain '{chain}'"),
         )),
     }
 }

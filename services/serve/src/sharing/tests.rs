@@ -33,7 +33,7 @@ fn file_urls_are_signed_and_expire() {
 }
 
 mod materialize {
-    use crate::config::{Cli, Settings};
+    use crate::config::{Config, Settings};
     use crate::sharing::materialize::{read_manifest, refresh_all, shares_store, Manifest};
     use crate::App;
     use apache_avro::types::Value;
@@ -129,9 +129,9 @@ mod materialize {
         assert_eq!(USER_FIELDS[4], "country");
         let uri = uri.to_owned();
         let settings = Settings::load(
-            Cli {
-                lake_uri: Some(uri.clone()),
-                ..Cli::default()
+            Config {
+                lake_uri: uri.clone(),
+                ..Config::defaults()
             },
             &BTreeMap::from([("TRIBUTARY_LOCAL".to_owned(), "1".to_owned())]),
         )
