@@ -310,7 +310,7 @@ impl Drop for Ingest {
     }
 }
 
-/// A provider's documented payload (`crates/engine/src/esp/<provider>/fixtures/<name>`).
+/// A provider's documented payload (`providers/<provider>/fixtures/<name>`).
 pub fn fixture(provider: &str, name: &str) -> String {
     let p = tributary_engine::testing::fixtures_dir(provider).join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tributary_tests::bin;
 
-/// The binaries with settings; `tributary` (the CLI) is checked for its global options.
+/// The binaries with settings; for `tributary` (the CLI) its global settings, which every
+/// subcommand shares.
 const BINARIES: &[&str] = &[
     "users",
     "unsubscribes",
@@ -20,7 +21,17 @@ const BINARIES: &[&str] = &[
     "sink",
     "ingest",
     "serve",
+    "tributary",
 ];
+
+/// A variable each binary refuses a value of, with that value: the bad value of the check
+/// that every problem is named at once.
+fn bad_value(binary: &str) -> (&'static str, &'static str) {
+    match binary {
+        "tributary" => ("TOPIC_RETENTION", "soon"),
+        _ => ("METRICS_PORT", "not-a-port"),
+    }
+}
 
 /// One setting as `--help` lists it: flag, environment variable, file key.
 #[derive(Debug)]
@@ -122,6 +133,8 @@ fn samples(dir: &Path) -> Result<BTreeMap<&'static str, (String, String)>> {
         ("sharing_refresh", s("off")),
         ("sharing_url_ttl", s("5m")),
         ("audit_log", s("/tmp/tributary-config-audit.log")),
+        ("pushgateway", s("http://127.0.0.1:19091")),
+        ("topic_retention", s("20h")),
     ]))
 }
 
@@ -202,13 +215,19 @@ fn every_help_lists_every_setting_with_its_variable() -> Result<()> {
     ] {
         ensure!(vars.contains(&v), "sink --help lacks {v}: {vars:?}");
     }
-    // The CLI: its global Kafka option with its variable, and the passthrough.
-    let out = Command::new(bin("tributary")).arg("--help").env_clear().output()?;
-    let text = String::from_utf8(out.stdout)?;
-    ensure!(
-        text.contains("--kafka-bootstrap") && text.contains("[env: KAFKA_BOOTSTRAP"),
-        "tributary --help:\n{text}"
-    );
+    // The CLI: the settings its subcommands share, each with the variable it read before.
+    let (_, cli) = help("tributary")?;
+    let vars: Vec<&str> = cli.iter().map(|s| s.env.as_str()).collect();
+    for v in [
+        "KAFKA_BOOTSTRAP",
+        "SCHEMA_REGISTRY_URL",
+        "TOPIC_NAMESPACE",
+        "LAKE_URI",
+        "TRIBUTARY_PUSHGATEWAY",
+        "TOPIC_RETENTION",
+    ] {
+        ensure!(vars.contains(&v), "tributary --help lacks {v}: {vars:?}");
+    }
     Ok(())
 }
 
@@ -288,12 +307,13 @@ fn every_setting_from_file_environment_and_flag() -> Result<()> {
         // Unknown keys are refused, and every problem is named at once.
         let bad = dir.join(format!("{binary}-bad.toml"));
         std::fs::write(&bad, "no_such_setting = 1\n")?;
+        let (var, wrong) = bad_value(binary);
         let out = Command::new(bin(binary))
             .args(["--print-config", "--config"])
             .arg(&bad)
             .env_clear()
             .env("TRIBUTARY_LOCAL", "1")
-            .env("METRICS_PORT", "not-a-port")
+            .env(var, wrong)
             .output()?;
         let all = format!(
             "{}{}",
@@ -305,9 +325,86 @@ fn every_setting_from_file_environment_and_flag() -> Result<()> {
             "{binary} with a bad file: {:?}\n{all}",
             out.status
         );
-        for part in ["no_such_setting", "METRICS_PORT='not-a-port'"] {
-            ensure!(all.contains(part), "{binary}: {part} not in {all}");
+        for part in ["no_such_setting".to_owned(), format!("{var}='{wrong}'")] {
+            ensure!(all.contains(&part), "{binary}: {part} not in {all}");
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `tributary`'s settings are its subcommands' too: the file's (by `--config` before the
+/// subcommand or `TRIBUTARY_CONFIG`), a global flag's after the subcommand, and a bad file
+/// stops any subcommand with exit 2, every problem named.
+#[test]
+fn tributary_subcommands_take_the_global_settings() -> Result<()> {
+    let dir: PathBuf = std::env::temp_dir().join(format!("tributary-cli-config-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let run = |args: &[&str], env: &[(&str, &str)]| -> Result<std::process::Output> {
+        Ok(Command::new(bin("tributary"))
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()?)
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        )
+    };
+    // `tables` needs a lake: none given is a usage error naming the ways to give one.
+    let out = run(&["tables", "--json"], &[])?;
+    ensure!(out.status.code() == Some(2), "tables without a lake: {}", text(&out));
+    ensure!(text(&out).contains("LAKE_URI"), "{}", text(&out));
+    // The file's lake, by --config and by TRIBUTARY_CONFIG.
+    let lake = dir.join("lake");
+    let file = dir.join("cli.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "lake_uri = {:?}\ntopic_namespace = \"ns1\"\n[kafka]\n\"security.protocol\" = \"PLAINTEXT\"\n",
+            lake.to_string_lossy()
+        ),
+    )?;
+    let file_s = file.to_string_lossy().into_owned();
+    for out in [
+        run(&["--config", &file_s, "tables", "--json"], &[])?,
+        run(&["tables", "--json"], &[("TRIBUTARY_CONFIG", &file_s)])?,
+    ] {
+        ensure!(out.status.success(), "tables with the file's lake: {}", text(&out));
+        let tables: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        ensure!(tables.as_array().is_some_and(|t| !t.is_empty()), "{tables}");
+    }
+    // A global flag after the subcommand wins over the file and the environment.
+    let got = print_config(
+        "tributary",
+        &["--config", &file_s, "topics", "--kafka-bootstrap", "127.0.0.3:9092"],
+        &[
+            ("KAFKA_BOOTSTRAP", "127.0.0.2:9092"),
+            ("KAFKA_PROP_SASL_MECHANISM", "PLAIN"),
+        ],
+    )?;
+    ensure!(
+        got.get("kafka_bootstrap") == Some(&value("\"127.0.0.3:9092\"")?),
+        "{got:?}"
+    );
+    ensure!(got.get("topic_namespace") == Some(&value("\"ns1\"")?), "{got:?}");
+    let kafka = got.get("kafka").and_then(|k| k.as_table()).context("a [kafka] table")?;
+    ensure!(
+        kafka.get("security.protocol").and_then(|v| v.as_str()) == Some("PLAINTEXT")
+            && kafka.get("sasl.mechanism").and_then(|v| v.as_str()) == Some("PLAIN"),
+        "the file's and the environment's librdkafka properties: {kafka:?}"
+    );
+    // A bad file stops a subcommand, not only --print-config: every problem at once.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "no_such_setting = 1\nlake_uri = 5\n")?;
+    let bad_s = bad.to_string_lossy().into_owned();
+    let out = run(&["--config", &bad_s, "chains"], &[("TOPIC_RETENTION", "soon")])?;
+    ensure!(out.status.code() == Some(2), "chains with a bad file: {}", text(&out));
+    for part in ["no_such_setting", "lake_uri", "TOPIC_RETENTION='soon'"] {
+        ensure!(text(&out).contains(part), "{part} not in {}", text(&out));
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

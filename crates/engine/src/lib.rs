@@ -2,6 +2,10 @@
 //! consume → process → produce loop, windowed dedup state with its changelog, the DLQ,
 //! metrics, health and shutdown. A chain supplies only its per-stage functions ([`Chain`]).
 
+// The provider registry (`providers/providers.txt`) as macros, first, so that every module
+// below sees them: `with_providers!` and the exported `provider_modules!` (crates/engine/build.rs).
+include!(concat!(env!("OUT_DIR"), "/providers.rs"));
+
 pub mod audit;
 pub mod avro;
 pub mod chain;

@@ -8,35 +8,41 @@ use crate::error::{ErrorClass, RecordError};
 use crate::normalize;
 use serde_json::{Map, Value};
 
-/// The source formats a raw record may declare in its `source` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Json,
-    Csv,
-    Sendgrid,
-    Mailgun,
-    Ses,
-    Postmark,
-    Mailchimp,
-    Mandrill,
+macro_rules! source_enum {
+    ($(($m:ident, $v:ident))*) => {
+        /// The source formats a raw record may declare in its `source` header: the built-in
+        /// `json` and `csv`, then every provider of the registry (`providers/providers.txt`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Source {
+            Json,
+            Csv,
+            $($v,)*
+        }
+
+        impl Source {
+            /// Every source format, in the order they are documented; the one list the
+            /// fuzzers, loadgen's `--format` and parsing read.
+            pub const ALL: [Source; 2 + [$(stringify!($m)),*].len()] = [Source::Json, Source::Csv, $(Source::$v),*];
+            /// The providers (every format but `json` and `csv`), in the registry's order.
+            pub const PROVIDERS: [Source; [$(stringify!($m)),*].len()] = [$(Source::$v),*];
+
+            /// The name in the `source` header (and, for a provider, in the gateway's URLs).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    Source::Json => "json",
+                    Source::Csv => "csv",
+                    $(Source::$v => stringify!($m),)*
+                }
+            }
+        }
+    };
 }
+with_providers!(source_enum);
 
 impl Source {
-    /// Every source format, in the order they are documented; the one list the fuzzers,
-    /// loadgen's `--format` and parsing read.
-    pub const ALL: [Source; 8] = [
-        Source::Json,
-        Source::Csv,
-        Source::Sendgrid,
-        Source::Mailgun,
-        Source::Ses,
-        Source::Postmark,
-        Source::Mailchimp,
-        Source::Mandrill,
-    ];
     /// Every format's name, as the `source` header carries it.
-    pub const NAMES: [&'static str; 8] = {
-        let mut names = [""; 8];
+    pub const NAMES: [&'static str; Source::ALL.len()] = {
+        let mut names = [""; Source::ALL.len()];
         let mut i = 0;
         while i < Source::ALL.len() {
             names[i] = Source::ALL[i].as_str();
@@ -44,20 +50,12 @@ impl Source {
         }
         names
     };
+    /// Whether this is a provider's format (not `json` or `csv`).
+    pub const fn is_provider(self) -> bool {
+        !matches!(self, Source::Json | Source::Csv)
+    }
     pub fn parse(s: &str) -> Option<Source> {
         Source::ALL.into_iter().find(|source| source.as_str() == s)
-    }
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Source::Json => "json",
-            Source::Csv => "csv",
-            Source::Sendgrid => "sendgrid",
-            Source::Mailgun => "mailgun",
-            Source::Ses => "ses",
-            Source::Postmark => "postmark",
-            Source::Mailchimp => "mailchimp",
-            Source::Mandrill => "mandrill",
-        }
     }
     /// The error for a format this chain does not read.
     pub fn unsupported(self, chain: &str) -> RecordError {

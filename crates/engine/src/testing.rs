@@ -98,7 +98,7 @@ pub fn str_<'a>(rec: &'a [(String, Value)], name: &str) -> &'a str {
     }
 }
 
-/// `include_str!` of a provider's documented payload, `crates/engine/src/esp/<provider>/fixtures/<name>`
+/// `include_str!` of a provider's documented payload, `providers/<provider>/fixtures/<name>`
 /// (one copy of each, whichever chains it feeds), from any crate two folders below the
 /// workspace root (`crates/*`, `services/*`).
 #[macro_export]
@@ -106,7 +106,7 @@ macro_rules! fixture {
     ($provider:literal, $name:literal) => {
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../crates/engine/src/esp/",
+            "/../../providers/",
             $provider,
             "/fixtures/",
             $name
@@ -114,10 +114,10 @@ macro_rules! fixture {
     };
 }
 
-/// The folder of a provider's documented payloads (`crates/engine/src/esp/<provider>/fixtures`).
+/// The folder of a provider's documented payloads (`providers/<provider>/fixtures`).
 pub fn fixtures_dir(provider: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/esp")
+        .join("../../providers")
         .join(provider)
         .join("fixtures")
 }

@@ -1,13 +1,11 @@
 //! The `blocklists` chain: suppressions of addresses and domains, added and removed.
 
 mod csv;
-mod mailchimp;
-mod mailgun;
-mod mandrill;
-mod postmark;
-mod sendgrid;
-mod ses;
 mod validate;
+
+// Every provider's mapping of its events onto this chain, `providers/<provider>/blocklists.rs`, as
+// modules of this crate, and `provider_parse` over them.
+tributary_engine::provider_modules!(blocklists);
 
 use tributary_engine::avro::AvroWriter;
 use tributary_engine::esp::Event;
@@ -102,12 +100,7 @@ impl Chain for Blocklists {
         match source {
             Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
-            Source::Sendgrid => sendgrid::parse(raw),
-            Source::Mailgun => mailgun::parse(raw),
-            Source::Ses => ses::parse(raw),
-            Source::Postmark => postmark::parse(raw),
-            Source::Mailchimp => mailchimp::parse(raw),
-            Source::Mandrill => mandrill::parse(raw),
+            other => provider_parse(other, raw).unwrap_or_else(|| Err(other.unsupported(Self::NAME))),
         }
     }
 

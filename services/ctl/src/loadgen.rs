@@ -1,17 +1,18 @@
 //! Realistic synthetic raw events for every chain, in every source format the chain reads
-//! (`json`, `csv` and the ESP webhooks: SendGrid, Mailgun, SES, Postmark, Mailchimp, Mandrill,
-//! one event a record, the way the gateway publishes them), from a seed so a run can be
-//! repeated, with a chosen share of exact duplicates and of invalid records of every class.
-//! What it sends is summarised, including the exact set of `tenant/event_id` that must come
-//! out clean.
+//! (`json`, `csv` and the webhooks of every provider of `providers/providers.txt`, one event a
+//! record, the way the gateway publishes them), from a seed so a run can be repeated, with a
+//! chosen share of exact duplicates and of invalid records of every class. What it sends is
+//! summarised, including the exact set of `tenant/event_id` that must come out clean.
+//!
+//! The built-in formats are made in [`formats`]; a provider's events, the chains they are made
+//! for and its share of a `mix` in `providers/<name>/loadgen.rs`, which [`formats`] declares
+//! through `tributary_engine::provider_modules!(loadgen, ..)`.
 //!
 //! Identities: each format's valid records carry the identity the chain derives from them
-//! (SendGrid `sg_event_id`; Mailgun `<id>:<timestamp>`; SES `<messageId>:<type>:<recipient>`
-//! plus the time for repeating types and the list for unsubscribes; Postmark `<ID>:<type>` or
-//! `<MessageID>:<type>:<recipient>[:<time>]`; Mandrill `<_id>:<event>[:<ts>]`), written out by
-//! [`formats`]. Where the source has none (Mailchimp, Mandrill sync events, CSV exports
-//! without an id column) the chain hashes the normalized record: [`identity`] runs the
-//! chain's own pipeline to learn that hash. No two valid records of a run share an identity.
+//! (`event_id`, or the provider's own, see its `loadgen.rs`), written out by the builder.
+//! Where the source has none (Mailchimp, Mandrill sync events, CSV exports without an id
+//! column) the chain hashes the normalized record: [`identity`] runs the chain's own pipeline
+//! to learn that hash. No two valid records of a run share an identity.
 
 mod formats;
 pub mod identity;
@@ -70,16 +71,26 @@ impl Spec {
     }
 }
 
-/// The source formats a chain's `parse` reads, in the order they are listed.
+/// The source formats a chain's `parse` reads, in the order they are listed: json, csv, then
+/// every provider (in the order of `providers/providers.txt`) whose `providers/<name>/loadgen.rs`
+/// names the chain in its `CHAINS`.
 pub fn formats_for(chain: &str) -> &'static [Source] {
-    use Source::*;
-    match chain {
-        "users" => &[Json, Csv, Mailchimp],
-        "subscriptions" => &[Json, Csv, Sendgrid, Postmark, Mailchimp],
-        "mailings" => &[Json, Csv, Sendgrid, Mailgun, Ses, Postmark, Mandrill],
-        "unsubscribes" | "blocklists" => &[Json, Csv, Sendgrid, Mailgun, Ses, Postmark, Mailchimp, Mandrill],
-        _ => &[],
-    }
+    static FORMATS: std::sync::LazyLock<Vec<(&'static str, Vec<Source>)>> = std::sync::LazyLock::new(|| {
+        tributary_engine::topics::CHAINS
+            .iter()
+            .map(|c| {
+                let reads = Source::ALL
+                    .into_iter()
+                    .filter(|s| !s.is_provider() || formats::provider_chains(*s).contains(c))
+                    .collect();
+                (*c, reads)
+            })
+            .collect()
+    });
+    FORMATS
+        .iter()
+        .find(|(c, _)| *c == chain)
+        .map_or(&[][..], |(_, reads)| reads.as_slice())
 }
 
 /// Checks that `chain` reads `format`; the error lists what it does read.
@@ -175,22 +186,14 @@ impl Summary {
 }
 
 /// Realistic shares of the formats in a `mix`, per chain (weights; formats a chain does not
-/// read are left out).
+/// read are left out). A provider's is its `mix_weight` (`providers/<name>/loadgen.rs`).
 fn mix_weight(chain: &str, s: Source) -> u32 {
-    use Source::*;
     match (chain, s) {
-        ("users", Json) => 45,
-        ("users", Csv) => 25,
-        ("users", Mailchimp) => 30,
-        (_, Json) => 20,
-        (_, Csv) => 10,
-        ("mailings", Sendgrid) => 25,
-        ("mailings", Ses) => 15,
-        ("subscriptions", Mailchimp) => 30,
-        // An opt-out of several topics is one record a topic: fewer events, as many records.
-        ("unsubscribes", Ses) => 8,
-        (_, Sendgrid) => 18,
-        (_, Mailgun | Ses | Postmark | Mailchimp | Mandrill) => 12,
+        ("users", Source::Json) => 45,
+        ("users", Source::Csv) => 25,
+        (_, Source::Json) => 20,
+        (_, Source::Csv) => 10,
+        (_, provider) => formats::provider_weight(provider, chain),
     }
 }
 
@@ -534,10 +537,8 @@ pub struct Args {
     /// The chain whose raw topic receives the events.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(tributary_engine::topics::CHAINS))]
     pub chain: String,
-    /// The source format: one the chain reads (json, csv, or a provider: sendgrid, mailgun,
-    /// ses, postmark, mailchimp, mandrill), or `mix`, a realistic share of every format the
-    /// chain reads (users: json, csv, mailchimp; unsubscribes and blocklists: all eight;
-    /// subscriptions: json, csv, sendgrid, postmark, mailchimp; mailings: all but mailchimp).
+    /// The source format: one the chain reads (json, csv, or a provider's), or `mix`, a
+    /// realistic share of every format the chain reads (a wrong one is refused with the list).
     #[arg(long, default_value = "mix", value_parser = clap::builder::PossibleValuesParser::new(Format::NAMES))]
     pub format: String,
     /// How many records.

@@ -1,20 +1,34 @@
 //! `tributary`: the command line of Tributary.
+//!
+//! Its global settings (Kafka, the `[kafka]` passthrough, the registry, the topic namespace,
+//! the lake, the Pushgateway, the topic retention) are loaded as every binary's are
+//! (`settings::Global`, `tributary_engine::settings`): defaults, `--config FILE` or
+//! `TRIBUTARY_CONFIG`, the environment, the flags; `--print-config` prints them.
 
-use clap::{Parser, Subcommand};
+mod settings;
+
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, FromArgMatches, Subcommand};
+use settings::Global;
 use std::process::ExitCode;
 use tributary_ctl::job_metrics::JobRun;
 use tributary_ctl::lake_ops::{self, human_bytes, parse_size};
 use tributary_ctl::{loadgen, reconcile};
 use tributary_engine::topics;
 
-#[derive(Parser)]
-#[command(name = "tributary", version, about = "Tributary: the ingestion layer's command line")]
-struct Cli {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
-    kafka_bootstrap: String,
-    #[command(subcommand)]
-    command: Command,
+/// The whole command line: the global settings ([`Global`]) and the subcommands.
+fn cli(c: clap::Command) -> clap::Command {
+    // `--config` and `--print-config`, which the loader adds, are no global options.
+    Command::augment_subcommands(c)
+        .subcommand_required(false)
+        .arg_required_else_help(true)
+        .next_help_heading(None::<&str>)
+}
+
+/// The command line as `--help` shows it and usage errors name it.
+fn full_command() -> clap::Command {
+    tributary_engine::settings::command::<Global>(cli)
 }
 
 #[derive(Subcommand)]
@@ -32,9 +46,10 @@ enum Command {
         /// Only these chains (default: all five).
         #[arg(long, value_delimiter = ',')]
         chains: Vec<String>,
-        /// Topic namespace: `<ns>.raw.users` and so on.
-        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
-        namespace: String,
+        /// Topic namespace: `<ns>.raw.users` and so on [default: the global --topic-namespace,
+        /// TOPIC_NAMESPACE].
+        #[arg(long)]
+        namespace: Option<String>,
     },
     /// Sends realistic synthetic raw events to raw.<chain>, in every source format the chain
     /// reads (json, csv, the ESP webhooks) or one of them, with exact duplicates and invalid
@@ -45,8 +60,9 @@ enum Command {
     /// partition, safe while the sink writes, idempotent.
     Compact {
         /// The lake root (`hdfs://host:port/path`, a local directory).
-        #[arg(long, env = "LAKE_URI")]
-        lake: String,
+        /// [required; default: the global --lake-uri, LAKE_URI]
+        #[arg(long)]
+        lake: Option<String>,
         /// Only these chains (repeat or comma-separate; default: all five).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
         chain: Vec<String>,
@@ -65,15 +81,13 @@ enum Command {
         /// Also print one JSON line with the plan and metrics.
         #[arg(long)]
         json: bool,
-        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
-        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
-        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
-        pushgateway: Option<String>,
     },
     /// Deletes data files no table version references and older than the retention.
     Vacuum {
-        #[arg(long, env = "LAKE_URI")]
-        lake: String,
+        /// The lake root.
+        /// [required; default: the global --lake-uri, LAKE_URI]
+        #[arg(long)]
+        lake: Option<String>,
         /// Keep files removed (or never referenced) less than this long ago.
         #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
         retention: std::time::Duration,
@@ -85,10 +99,6 @@ enum Command {
         dry_run: bool,
         #[arg(long)]
         json: bool,
-        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
-        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
-        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
-        pushgateway: Option<String>,
     },
     /// Checks that every raw offset is accounted for exactly once by the audit records, that
     /// received = clean + dlq + duplicate, and that the clean topic and the tables agree per
@@ -99,8 +109,10 @@ enum Command {
     /// suppression record (blocklists, reason ERASED), records the request in the erasure
     /// ledger and verifies no live file still holds the address.
     Erase {
-        #[arg(long, env = "LAKE_URI")]
-        lake: String,
+        /// The lake root.
+        /// [required; default: the global --lake-uri, LAKE_URI]
+        #[arg(long)]
+        lake: Option<String>,
         #[arg(long)]
         tenant: String,
         /// The address to erase.
@@ -115,9 +127,10 @@ enum Command {
         /// Only these chains' tables (default: all five).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
         chains: Vec<String>,
-        /// Topic namespace of raw.blocklists.
-        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
-        namespace: String,
+        /// Topic namespace of raw.blocklists [default: the global --topic-namespace,
+        /// TOPIC_NAMESPACE].
+        #[arg(long)]
+        namespace: Option<String>,
         /// Keep the files the tables removed (readable by time travel until vacuumed);
         /// by default the tenant's removed files are deleted from storage at once.
         #[arg(long)]
@@ -129,10 +142,6 @@ enum Command {
         sink_wait: std::time::Duration,
         #[arg(long)]
         json: bool,
-        /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
-        /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
-        #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
-        pushgateway: Option<String>,
     },
     /// The members of one list of one tenant, net of every suppression (DESIGN "The read
     /// side"), from the lake alone: to a CSV or Parquet file, or materialized into the lake's
@@ -143,9 +152,10 @@ enum Command {
     Grant {
         #[command(subcommand)]
         command: GrantCommand,
-        /// Topic namespace: `<ns>.grants`.
-        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "", global = true)]
-        namespace: String,
+        /// Topic namespace: `<ns>.grants` [default: the global --topic-namespace,
+        /// TOPIC_NAMESPACE].
+        #[arg(long, global = true)]
+        namespace: Option<String>,
     },
     /// Analytics grants' shared tables (Delta Sharing): `refresh` brings them up to date with
     /// the lake once (the DAG `tributary_sharing` runs it; `serve` does the same on a timer
@@ -164,8 +174,9 @@ enum Command {
     /// days, from the Delta log; `--show N` prints the first N rows of each table too.
     Tables {
         /// The lake root (`hdfs://host:port/path`, a local directory).
-        #[arg(long, env = "LAKE_URI")]
-        lake: String,
+        /// [required; default: the global --lake-uri, LAKE_URI]
+        #[arg(long)]
+        lake: Option<String>,
         /// Only these chains' tables (default: all five).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
         chains: Vec<String>,
@@ -179,9 +190,37 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let loaded = tributary_engine::settings::load::<Global>(cli);
+    let (print, matches) = (loaded.print, loaded.matches.clone());
+    let resolved = Global::resolve(loaded);
+    if print {
+        return tributary_engine::settings::print_config(
+            settings::NAME,
+            resolved.map(|g| tributary_engine::settings::to_toml(&g)),
+        );
+    }
+    if matches.subcommand().is_none() {
+        full_command()
+            .error(
+                ErrorKind::MissingSubcommand,
+                "'tributary' requires a subcommand but one was not provided (see --help)",
+            )
+            .exit();
+    }
+    let global = match resolved {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{}: invalid configuration: {e}", settings::NAME);
+            return ExitCode::from(2);
+        }
+    };
+    // Before any thread: the library's Kafka clients read the passthrough from here.
+    global.publish();
     tributary_engine::init_tracing();
-    let cli = Cli::parse();
-    match run(cli) {
+    let command = Command::from_arg_matches(&matches)
+        .map(|c| c.with_global(&global, &matches))
+        .unwrap_or_else(|e| e.format(&mut full_command()).exit());
+    match run(global, command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("tributary: {e:#}");
@@ -190,8 +229,62 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+/// The innermost subcommand's matches.
+fn innermost(matches: &ArgMatches) -> &ArgMatches {
+    match matches.subcommand() {
+        Some((_, sub)) => innermost(sub),
+        None => matches,
+    }
+}
+
+/// Whether the innermost subcommand's own `id` was given on the command line (not only its
+/// default or its variable, which the global settings already hold, layered with the file).
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    innermost(matches).value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// A subcommand's lake: its `--lake`, else the global lake; a usage error when neither is set.
+fn required_lake(global: &Global, own: Option<String>) -> String {
+    global.lake(own).unwrap_or_else(|| {
+        full_command()
+            .error(
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  --lake <LAKE> \
+                 (or the global --lake-uri, LAKE_URI, the file's lake_uri)",
+            )
+            .exit()
+    })
+}
+
+impl Command {
+    /// The subcommands the library declares read `--namespace` (and `TOPIC_NAMESPACE`) on
+    /// their own: unless given on the command line, the global namespace (which also holds
+    /// the file's and a global flag's) is theirs.
+    fn with_global(mut self, global: &Global, matches: &ArgMatches) -> Command {
+        // Asked only of the subcommands that have the flag (clap's debug builds insist).
+        let ns = |n: &mut String| {
+            if !given(matches, "namespace") {
+                n.clone_from(&global.topic_namespace);
+            }
+        };
+        match &mut self {
+            Command::Loadgen(args) => ns(&mut args.namespace),
+            Command::Dlq {
+                command: tributary_ctl::dlq::DlqCommand::List(a),
+            } => ns(&mut a.filter.namespace),
+            Command::Dlq {
+                command: tributary_ctl::dlq::DlqCommand::Replay(a),
+            } => ns(&mut a.filter.namespace),
+            _ => {}
+        }
+        self
+    }
+}
+
+fn run(global: Global, command: Command) -> anyhow::Result<ExitCode> {
+    let bootstrap = global.kafka_bootstrap.clone();
+    let pushgateway = global.pushgateway.clone();
+    match command {
         Command::Topics {
             partitions,
             chains,
@@ -202,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 chains
             };
+            let namespace = global.namespace(namespace);
             let mut all: Vec<(String, bool)> = chains.iter().flat_map(|c| topics::chain_topics(c)).collect();
             all.push(("dlq.sink".to_owned(), false));
             let all: Vec<(String, bool)> = all
@@ -209,15 +303,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|(t, c)| (topics::namespaced(&namespace, &t), c))
                 .collect();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let created = rt.block_on(topics::create(
-                &cli.kafka_bootstrap,
-                &tributary_engine::kafka::env_props(),
-                &all,
-                partitions,
-            ))?;
+            let created = rt.block_on(topics::create(&bootstrap, global.kafka_props(), &all, partitions))?;
             // The compacted one-partition topics: grants, and the ledger of replayed dead letters.
-            rt.block_on(tributary_ctl::grants::ensure_topic(&cli.kafka_bootstrap, &namespace))?;
-            rt.block_on(tributary_ctl::dlq::ensure_ledger(&cli.kafka_bootstrap, &namespace))?;
+            rt.block_on(tributary_ctl::grants::ensure_topic(&bootstrap, &namespace))?;
+            rt.block_on(tributary_ctl::dlq::ensure_ledger(&bootstrap, &namespace))?;
             println!(
                 "{} topics checked, {} created{}",
                 all.len(),
@@ -230,12 +319,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Loadgen(args) => {
-            let spec = args.spec().unwrap_or_else(|msg| {
-                <Cli as clap::CommandFactory>::command()
-                    .error(clap::error::ErrorKind::InvalidValue, msg)
-                    .exit()
-            });
-            loadgen::run_cli(&cli.kafka_bootstrap, &args, spec)?;
+            let spec = args
+                .spec()
+                .unwrap_or_else(|msg| full_command().error(ErrorKind::InvalidValue, msg).exit());
+            loadgen::run_cli(&bootstrap, &args, spec)?;
         }
         Command::Compact {
             lake,
@@ -245,8 +332,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_files,
             closed_before_days,
             json,
-            pushgateway,
         } => {
+            let lake = required_lake(&global, lake);
             let opts = tributary_lake::compact::CompactOptions {
                 target_size,
                 min_files,
@@ -268,8 +355,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chain,
             dry_run,
             json,
-            pushgateway,
         } => {
+            let lake = required_lake(&global, lake);
             let mut run = JobRun::start("vacuum");
             let result = lake_ops::vacuum(&lake, &chain, retention, dry_run);
             if !dry_run {
@@ -290,20 +377,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::json!({"vacuum": out}));
             }
         }
-        Command::Reconcile(args) => return reconcile_cmd(cli.kafka_bootstrap, args),
-        Command::Audience(args) => audience_cmd(args)?,
-        Command::Grant { command, namespace } => grant_cmd(&cli.kafka_bootstrap, &namespace, command)?,
+        Command::Reconcile(args) => return reconcile_cmd(&global, args),
+        Command::Audience(mut args) => {
+            let lake = global.lake_or_local(args.lake.take());
+            audience_cmd(args, &lake)?
+        }
+        Command::Grant { command, namespace } => grant_cmd(&bootstrap, &global.namespace(namespace), command)?,
         Command::Share {
             command: ShareCommand::Refresh { lake, namespace, json },
-        } => tributary_ctl::share::refresh(&cli.kafka_bootstrap, &namespace, &lake, json)?,
+        } => tributary_ctl::share::refresh(
+            &bootstrap,
+            &global.namespace(namespace),
+            &global.lake_or_local(lake),
+            json,
+        )?,
         Command::Chains(args) => print!("{}", tributary_ctl::chains::render(&args)),
-        Command::Dlq { command } => tributary_ctl::dlq::run_cli(&cli.kafka_bootstrap, command)?,
+        Command::Dlq { command } => tributary_ctl::dlq::run_cli(&bootstrap, command)?,
         Command::Tables {
             lake,
             chains,
             show,
             json,
         } => {
+            let lake = required_lake(&global, lake);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let (stats, text) = rt.block_on(tributary_ctl::tables::report(&lake, &chains, show))?;
             if json {
@@ -323,8 +419,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_history,
             sink_wait,
             json,
-            pushgateway,
         } => {
+            let lake = required_lake(&global, lake);
+            let namespace = global.namespace(namespace);
             let mut addresses: Vec<String> = email.into_iter().collect();
             if let Some(f) = emails_file {
                 let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
@@ -335,7 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lake,
                 tenant: tenant.clone(),
                 addresses,
-                bootstrap: cli.kafka_bootstrap,
+                bootstrap,
                 namespace,
                 ledger,
                 chains: chains.clone(),
@@ -444,8 +541,10 @@ fn print_compaction(out: &[lake_ops::ChainCompaction], plan_only: bool, json: bo
 /// The arguments of `tributary reconcile`.
 #[derive(clap::Args, Debug)]
 struct ReconcileArgs {
-    #[arg(long, env = "LAKE_URI")]
-    lake: String,
+    /// The lake root.
+    /// [required; default: the global --lake-uri, LAKE_URI]
+    #[arg(long)]
+    lake: Option<String>,
     /// Where the JSON report goes.
     #[arg(long)]
     report: std::path::PathBuf,
@@ -455,29 +554,21 @@ struct ReconcileArgs {
     /// Only these chains (default: all five).
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(topics::CHAINS))]
     chains: Vec<String>,
-    /// Topic namespace: `<ns>.raw.users` and so on (and consumer group `<ns>.tributary-<chain>`).
-    #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
-    namespace: String,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://localhost:8081/apis/ccompat/v7"
-    )]
-    schema_registry_url: String,
+    /// Topic namespace: `<ns>.raw.users` and so on (and consumer group `<ns>.tributary-<chain>`)
+    /// [default: the global --topic-namespace, TOPIC_NAMESPACE].
+    #[arg(long)]
+    namespace: Option<String>,
     /// How long reading one topic to its end may take.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     read_timeout: std::time::Duration,
-    /// Push this run's metrics (tributary_job_*, and the job's own) to this Prometheus
-    /// Pushgateway, e.g. http://pushgateway:9091; a failed push is reported, not fatal.
-    #[arg(long, env = "TRIBUTARY_PUSHGATEWAY")]
-    pushgateway: Option<String>,
 }
 
 /// `tributary reconcile`'s exit code when nothing found a discrepancy but some chains could
 /// not be checked (1 is a discrepancy: a result).
 const EXIT_NOT_CHECKED: u8 = 3;
 
-fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+fn reconcile_cmd(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let lake = required_lake(global, args.lake);
     let chains = if args.chains.is_empty() {
         topics::CHAINS.iter().map(|c| (*c).to_owned()).collect()
     } else {
@@ -485,15 +576,15 @@ fn reconcile_cmd(bootstrap: String, args: ReconcileArgs) -> anyhow::Result<ExitC
     };
     let mut run = JobRun::start("reconcile");
     let result = reconcile::run(&reconcile::Settings {
-        bootstrap,
-        registry: args.schema_registry_url,
-        namespace: args.namespace,
-        lake: args.lake,
+        bootstrap: global.kafka_bootstrap.clone(),
+        registry: global.schema_registry_url.clone(),
+        namespace: global.namespace(args.namespace),
+        lake,
         chains: chains.clone(),
         read_timeout: args.read_timeout,
     });
     run.reconciliation(&chains, &result);
-    run.push(args.pushgateway.as_deref());
+    run.push(global.pushgateway.as_deref());
     let (report, metrics_file) = (args.report, args.metrics_file);
     let out = result?;
     let now = std::time::SystemTime::now()
@@ -578,9 +669,10 @@ struct AudienceArgs {
     /// The instant deciding which blocks have expired: RFC 3339 or Unix seconds (default now).
     #[arg(long)]
     as_of: Option<String>,
-    /// The lake root (`hdfs://host:port/path`, a local directory).
-    #[arg(long, env = "LAKE_URI", default_value = ".lake")]
-    lake: String,
+    /// The lake root (`hdfs://host:port/path`, a local directory) [default: the global
+    /// --lake-uri, LAKE_URI, else .lake].
+    #[arg(long)]
+    lake: Option<String>,
     /// Also replace the list's members in the lake's `audiences` table.
     #[arg(long)]
     materialize: bool,
@@ -589,7 +681,7 @@ struct AudienceArgs {
     json: bool,
 }
 
-fn audience_cmd(a: AudienceArgs) -> anyhow::Result<()> {
+fn audience_cmd(a: AudienceArgs, lake_uri: &str) -> anyhow::Result<()> {
     use tributary_view::export;
     let started = std::time::Instant::now();
     tributary_engine::normalize::tenant_id(&a.tenant).map_err(|e| anyhow::anyhow!("--tenant: {}", e.reason))?;
@@ -601,7 +693,7 @@ fn audience_cmd(a: AudienceArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let lake = tributary_lake::Lake::new(&a.lake)?;
+    let lake = tributary_lake::Lake::new(lake_uri)?;
     let (view, loaded) = rt.block_on(export::tenant_view(&lake, &a.tenant))?;
     let rows = export::members(&view, &a.list, as_of);
     if let Some(out) = &a.out {
@@ -623,7 +715,7 @@ fn audience_cmd(a: AudienceArgs) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({"tenant": a.tenant, "list": a.list, "members": rows.len(),
                 "as_of": tributary_view::fmt_time(as_of), "out": a.out,
-                "table": a.materialize.then(|| format!("{}/{}", a.lake.trim_end_matches('/'), export::AUDIENCES_TABLE)),
+                "table": a.materialize.then(|| format!("{}/{}", lake_uri.trim_end_matches('/'), export::AUDIENCES_TABLE)),
                 "version": version, "files_read": loaded.files, "events_read": loaded.events, "seconds": secs})
         );
     } else {
@@ -760,14 +852,122 @@ enum ShareCommand {
     /// One refresh of every live analytics grant's shared tables; deletes those of revoked
     /// or expired grants.
     Refresh {
-        /// The lake root (`hdfs://host:port/path`, a local directory).
-        #[arg(long, env = "LAKE_URI", default_value = ".lake")]
-        lake: String,
-        /// Topic namespace of `grants`.
-        #[arg(long, env = "TOPIC_NAMESPACE", default_value = "")]
-        namespace: String,
+        /// The lake root (`hdfs://host:port/path`, a local directory) [default: the global
+        /// --lake-uri, LAKE_URI, else .lake].
+        #[arg(long)]
+        lake: Option<String>,
+        /// Topic namespace of `grants` [default: the global --topic-namespace, TOPIC_NAMESPACE].
+        #[arg(long)]
+        namespace: Option<String>,
         /// Print one JSON line with what was done.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> (Global, Command) {
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut argv = vec![settings::NAME];
+        argv.extend_from_slice(args);
+        let loaded = tributary_engine::settings::load_from::<Global, _>(argv, &env, cli).unwrap();
+        let matches = loaded.matches.clone();
+        let global = Global::resolve(loaded).unwrap();
+        let command = Command::from_arg_matches(&matches)
+            .unwrap()
+            .with_global(&global, &matches);
+        (global, command)
+    }
+
+    #[test]
+    fn the_command_line_holds_together() {
+        full_command().debug_assert();
+    }
+
+    #[test]
+    fn the_library_subcommands_take_the_global_namespace_unless_given_their_own() {
+        let loadgen_ns = |c: Command| match c {
+            Command::Loadgen(a) => a.namespace,
+            _ => panic!("not loadgen"),
+        };
+        let (_, c) = parse(&["loadgen", "--chain", "users", "--topic-namespace", "g"], &[]);
+        assert_eq!(loadgen_ns(c), "g");
+        let (_, c) = parse(
+            &[
+                "--topic-namespace=g",
+                "loadgen",
+                "--chain",
+                "users",
+                "--namespace",
+                "own",
+            ],
+            &[],
+        );
+        assert_eq!(loadgen_ns(c), "own");
+        let (_, c) = parse(&["loadgen", "--chain", "users"], &[("TOPIC_NAMESPACE", "e")]);
+        assert_eq!(loadgen_ns(c), "e");
+
+        let dlq_ns = |c: Command| match c {
+            Command::Dlq {
+                command: tributary_ctl::dlq::DlqCommand::List(a),
+            } => a.filter.namespace,
+            Command::Dlq {
+                command: tributary_ctl::dlq::DlqCommand::Replay(a),
+            } => a.filter.namespace,
+            _ => panic!("not dlq"),
+        };
+        let (_, c) = parse(&["dlq", "list", "--chain", "users"], &[("TOPIC_NAMESPACE", "e")]);
+        assert_eq!(dlq_ns(c), "e");
+        let (_, c) = parse(&["dlq", "replay", "--chain", "users", "--namespace", "own"], &[]);
+        assert_eq!(dlq_ns(c), "own");
+    }
+
+    #[test]
+    fn the_subcommands_own_lake_and_namespace_win_over_the_global_ones() {
+        let (g, c) = parse(
+            &["erase", "--tenant", "acme", "--email", "a@example.com"],
+            &[("LAKE_URI", "/l"), ("TOPIC_NAMESPACE", "e")],
+        );
+        let Command::Erase { lake, namespace, .. } = c else {
+            panic!("not erase")
+        };
+        assert_eq!((g.lake(lake), g.namespace(namespace)), (Some("/l".into()), "e".into()));
+        let (g, c) = parse(
+            &["grant", "--namespace", "own", "list", "--lake-uri", "/g"],
+            &[("TOPIC_NAMESPACE", "e")],
+        );
+        let Command::Grant { namespace, .. } = c else {
+            panic!("not grant")
+        };
+        assert_eq!(
+            (g.namespace(namespace), g.lake_uri.as_deref()),
+            ("own".into(), Some("/g"))
+        );
+        let (g, c) = parse(&["audience", "--tenant", "acme", "--list", "l", "--materialize"], &[]);
+        let Command::Audience(a) = c else {
+            panic!("not audience")
+        };
+        assert_eq!(g.lake_or_local(a.lake), settings::LOCAL_LAKE);
+        let (g, c) = parse(
+            &[
+                "reconcile",
+                "--report",
+                "r.json",
+                "--schema-registry-url",
+                "http://r",
+                "--pushgateway",
+                "http://p",
+            ],
+            &[],
+        );
+        assert!(matches!(c, Command::Reconcile(_)));
+        assert_eq!(
+            (g.schema_registry_url.as_str(), g.pushgateway.as_deref()),
+            ("http://r", Some("http://p"))
+        );
+    }
 }

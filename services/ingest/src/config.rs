@@ -4,7 +4,8 @@
 //! startup instead of failing requests.
 
 use crate::error::Error;
-use crate::signatures::{sns, Secrets};
+use crate::providers::{sns_key_from_pem, SnsKeys};
+use crate::signatures::Secrets;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -356,7 +357,7 @@ fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
     };
     let mut secrets = Secrets::default();
     if let Some(s) = tf.sendgrid {
-        match crate::signatures::sendgrid::key(&s.public_key) {
+        match crate::providers::sendgrid_key(&s.public_key) {
             Ok(k) => secrets.sendgrid = Some(k),
             Err(e) => errors.push(format!("tenant '{id}' sendgrid.public_key: {e}")),
         }
@@ -373,13 +374,13 @@ fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
         for p in &s.certificates {
             match std::fs::read_to_string(p)
                 .map_err(|e| e.to_string())
-                .and_then(|pem| sns::key_from_pem(&pem))
+                .and_then(|pem| sns_key_from_pem(&pem))
             {
                 Ok(k) => keys.push(k),
                 Err(e) => errors.push(format!("tenant '{id}' ses certificate {}: {e}", p.display())),
             }
         }
-        secrets.ses = Some(sns::SnsKeys {
+        secrets.ses = Some(SnsKeys {
             keys,
             topic_arns: s.topic_arns,
         });

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod one_click;
+pub mod providers;
 pub mod publish;
 pub mod signatures;
 pub mod split;
@@ -30,7 +31,6 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::publish::{delivered, Meta, Publisher};
 use crate::signatures::replay::Replays;
-use crate::split::Provider;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -49,6 +49,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tributary_engine::topics::CHAINS;
+use tributary_engine::Source;
 
 pub struct App {
     pub settings: Settings,
@@ -58,7 +59,7 @@ pub struct App {
     pub replays: Replays,
     ready: AtomicBool,
     /// (tenant, provider) pairs already warned about a skipped provider check.
-    warned: Mutex<HashSet<(String, Provider)>>,
+    warned: Mutex<HashSet<(String, Source)>>,
 }
 
 impl App {
@@ -183,7 +184,7 @@ fn observe(app: &App, route: &str, provider: &str, started: Instant, resp: Respo
 }
 
 fn provider_label(p: &str) -> &'static str {
-    Provider::parse(p).map_or("unknown", Provider::as_str)
+    providers::parse(p).map_or("unknown", Source::as_str)
 }
 
 async fn webhook(
@@ -218,10 +219,11 @@ async fn webhook_inner(
     headers: &HeaderMap,
     body: &mut Option<Body>,
 ) -> Result<Response> {
-    let p = Provider::parse(provider).ok_or_else(|| {
+    let p = providers::parse(provider).ok_or_else(|| {
         Error::NotFound(format!(
-            "unknown provider '{}': one of sendgrid, mailgun, ses, postmark, mailchimp, mandrill",
-            tributary_engine::normalize::truncate(provider, 40)
+            "unknown provider '{}': one of {}",
+            tributary_engine::normalize::truncate(provider, 40),
+            providers::names()
         ))
     })?;
     let q = query(uri);
@@ -366,7 +368,7 @@ async fn webhook_probe(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let r = Provider::parse(&provider)
+    let r = providers::parse(&provider)
         .ok_or_else(|| {
             Error::NotFound(format!(
                 "unknown provider '{}'",
@@ -580,7 +582,7 @@ pub fn main() -> ExitCode {
         }
     };
     for (id, t) in &settings.tenants {
-        let missing: Vec<&str> = Provider::ALL
+        let missing: Vec<&str> = providers::ALL
             .iter()
             .filter(|p| !t.secrets.has(**p))
             .map(|p| p.as_str())

@@ -1,12 +1,11 @@
 //! The `mailings` chain: the life of each sent message.
 
 mod csv;
-mod mailgun;
-mod mandrill;
-mod postmark;
-mod sendgrid;
-mod ses;
 mod validate;
+
+// Every provider's mapping of its events onto this chain, `providers/<provider>/mailings.rs`, as
+// modules of this crate, and `provider_parse` over them.
+tributary_engine::provider_modules!(mailings);
 
 use tributary_engine::avro::AvroWriter;
 use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source, Symbols};
@@ -105,13 +104,7 @@ impl Chain for Mailings {
         match source {
             Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
-            Source::Sendgrid => sendgrid::parse(raw),
-            Source::Mailgun => mailgun::parse(raw),
-            Source::Ses => ses::parse(raw),
-            Source::Postmark => postmark::parse(raw),
-            Source::Mandrill => mandrill::parse(raw),
-            // Mailchimp's audience webhooks carry no per-message events.
-            other => Err(other.unsupported(Self::NAME)),
+            other => provider_parse(other, raw).unwrap_or_else(|| Err(other.unsupported(Self::NAME))),
         }
     }
 

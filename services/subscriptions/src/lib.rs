@@ -2,10 +2,11 @@
 //! evidence.
 
 mod csv;
-mod mailchimp;
-mod postmark;
-mod sendgrid;
 mod validate;
+
+// Every provider's mapping of its events onto this chain, `providers/<provider>/subscriptions.rs`, as
+// modules of this crate, and `provider_parse` over them.
+tributary_engine::provider_modules!(subscriptions);
 
 use tributary_engine::avro::AvroWriter;
 use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source, Symbols};
@@ -65,11 +66,7 @@ impl Chain for Subscriptions {
         match source {
             Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
-            Source::Sendgrid => sendgrid::parse(raw),
-            Source::Postmark => postmark::parse(raw),
-            Source::Mailchimp => mailchimp::parse(raw),
-            // No subscribe events in Mailgun's, SES's or Mandrill's webhooks.
-            other => Err(other.unsupported(Self::NAME)),
+            other => provider_parse(other, raw).unwrap_or_else(|| Err(other.unsupported(Self::NAME))),
         }
     }
 

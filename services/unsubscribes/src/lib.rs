@@ -1,13 +1,11 @@
 //! The `unsubscribes` chain: opt-outs, per list or from all lists.
 
 mod csv;
-mod mailchimp;
-mod mailgun;
-mod mandrill;
-mod postmark;
-mod sendgrid;
-mod ses;
 mod validate;
+
+// Every provider's mapping of its events onto this chain, `providers/<provider>/unsubscribes.rs`, as
+// modules of this crate, and `provider_parse` over them.
+tributary_engine::provider_modules!(unsubscribes);
 
 use tributary_engine::avro::AvroWriter;
 use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source};
@@ -56,12 +54,7 @@ impl Chain for Unsubscribes {
         match source {
             Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
-            Source::Sendgrid => sendgrid::parse(raw),
-            Source::Mailgun => mailgun::parse(raw),
-            Source::Ses => ses::parse(raw),
-            Source::Postmark => postmark::parse(raw),
-            Source::Mailchimp => mailchimp::parse(raw),
-            Source::Mandrill => mandrill::parse(raw),
+            other => provider_parse(other, raw).unwrap_or_else(|| Err(other.unsupported(Self::NAME))),
         }
     }
 

@@ -1,8 +1,11 @@
 //! The `users` chain: user profiles, their attributes and email changes.
 
 mod csv;
-mod mailchimp;
 mod validate;
+
+// Every provider's mapping of its events onto this chain, `providers/<provider>/users.rs`, as
+// modules of this crate, and `provider_parse` over them.
+tributary_engine::provider_modules!(users);
 
 use tributary_engine::avro::AvroWriter;
 use tributary_engine::{chains, Chain, Common, Input, Parsed, RawRecord, RecordError, Source};
@@ -70,9 +73,7 @@ impl Chain for Users {
         match source {
             Source::Json => Parsed::from_json(raw.payload).map(Input::from),
             Source::Csv => csv::parse(raw),
-            Source::Mailchimp => mailchimp::parse(raw),
-            // The sending ESPs' webhooks carry no profile events.
-            other => Err(other.unsupported(Self::NAME)),
+            other => provider_parse(other, raw).unwrap_or_else(|| Err(other.unsupported(Self::NAME))),
         }
     }
 

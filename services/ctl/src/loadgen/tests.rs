@@ -1,8 +1,9 @@
 use super::*;
 use std::collections::BTreeSet;
 use tributary_engine::chain::PipelineSettings;
+use tributary_engine::Source;
 use tributary_engine::{esp, RawRecord};
-use tributary_ingest::split::{self, Provider};
+use tributary_ingest::split;
 
 const EPOCH: i64 = 1_764_000_000;
 
@@ -201,22 +202,8 @@ fn every_record_goes_through_its_chain_as_predicted() {
 
 /// The gateway, given the event in its provider's batch shape, publishes it to this chain.
 fn assert_routed(chain: &str, g: &Generated) {
-    let provider = Provider::parse(g.source.as_str()).expect("a provider");
-    let body: Vec<u8> = match provider {
-        Provider::Sendgrid => [b"[".as_slice(), &g.payload, b"]"].concat(),
-        Provider::Mandrill => {
-            let events = format!("[{}]", String::from_utf8_lossy(&g.payload));
-            let mut f = String::from("mandrill_events=");
-            for b in events.bytes() {
-                match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => f.push(b as char),
-                    _ => f.push_str(&format!("%{b:02X}")),
-                }
-            }
-            f.into_bytes()
-        }
-        _ => g.payload.clone(),
-    };
+    let provider = g.source;
+    let body = formats::provider_webhook_body(g.source, &g.payload);
     let out = split::split(provider, &body).unwrap_or_else(|e| panic!("gateway refuses {provider:?}: {e:?}"));
     let ours = out
         .records
@@ -230,7 +217,7 @@ fn assert_routed(chain: &str, g: &Generated) {
             )
         });
     // What the gateway publishes is this record (SES re-serialized: compared as JSON).
-    if provider == Provider::Ses {
+    if provider == Source::Ses {
         let a: serde_json::Value = serde_json::from_slice(&ours.payload.bytes()).expect("JSON");
         let b: serde_json::Value = serde_json::from_slice(&g.payload).expect("JSON");
         assert_eq!(a, b);

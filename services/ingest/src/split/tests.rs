@@ -4,8 +4,16 @@
 //! chains it is routed to must take it.
 
 use super::*;
+use serde_json::Value;
 use std::collections::BTreeMap;
+use tributary_engine::chains;
 use tributary_engine::testing::{fixtures_dir, run};
+
+const USERS: &str = chains::USERS.name;
+const UNSUBSCRIBES: &str = chains::UNSUBSCRIBES.name;
+const BLOCKLISTS: &str = chains::BLOCKLISTS.name;
+const SUBSCRIPTIONS: &str = chains::SUBSCRIPTIONS.name;
+const MAILINGS: &str = chains::MAILINGS.name;
 
 /// Every documented payload of a provider, by file name.
 fn fixtures(provider: &str) -> BTreeMap<String, Vec<u8>> {
@@ -57,12 +65,12 @@ fn sorted(v: &[&'static str]) -> Vec<&'static str> {
 
 /// Every record goes to exactly the chains that take it; unrouted ones to the fallback,
 /// which refuses them (to its DLQ).
-fn assert_routing_exact(provider: Provider, records: &[Record]) {
+fn assert_routing_exact(provider: Source, records: &[Record]) {
     assert_routing(provider, records, true)
 }
 
 /// `exact` false: only that every chain a record is routed to takes it.
-fn assert_routing(provider: Provider, records: &[Record], exact: bool) {
+fn assert_routing(provider: Source, records: &[Record], exact: bool) {
     let mut wrong = Vec::new();
     for r in records {
         let taken = taken_by(provider.as_str(), &r.payload.bytes());
@@ -102,14 +110,14 @@ fn sendgrid_batch_one_record_per_element() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let s = split(Provider::Sendgrid, batch.as_bytes()).unwrap();
+    let s = split(Source::Sendgrid, batch.as_bytes()).unwrap();
     assert_eq!(s.records.len(), all.len());
     for (r, (name, original)) in s.records.iter().zip(&all) {
         // The provider's own bytes, untouched.
         assert_eq!(&r.payload.bytes()[..], original.trim_ascii(), "{name}");
         assert!(r.email.is_some(), "{name}");
     }
-    assert_routing_exact(Provider::Sendgrid, &s.records);
+    assert_routing_exact(Source::Sendgrid, &s.records);
     let by_name: BTreeMap<&str, Vec<&str>> = names.iter().map(|n| n.as_str()).zip(chains_of(&s.records)).collect();
     assert_eq!(by_name["bounce.json"], [MAILINGS, BLOCKLISTS]);
     assert_eq!(by_name["blocked.json"], [MAILINGS]);
@@ -133,9 +141,9 @@ fn mandrill_events_form_field_one_record_per_element() {
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("mandrill_events", &array)
         .finish();
-    let s = split(Provider::Mandrill, body.as_bytes()).unwrap();
+    let s = split(Source::Mandrill, body.as_bytes()).unwrap();
     assert_eq!(s.records.len(), all.len());
-    assert_routing_exact(Provider::Mandrill, &s.records);
+    assert_routing_exact(Source::Mandrill, &s.records);
     let by_name: BTreeMap<&str, Vec<&str>> = all.keys().map(|n| n.as_str()).zip(chains_of(&s.records)).collect();
     assert_eq!(by_name["hard_bounce.json"], [MAILINGS, BLOCKLISTS]);
     assert_eq!(by_name["soft_bounce.json"], [MAILINGS]);
@@ -143,20 +151,20 @@ fn mandrill_events_form_field_one_record_per_element() {
     assert_eq!(by_name["blacklist_add.json"], [BLOCKLISTS]);
     // A whitelist change blocks nothing and is no message event: dead-lettered by the fallback.
     assert!(s.records[all.keys().position(|n| n == "whitelist_add.json").unwrap()].unrouted);
-    assert!(split(Provider::Mandrill, b"mandrill_events=%5B%5D")
+    assert!(split(Source::Mandrill, b"mandrill_events=%5B%5D")
         .unwrap()
         .records
         .is_empty());
-    assert!(split(Provider::Mandrill, b"other=1")
+    assert!(split(Source::Mandrill, b"other=1")
         .unwrap_err()
         .to_string()
         .contains("mandrill_events"));
-    assert!(split(Provider::Mandrill, b"mandrill_events=%7B").is_err());
+    assert!(split(Source::Mandrill, b"mandrill_events=%7B").is_err());
 }
 
 #[test]
 fn mailgun_postmark_mailchimp_one_event_per_call() {
-    for p in [Provider::Mailgun, Provider::Postmark, Provider::Mailchimp] {
+    for p in [Source::Mailgun, Source::Postmark, Source::Mailchimp] {
         let mut records = Vec::new();
         for (name, body) in fixtures(p.as_str()) {
             let s = split(p, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -166,25 +174,25 @@ fn mailgun_postmark_mailchimp_one_event_per_call() {
         }
         assert_routing_exact(p, &records);
     }
-    let one = |p: Provider, f: &str| split(p, &fixtures(p.as_str())[f]).unwrap().records.remove(0).chains;
-    assert_eq!(one(Provider::Mailgun, "failed_permanent.json"), [MAILINGS, BLOCKLISTS]);
-    assert_eq!(one(Provider::Mailgun, "failed_temporary.json"), [MAILINGS]);
-    assert_eq!(one(Provider::Mailgun, "unsubscribed.json"), [MAILINGS, UNSUBSCRIBES]);
-    assert_eq!(one(Provider::Postmark, "bounce.json"), [MAILINGS, BLOCKLISTS]);
+    let one = |p: Source, f: &str| split(p, &fixtures(p.as_str())[f]).unwrap().records.remove(0).chains;
+    assert_eq!(one(Source::Mailgun, "failed_permanent.json"), [MAILINGS, BLOCKLISTS]);
+    assert_eq!(one(Source::Mailgun, "failed_temporary.json"), [MAILINGS]);
+    assert_eq!(one(Source::Mailgun, "unsubscribed.json"), [MAILINGS, UNSUBSCRIBES]);
+    assert_eq!(one(Source::Postmark, "bounce.json"), [MAILINGS, BLOCKLISTS]);
     assert_eq!(
-        one(Provider::Postmark, "subscription_change_reactivation.json"),
+        one(Source::Postmark, "subscription_change_reactivation.json"),
         [SUBSCRIPTIONS]
     );
     assert_eq!(
-        one(Provider::Postmark, "subscription_change_hard_bounce.json"),
+        one(Source::Postmark, "subscription_change_hard_bounce.json"),
         [BLOCKLISTS]
     );
-    assert_eq!(one(Provider::Mailchimp, "subscribe.form"), [USERS, SUBSCRIPTIONS]);
+    assert_eq!(one(Source::Mailchimp, "subscribe.form"), [USERS, SUBSCRIPTIONS]);
     assert_eq!(
-        one(Provider::Mailchimp, "unsubscribe_abuse.form"),
+        one(Source::Mailchimp, "unsubscribe_abuse.form"),
         [UNSUBSCRIBES, BLOCKLISTS]
     );
-    assert_eq!(one(Provider::Mailchimp, "cleaned.form"), [BLOCKLISTS]);
+    assert_eq!(one(Source::Mailchimp, "cleaned.form"), [BLOCKLISTS]);
 }
 
 #[test]
@@ -192,26 +200,26 @@ fn ses_one_record_per_recipient_and_per_topic() {
     let all = fixtures("ses");
     let mut records = Vec::new();
     for (name, body) in &all {
-        let s = split(Provider::Ses, body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = split(Source::Ses, body).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name == "bounce_two_recipients.json" {
             assert_eq!(s.records.len(), 2);
             let emails: Vec<_> = s.records.iter().map(|r| r.email.clone().unwrap()).collect();
             assert_ne!(emails[0], emails[1]);
             for r in &s.records {
-                let ev = esp::ses(&r.payload.bytes()).unwrap();
+                let ev = esp::ses::read(&r.payload.bytes()).unwrap();
                 assert_eq!(ev.email, r.email);
             }
         }
         records.extend(s.records);
     }
-    assert_routing_exact(Provider::Ses, &records);
+    assert_routing_exact(Source::Ses, &records);
 
     // A delivery to three recipients, as SNS delivers it: three records, each with the
     // recipient list cut to one, still inside the SNS envelope.
     let msg = r#"{"eventType":"Delivery","mail":{"messageId":"m-3","timestamp":"2024-05-01T10:00:00Z","destination":["a@x.com","b@x.com","c@x.com"]},
         "delivery":{"timestamp":"2024-05-01T10:00:02Z","recipients":["a@x.com","b@x.com","c@x.com"],"smtpResponse":"250 ok"}}"#;
     let sns = serde_json::json!({"Type":"Notification","MessageId":"n1","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":msg,"Timestamp":"2024-05-01T10:00:03Z"});
-    let s = split(Provider::Ses, sns.to_string().as_bytes()).unwrap();
+    let s = split(Source::Ses, sns.to_string().as_bytes()).unwrap();
     assert_eq!(s.records.len(), 3);
     for (r, want) in s.records.iter().zip(["a@x.com", "b@x.com", "c@x.com"]) {
         let env: Value = serde_json::from_slice(&r.payload.bytes()).unwrap();
@@ -221,28 +229,28 @@ fn ses_one_record_per_recipient_and_per_topic() {
         assert_eq!(r.email.as_deref(), Some(want));
         assert_eq!(r.chains, [MAILINGS]);
     }
-    assert_routing_exact(Provider::Ses, &s.records);
+    assert_routing_exact(Source::Ses, &s.records);
 
     // An opt-out of two topics: mailings takes the event once, unsubscribes one record a topic.
     let mut sub: Value = serde_json::from_slice(&all["subscription_topic.json"]).unwrap();
     let items = &mut sub["detail"]["subscription"]["newTopicPreferences"]["topicSubscriptionStatus"];
     items[1]["subscriptionStatus"] = "OptOut".into();
-    let s = split(Provider::Ses, sub.to_string().as_bytes()).unwrap();
+    let s = split(Source::Ses, sub.to_string().as_bytes()).unwrap();
     let chains: Vec<_> = chains_of(&s.records);
     assert_eq!(chains, [vec![UNSUBSCRIBES], vec![UNSUBSCRIBES], vec![MAILINGS]]);
     let lists: Vec<_> = s.records[..2]
         .iter()
-        .map(|r| esp::ses(&r.payload.bytes()).unwrap().ses_opt_outs())
+        .map(|r| esp::ses::read(&r.payload.bytes()).unwrap().ses_opt_outs())
         .collect();
     assert_eq!(lists, [vec!["ContactListName:Deals"], vec!["ContactListName:News"]]);
     // (mailings would take the per-topic copies too, as duplicates of the event it has.)
-    assert_routing(Provider::Ses, &s.records, false);
-    assert_routing_exact(Provider::Ses, &s.records[2..]);
+    assert_routing(Source::Ses, &s.records, false);
+    assert_routing_exact(Source::Ses, &s.records[2..]);
 
     // Subscription confirmations are answered, not published.
     let confirm = br#"{"Type":"SubscriptionConfirmation","MessageId":"m","Token":"t","TopicArn":"arn:aws:sns:us-east-1:1:t",
         "Message":"You have chosen to subscribe","SubscribeURL":"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t","Timestamp":"2024-01-01T00:00:00Z"}"#;
-    let s = split(Provider::Ses, confirm).unwrap();
+    let s = split(Source::Ses, confirm).unwrap();
     assert!(s.records.is_empty());
     assert!(s.subscribe_url.unwrap().contains("ConfirmSubscription"));
 }
@@ -272,7 +280,7 @@ fn ses_bounce(n: usize) -> (Vec<u8>, Vec<String>) {
 #[test]
 fn ses_cut_records_carry_only_what_the_chains_read() {
     let (body, to) = ses_bounce(3);
-    let s = split(Provider::Ses, &body).unwrap();
+    let s = split(Source::Ses, &body).unwrap();
     assert_eq!(s.records.len(), 3);
     for (r, want) in s.records.iter().zip(&to) {
         let env: Value = serde_json::from_slice(&r.payload.bytes()).unwrap();
@@ -289,17 +297,17 @@ fn ses_cut_records_carry_only_what_the_chains_read() {
         assert_eq!(inner["bounce"]["reportingMTA"], "dsn; a8-70.smtp-out.amazonses.com");
         assert_eq!(r.email.as_deref(), Some(want.as_str()));
         assert_eq!(r.chains, [MAILINGS, BLOCKLISTS]);
-        let ev = esp::ses(&r.payload.bytes()).unwrap();
+        let ev = esp::ses::read(&r.payload.bytes()).unwrap();
         assert_eq!(ev.campaign().as_deref(), Some("spring-sale"));
     }
-    assert_routing_exact(Provider::Ses, &s.records);
+    assert_routing_exact(Source::Ses, &s.records);
 
     // A send to two recipients, bare and as EventBridge: the list cut is mail.destination.
     let send = r#"{"eventType":"Send","send":{},"mail":{"messageId":"m-2","timestamp":"2024-05-01T10:00:00Z",
         "destination":["a@x.com","b@x.com"],"headers":[{"name":"To","value":"a@x.com, b@x.com"}]}}"#;
     let eb = format!(r#"{{"detail-type":"Email Sent","source":"aws.ses","detail":{send}}}"#);
     for body in [send.to_owned(), eb] {
-        let s = split(Provider::Ses, body.as_bytes()).unwrap();
+        let s = split(Source::Ses, body.as_bytes()).unwrap();
         let got: Vec<Value> = s
             .records
             .iter()
@@ -314,14 +322,14 @@ fn ses_cut_records_carry_only_what_the_chains_read() {
             assert!(v["mail"].get("headers").is_none());
             assert_eq!(v["send"], serde_json::json!({}));
         }
-        assert_routing_exact(Provider::Ses, &s.records);
+        assert_routing_exact(Source::Ses, &s.records);
     }
 }
 
 #[test]
 fn ses_of_one_recipient_is_published_as_received() {
     let body = &fixtures("ses")["bounce_sns.json"];
-    let s = split(Provider::Ses, body).unwrap();
+    let s = split(Source::Ses, body).unwrap();
     assert_eq!(s.records.len(), 1);
     assert_eq!(s.records[0].payload.bytes(), &body[..]);
 }
@@ -332,7 +340,7 @@ fn ses_of_one_recipient_is_published_as_received() {
 #[test]
 fn ses_split_is_linear_in_the_body() {
     let (body, _) = ses_bounce(5000);
-    let s = split(Provider::Ses, &body).unwrap();
+    let s = split(Source::Ses, &body).unwrap();
     assert_eq!(s.records.len(), 5000);
     let sizes: Vec<usize> = s.records.iter().map(|r| r.payload.bytes().len()).collect();
     let total: usize = sizes.iter().sum();
@@ -363,7 +371,7 @@ fn ses_split_is_linear_in_the_body() {
     // A body built to multiply (a large shared part over many tiny entries) is refused.
     let bomb = serde_json::json!({"eventType": "Bounce", "mail": {"messageId": "m"},
         "bounce": {"bounceType": "Permanent", "feedbackId": "f".repeat(100_000), "bouncedRecipients": vec![serde_json::json!({}); 20_000]}});
-    let e = split(Provider::Ses, bomb.to_string().as_bytes()).unwrap_err();
+    let e = split(Source::Ses, bomb.to_string().as_bytes()).unwrap_err();
     assert_eq!(e.status(), 413);
     assert!(e.to_string().contains("becomes 20000 records"), "{e}");
 }
@@ -371,29 +379,29 @@ fn ses_split_is_linear_in_the_body() {
 #[test]
 fn bad_bodies_are_400_with_a_reason() {
     for (p, body, want) in [
-        (Provider::Sendgrid, &b"not json"[..], "expected a JSON array"),
+        (Source::Sendgrid, &b"not json"[..], "expected a JSON array"),
         (
-            Provider::Sendgrid,
+            Source::Sendgrid,
             b"[{\"event\":\"open\"}, 3]",
             "event 1 of the batch is not a JSON object",
         ),
-        (Provider::Sendgrid, b"[{\"event\":", "not valid JSON"),
-        (Provider::Mailgun, b"[]", "expected one JSON event object"),
-        (Provider::Postmark, b"{\"RecordType\":", "not valid JSON"),
-        (Provider::Mailchimp, b"  ", "empty body"),
+        (Source::Sendgrid, b"[{\"event\":", "not valid JSON"),
+        (Source::Mailgun, b"[]", "expected one JSON event object"),
+        (Source::Postmark, b"{\"RecordType\":", "not valid JSON"),
+        (Source::Mailchimp, b"  ", "empty body"),
         (
-            Provider::Ses,
+            Source::Ses,
             b"{\"Type\":\"Notification\",\"Message\":\"nope\"}",
             "not SES JSON",
         ),
-        (Provider::Ses, b"{\"Type\":\"Other\"}", "unknown SNS message Type"),
+        (Source::Ses, b"{\"Type\":\"Other\"}", "unknown SNS message Type"),
     ] {
         let e = split(p, body).unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(e.to_string().contains(want), "{}: {e}", p.as_str());
     }
     // An event the reader cannot read is the chain's to dead-letter, not a 400.
-    let s = split(Provider::Sendgrid, b"[{\"no_event\":1}]").unwrap();
+    let s = split(Source::Sendgrid, b"[{\"no_event\":1}]").unwrap();
     assert!(s.records[0].unrouted);
     assert_eq!(s.records[0].chains, [MAILINGS]);
 }
