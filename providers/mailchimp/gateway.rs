@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
+use crate::signatures::Window;
 use crate::signatures::{ct_eq, forged, missing, Request};
-use crate::signatures::{Secrets, Window};
 use crate::split::first_byte;
 use crate::split::{route, Split};
 use tributary_engine::esp;
@@ -24,17 +24,31 @@ pub fn split(body: &[u8], out: &mut Split) -> Result<()> {
     Ok(())
 }
 
+/// The tenant's secret in the settings file, `[tenants.<id>.mailchimp]`: the `secret` query
+/// parameter of the webhook URL.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub secret: String,
+}
+
+/// The secret, ready to check requests.
+pub type Secret = String;
+
+/// The secret of the settings file's entry.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    Ok(file.secret)
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    secret: &Secret,
     req: &Request<'_>,
     _window: &Window,
     _replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets.mailchimp.as_ref().map(|s| verify(s, req).map(|()| None))
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.mailchimp.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    verify(secret, req).map(|()| None)
 }
 
 pub fn verify(secret: &str, req: &Request<'_>) -> Result<()> {

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
+use crate::signatures::Window;
 use crate::signatures::{forged, missing, Request};
-use crate::signatures::{Secrets, Window};
 use crate::split::{bad_json, first_byte};
 use crate::split::{route, Split};
 use hmac::{Hmac, Mac};
@@ -26,23 +26,33 @@ pub fn split(body: &[u8], out: &mut Split) -> Result<()> {
     Ok(())
 }
 
-/// The signature, its timestamp against the replay window, and the signature against the
-/// ones already used: the reservation is to be kept once the records are in Kafka.
+/// The tenant's secret in the settings file, `[tenants.<id>.mailgun]`: the HTTP webhook
+/// signing key.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub signing_key: String,
+}
+
+/// The secret, ready to check requests.
+pub type Secret = String;
+
+/// The secret of the settings file's entry.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    Ok(file.signing_key)
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    key: &Secret,
     req: &Request<'_>,
     window: &Window,
     replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets.mailgun.as_ref().map(|k| {
-        let (ts, token) = verify(k, req.body)?;
-        let forget_at = window.fresh("mailgun", &ts)?;
-        replays.take("mailgun", &ts, &token, forget_at, window.now).map(Some)
-    })
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.mailgun.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    let (ts, token) = verify(key, req.body)?;
+    let forget_at = window.fresh("mailgun", &ts)?;
+    replays.take("mailgun", &ts, &token, forget_at, window.now).map(Some)
 }
 
 /// Verifies the signature and answers its timestamp and token (for the replay window and
@@ -108,9 +118,9 @@ mod tests {
     #[test]
     fn a_mailgun_signature_is_taken_once() {
         let key = "mailgun-signing-key";
-        let secrets = Secrets {
+        let secrets = crate::signatures::Secrets {
             mailgun: Some(key.into()),
-            ..Secrets::default()
+            ..crate::signatures::Secrets::default()
         };
         let body = |event: &str, ts: &str, token: &str| {
             serde_json::json!({

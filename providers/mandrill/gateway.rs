@@ -4,8 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
+use crate::signatures::Window;
 use crate::signatures::{b64, forged, missing, Request};
-use crate::signatures::{Secrets, Window};
 use crate::split::require_object;
 use crate::split::{route, Split};
 use hmac::{Hmac, Mac};
@@ -30,20 +30,32 @@ pub fn split(body: &[u8], out: &mut Split) -> Result<()> {
     Ok(())
 }
 
+/// The tenant's secret in the settings file, `[tenants.<id>.mandrill]`: the webhook key and
+/// the exact URL registered at Mandrill (the signature covers it).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub webhook_key: String,
+    pub url: String,
+}
+
+/// The secret, ready to check requests: the webhook key and the URL.
+pub type Secret = (String, String);
+
+/// The secret of the settings file's entry.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    Ok((file.webhook_key, file.url))
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    (key, url): &Secret,
     req: &Request<'_>,
     _window: &Window,
     _replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets
-        .mandrill
-        .as_ref()
-        .map(|(k, url)| verify(k, url, req).map(|()| None))
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.mandrill.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    verify(key, url, req).map(|()| None)
 }
 
 pub fn verify(key: &str, url: &str, req: &Request<'_>) -> Result<()> {

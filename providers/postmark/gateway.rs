@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
+use crate::signatures::Window;
 use crate::signatures::{b64, ct_eq, forged, missing, Request};
-use crate::signatures::{Secrets, Window};
 use crate::split::{bad_json, first_byte};
 use crate::split::{route, Split};
 use serde_json::{Map, Value};
@@ -22,17 +22,32 @@ pub fn split(body: &[u8], out: &mut Split) -> Result<()> {
     Ok(())
 }
 
+/// The tenant's secret in the settings file, `[tenants.<id>.postmark]`: the basic-auth
+/// credentials in the webhook URL.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub username: String,
+    pub password: String,
+}
+
+/// The secret, ready to check requests: user and password.
+pub type Secret = (String, String);
+
+/// The secret of the settings file's entry.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    Ok((file.username, file.password))
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    (user, password): &Secret,
     req: &Request<'_>,
     _window: &Window,
     _replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets.postmark.as_ref().map(|(u, p)| verify(u, p, req).map(|()| None))
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.postmark.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    verify(user, password, req).map(|()| None)
 }
 
 pub fn verify(user: &str, password: &str, req: &Request<'_>) -> Result<()> {

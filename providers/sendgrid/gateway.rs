@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
+use crate::signatures::Window;
 use crate::signatures::{b64, forged, missing, Request};
-use crate::signatures::{Secrets, Window};
 use crate::split::{bad_json, first_byte, require_object};
 use crate::split::{route, Split};
 use p256::ecdsa::signature::Verifier;
@@ -33,23 +33,34 @@ pub fn split(body: &[u8], out: &mut Split) -> Result<()> {
     Ok(())
 }
 
-/// The signature, then its signed timestamp against the replay window.
+/// The tenant's secret in the settings file, `[tenants.<id>.sendgrid]`: the signed event
+/// webhook's verification key (base64 DER or PEM).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub public_key: String,
+}
+
+/// The secret, ready to check requests.
+pub type Secret = VerifyingKey;
+
+/// The secret of the settings file's entry; each error names its key.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    key(&file.public_key).map_err(|e| vec![format!("sendgrid.public_key: {e}")])
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    key: &Secret,
     req: &Request<'_>,
     window: &Window,
     _replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets.sendgrid.as_ref().map(|k| {
-        verify(k, req)?;
-        window
-            .fresh("sendgrid", req.header(TIMESTAMP).unwrap_or_default())
-            .map(|_| None)
-    })
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.sendgrid.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    verify(key, req)?;
+    window
+        .fresh("sendgrid", req.header(TIMESTAMP).unwrap_or_default())
+        .map(|_| None)
 }
 
 pub fn key(s: &str) -> Result<VerifyingKey, String> {
@@ -174,9 +185,9 @@ mod tests {
         use base64::Engine;
         use p256::ecdsa::signature::Signer;
         let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-        let secrets = Secrets {
+        let secrets = crate::signatures::Secrets {
             sendgrid: Some(*sk.verifying_key()),
-            ..Secrets::default()
+            ..crate::signatures::Secrets::default()
         };
         let body = br#"[{"email":"a@example.com","event":"open"}]"#;
         let signed = |ts: &str| {

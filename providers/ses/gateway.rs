@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::signatures::replay::{Replays, Reservation};
-use crate::signatures::{b64, forged, missing, Request, Secrets, Window};
+use crate::signatures::{b64, forged, missing, Request, Window};
 use crate::split::{read, route, Around, Payload, Record, Split};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
@@ -28,21 +28,55 @@ use x509_cert::der::{DecodePem, Encode};
 /// The unsubscribes chain, which takes one record per SES topic opted out of.
 const UNSUBSCRIBES: &str = tributary_engine::chains::UNSUBSCRIBES.name;
 
-/// The tenant's SNS certificates verify the body; its signed `Timestamp` must be recent.
+/// The tenant's secret in the settings file, `[tenants.<id>.ses]`: the SNS signing
+/// certificates (PEM files) and, optionally, the allowed topics.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub certificates: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+}
+
+/// The secret, ready to check requests.
+pub type Secret = SnsKeys;
+
+/// The keys of the certificates the settings file's entry names; each error names its file.
+pub fn secret(file: SecretFile) -> std::result::Result<Secret, Vec<String>> {
+    let mut errors = Vec::new();
+    if file.certificates.is_empty() {
+        errors.push("ses.certificates is empty".to_owned());
+    }
+    let mut keys = Vec::new();
+    for p in &file.certificates {
+        match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| key_from_pem(&pem))
+        {
+            Ok(k) => keys.push(k),
+            Err(e) => errors.push(format!("ses certificate {}: {e}", p.display())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(SnsKeys {
+            keys,
+            topic_arns: file.topic_arns,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Checks the request against the tenant's secret (and signed timestamps against the replay
+/// window).
 pub fn check<'r>(
-    secrets: &Secrets,
+    keys: &Secret,
     req: &Request<'_>,
     window: &Window,
     _replays: &'r Replays,
-) -> Option<Result<Option<Reservation<'r>>>> {
-    secrets.ses.as_ref().map(|k| {
-        let ts = verify_body(k, req.body)?;
-        window.fresh_iso("ses", &ts).map(|_| None)
-    })
-}
-
-pub fn configured(secrets: &Secrets) -> bool {
-    secrets.ses.is_some()
+) -> Result<Option<Reservation<'r>>> {
+    let ts = verify_body(keys, req.body)?;
+    window.fresh_iso("ses", &ts).map(|_| None)
 }
 
 #[derive(Debug, Clone)]
@@ -651,9 +685,9 @@ pub mod tests {
             topic_arns: vec![],
         };
         assert_eq!(verify_body(&keys, &body).unwrap(), "2024-05-01T10:00:03.000Z");
-        let secrets = Secrets {
+        let secrets = crate::signatures::Secrets {
             ses: Some(keys),
-            ..Secrets::default()
+            ..crate::signatures::Secrets::default()
         };
         let headers = HeaderMap::new();
         let req = Request {
@@ -676,12 +710,12 @@ pub mod tests {
     #[test]
     fn an_old_sns_message_is_refused() {
         let (key, pem) = key_and_cert();
-        let secrets = Secrets {
+        let secrets = crate::signatures::Secrets {
             ses: Some(SnsKeys {
                 keys: vec![key_from_pem(&pem).unwrap()],
                 topic_arns: vec![],
             }),
-            ..Secrets::default()
+            ..crate::signatures::Secrets::default()
         };
         // The notification's Timestamp is 2024-01-01T00:00:00.000Z = 1704067200.
         let mut msg = notification(r#"{"eventType":"Send"}"#);

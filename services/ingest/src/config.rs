@@ -4,7 +4,6 @@
 //! startup instead of failing requests.
 
 use crate::error::Error;
-use crate::providers::{sns_key_from_pem, SnsKeys};
 use crate::signatures::Secrets;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,8 +32,8 @@ pub const LOCAL_TENANTS: [(&str, &str); 3] = [
 ];
 
 const AFTER_HELP: &str = "\
-The file also holds the tenants, `[tenants.<id>]` (token_sha256, the provider secrets: sendgrid, \
-mailgun, mandrill, postmark, mailchimp, ses, and unsubscribe_secret); they are never printed.
+The file also holds the tenants, `[tenants.<id>]` (token_sha256, unsubscribe_secret, and a table \
+per provider with its webhook secret, as providers/<provider>/gateway.rs declares it); they are never printed.
 SCHEMA_REGISTRY_URL, set by the shared deployment config, is not used by the gateway.
 TRIBUTARY_LOCAL=1 (local mode: make up, the tests; when unset, a Kafka on loopback addresses only): \
 the tenants acme, globex, initech with the tokens <tenant>-local-token and one-click secrets \
@@ -116,64 +115,7 @@ pub struct Config {
     pub tenants: Option<BTreeMap<String, TenantFile>>,
 }
 
-/// One tenant in the settings file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantFile {
-    /// SHA-256 (hex) of the tenant's gateway token; may come from `TENANT_TOKENS_FILE` instead.
-    pub token_sha256: Option<String>,
-    /// SendGrid signed event webhook: the verification key (base64 DER or PEM).
-    pub sendgrid: Option<SendgridFile>,
-    /// Mailgun: the HTTP webhook signing key.
-    pub mailgun: Option<MailgunFile>,
-    /// Mandrill: the webhook key and the exact URL registered at Mandrill (the signature covers it).
-    pub mandrill: Option<MandrillFile>,
-    /// Postmark: the basic-auth credentials in the webhook URL.
-    pub postmark: Option<PostmarkFile>,
-    /// Mailchimp: the `secret` query parameter of the webhook URL.
-    pub mailchimp: Option<MailchimpFile>,
-    /// SES over SNS: the SNS signing certificates (PEM files) and, optionally, the allowed topics.
-    pub ses: Option<SesFile>,
-    /// The key of the RFC 8058 one-click unsubscribe links' signatures (HMAC-SHA256 of `L|E`);
-    /// without it the tenant's one-click links are refused. The local default tenants have
-    /// `<tenant>-local-unsubscribe-secret`.
-    pub unsubscribe_secret: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendgridFile {
-    pub public_key: String,
-}
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailgunFile {
-    pub signing_key: String,
-}
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MandrillFile {
-    pub webhook_key: String,
-    pub url: String,
-}
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostmarkFile {
-    pub username: String,
-    pub password: String,
-}
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailchimpFile {
-    pub secret: String,
-}
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SesFile {
-    pub certificates: Vec<PathBuf>,
-    #[serde(default)]
-    pub topic_arns: Vec<String>,
-}
+pub use crate::providers::TenantFile;
 
 /// One tenant, ready to check requests.
 #[derive(Debug, Clone)]
@@ -340,7 +282,7 @@ impl Settings {
     }
 }
 
-fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
+fn tenant(id: &str, mut tf: TenantFile) -> Result<Tenant, Vec<String>> {
     let mut errors = Vec::new();
     let token_sha256 = match tf.token_sha256.as_deref().map(parse_hash) {
         Some(Ok(h)) => h,
@@ -355,36 +297,10 @@ fn tenant(id: &str, tf: TenantFile) -> Result<Tenant, Vec<String>> {
             [0; 32]
         }
     };
-    let mut secrets = Secrets::default();
-    if let Some(s) = tf.sendgrid {
-        match crate::providers::sendgrid_key(&s.public_key) {
-            Ok(k) => secrets.sendgrid = Some(k),
-            Err(e) => errors.push(format!("tenant '{id}' sendgrid.public_key: {e}")),
-        }
-    }
-    secrets.mailgun = tf.mailgun.map(|m| m.signing_key);
-    secrets.mandrill = tf.mandrill.map(|m| (m.webhook_key, m.url));
-    secrets.postmark = tf.postmark.map(|p| (p.username, p.password));
-    secrets.mailchimp = tf.mailchimp.map(|m| m.secret);
-    if let Some(s) = tf.ses {
-        if s.certificates.is_empty() {
-            errors.push(format!("tenant '{id}' ses.certificates is empty"));
-        }
-        let mut keys = Vec::new();
-        for p in &s.certificates {
-            match std::fs::read_to_string(p)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| sns_key_from_pem(&pem))
-            {
-                Ok(k) => keys.push(k),
-                Err(e) => errors.push(format!("tenant '{id}' ses certificate {}: {e}", p.display())),
-            }
-        }
-        secrets.ses = Some(SnsKeys {
-            keys,
-            topic_arns: s.topic_arns,
-        });
-    }
+    let secrets = tf.secrets().unwrap_or_else(|e| {
+        errors.extend(e.into_iter().map(|e| format!("tenant '{id}' {e}")));
+        Secrets::default()
+    });
     if errors.is_empty() {
         Ok(Tenant {
             token_sha256,

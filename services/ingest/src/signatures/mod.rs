@@ -15,24 +15,7 @@ use axum::http::HeaderMap;
 use replay::{Replays, Reservation};
 use tributary_engine::Source;
 
-/// A tenant's provider secrets, parsed.
-#[derive(Debug, Clone, Default)]
-pub struct Secrets {
-    pub sendgrid: Option<p256::ecdsa::VerifyingKey>,
-    pub mailgun: Option<String>,
-    /// Webhook key, and the URL as registered at Mandrill.
-    pub mandrill: Option<(String, String)>,
-    /// Basic-auth user and password.
-    pub postmark: Option<(String, String)>,
-    pub mailchimp: Option<String>,
-    pub ses: Option<crate::providers::SnsKeys>,
-}
-
-impl Secrets {
-    pub fn has(&self, p: Source) -> bool {
-        crate::providers::configured(p, self)
-    }
-}
+pub use crate::providers::Secrets;
 
 /// What a provider check needs of the request.
 pub struct Request<'a> {
