@@ -44,6 +44,8 @@ RUN apt-get update \
 COPY --from=build /out/ /usr/local/bin/
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (k8s/ runs as 10001 too).
 USER 10001:10001
-# Metrics and health: users 9101 ... mailings 9105, sink 9106; the gateway's API 8080.
-EXPOSE 9101 9102 9103 9104 9105 9106 8080
+# Documentation only (Kubernetes takes the ports from k8s/). Metrics and health: each chain's
+# port (`tributary chains --json`, from schemas/chains.txt), sink 9106, serve 9107; the
+# gateway's (ingest) 8080, serve's API 8090.
+EXPOSE 9106 9107 8080 8090
 CMD ["tributary", "--help"]

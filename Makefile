@@ -57,7 +57,7 @@ demo: up ## The main job: infrastructure, topics, services, sample data, and wha
 .PHONY: lint
 lint: ## rustfmt and clippy, as CI runs them
 	$(CARGO) fmt --all -- --check
-	rustfmt --edition 2021 --check providers/*/*.rs # compiled via macro-declared #[path] modules, which cargo fmt does not follow
+	rustfmt --edition 2021 --check providers/*/*.rs services/*/loadgen.rs # compiled via macro-declared #[path] modules, which cargo fmt does not follow
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 .PHONY: test

@@ -8,9 +8,9 @@ t0=$(date +%s)
 bash dev/system-deps.sh
 echo "== lint"
 cargo fmt --all -- --check
-# The provider folders' files are compiled through #[path] modules a macro declares
+# The provider folders' files and each chain's loadgen.rs are compiled through #[path] modules a macro declares
 # (crates/engine/build.rs), which `cargo fmt` does not follow: checked by name.
-rustfmt --edition 2021 --check providers/*/*.rs
+rustfmt --edition 2021 --check providers/*/*.rs services/*/loadgen.rs
 cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== build"
 # Warnings fail the build too: clippy does not see an import only `#[cfg(test)]` code uses

@@ -83,6 +83,62 @@ fn chains() {
     writeln!(out, "/// Every chain's name, in the registry's order.").expect("write");
     let names: Vec<String> = consts.iter().map(|c| format!("{c}.name")).collect();
     writeln!(out, "pub const NAMES: [&str; {count}] = [{}];", names.join(", ")).expect("write");
+    // `for_each_chain!(m)`: `m! { (users, tributary_users, Users) … }`, every chain's name, its
+    // crate (`services/<name>`, package `tributary-<name>`) and its `Chain` type (the name
+    // capitalised), for the crates that run every chain's pipeline (the load generator's
+    // identities, the gateway's routing tests) without listing the chains.
+    let list: Vec<String> = consts
+        .iter()
+        .map(|c| {
+            let name = c.to_ascii_lowercase();
+            let ty = format!("{}{}", &c[..1], &name[1..]);
+            format!("({name}, tributary_{name}, {ty})")
+        })
+        .collect();
+    writeln!(
+        out,
+        "/// Calls `$m!` with every chain of the registry as `(name, crate, ChainType)`.\n\
+         #[macro_export]\n\
+         macro_rules! for_each_chain {{\n    ($m:ident) => {{ $m! {{ {} }} }};\n}}",
+        list.join(" ")
+    )
+    .expect("write");
+    // `chain_modules!(loadgen, m)`: declares `mod <chain>;` by `#[path]` to every chain's
+    // `services/<chain>/loadgen.rs` (its records in the canonical json and csv formats, which
+    // the load generator compiles; every chain has one), then calls `m! { (users, USERS) … }`.
+    // Only those files are watched: a build script watching the whole folder would rebuild
+    // the engine, and so everything, on every edit of a chain's sources.
+    let root = Path::new(&manifest)
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root");
+    let mut mods = String::new();
+    let mut having = Vec::new();
+    for c in &consts {
+        let name = c.to_ascii_lowercase();
+        let f = root.join("services").join(&name).join("loadgen.rs");
+        println!("cargo:rerun-if-changed={}", f.display());
+        assert!(
+            f.is_file(),
+            "services/{name}/loadgen.rs: every chain has one (its json and csv records for `tributary loadgen`)"
+        );
+        writeln!(
+            mods,
+            "        #[path = {:?}]\n        mod {name};",
+            f.display().to_string()
+        )
+        .expect("write");
+        having.push(format!("({name}, {c})"));
+    }
+    writeln!(
+        out,
+        "/// Declares, where invoked, `mod <chain>;` for every chain's `services/<chain>/loadgen.rs`,\n\
+         /// then calls `$m!` with `(name, CONST)` of every chain.\n\
+         #[macro_export]\n\
+         macro_rules! chain_modules {{\n    (loadgen, $m:ident) => {{\n{mods}        $m! {{ {} }}\n    }};\n}}",
+        having.join(" ")
+    )
+    .expect("write");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("chains.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
 }

@@ -186,14 +186,13 @@ impl Summary {
 }
 
 /// Realistic shares of the formats in a `mix`, per chain (weights; formats a chain does not
-/// read are left out). A provider's is its `mix_weight` (`providers/<name>/loadgen.rs`).
+/// read are left out): json's and csv's are the chain's (`services/<chain>/loadgen.rs`), a
+/// provider's is its `mix_weight` (`providers/<name>/loadgen.rs`).
 fn mix_weight(chain: &str, s: Source) -> u32 {
-    match (chain, s) {
-        ("users", Source::Json) => 45,
-        ("users", Source::Csv) => 25,
-        (_, Source::Json) => 20,
-        (_, Source::Csv) => 10,
-        (_, provider) => formats::provider_weight(provider, chain),
+    match s {
+        Source::Json => formats::chain_mix_weights(chain).0,
+        Source::Csv => formats::chain_mix_weights(chain).1,
+        provider => formats::provider_weight(provider, chain),
     }
 }
 
@@ -376,6 +375,10 @@ impl Iterator for Generator {
     }
 }
 
+/// How long the producer of [`send_paced`] keeps trying to deliver a record (librdkafka's
+/// default, written out because the final flush relies on it).
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Sends a spec's records to `raw.<chain>` and waits until Kafka has them all.
 pub fn send(bootstrap: &str, topic: &str, spec: Spec, progress: impl FnMut(u64)) -> anyhow::Result<Summary> {
     send_paced(bootstrap, topic, spec, None, progress)
@@ -399,6 +402,7 @@ pub fn send_paced(
         .set("queue.buffering.max.messages", "500000")
         // A topic that does not exist is an error, not a wait until the message times out.
         .set("allow.auto.create.topics", "false")
+        .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
         .create_with_context(Deliveries::default())?;
     let mut summary = Summary::default();
     for g in Generator::new(spec) {
@@ -438,7 +442,11 @@ pub fn send_paced(
             progress(summary.sent);
         }
     }
-    producer.flush(Duration::from_secs(120))?;
+    // Every record queued is delivered or fails within `message.timeout.ms` (librdkafka's
+    // default, 300 s), and a failure is counted by `Deliveries`: so the flush waits that long
+    // and a little more. A shorter bound failed a chaos run whose broker restart (a clean stop,
+    // then the start with its log recovery) outlasted it, with every record still on its way.
+    producer.flush(MESSAGE_TIMEOUT + Duration::from_secs(30))?;
     producer
         .context()
         .check(&format!("the {} sent to {topic}", summary.sent))?;

@@ -2,19 +2,18 @@
 
 use super::*;
 
-pub(crate) const CHAINS: &[&str] = &["users", "unsubscribes", "blocklists", "subscriptions", "mailings"];
+/// The chain services: the registry's (schemas/chains.txt).
+pub(crate) const CHAINS: &[&str] = &tributary_engine::chains::NAMES;
 /// The contract's default metrics ports, for binaries not built yet; a built binary's
-/// --help must agree with it.
-pub(crate) const CONTRACT_PORTS: &[(&str, i64)] = &[
-    ("users", 9101),
-    ("unsubscribes", 9102),
-    ("blocklists", 9103),
-    ("subscriptions", 9104),
-    ("mailings", 9105),
-    ("sink", 9106),
-    ("ingest", 8080),
-    ("serve", 9107),
-];
+/// --help must agree with it. The chains' are the registry's.
+pub(crate) fn contract_ports() -> Vec<(&'static str, i64)> {
+    let chains = tributary_engine::chains::ALL
+        .iter()
+        .map(|c| (c.name, i64::from(c.port)));
+    chains
+        .chain([("sink", 9106), ("ingest", 8080), ("serve", 9107)])
+        .collect()
+}
 /// Binaries whose API listens on a port of its own (`PORT`) beside the metrics port: the
 /// contract's API port, which the container must expose and a Service must reach.
 pub(crate) const API_PORTS: &[(&str, i64)] = &[("serve", 8090)];
@@ -103,7 +102,7 @@ pub(crate) fn default_ports(
     errors: &mut Vec<String>,
 ) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
-    for (b, port) in CONTRACT_PORTS {
+    for (b, port) in &contract_ports() {
         if let Some(Ok(h)) = help.get(*b) {
             // `METRICS_PORT (default N)`, or clap's `[env: METRICS_PORT]` with its `[default: N]`.
             let p = h
@@ -137,7 +136,7 @@ pub(crate) fn default_ports(
 /// `<binary> --help` of each contract binary that is built.
 pub(crate) fn helps() -> BTreeMap<String, Result<String, String>> {
     let mut out = BTreeMap::new();
-    for (b, _) in CONTRACT_PORTS {
+    for (b, _) in contract_ports() {
         let p = bin_dir().join(b);
         if !p.is_file() {
             continue;

@@ -335,6 +335,40 @@ fn iso_ms(t: i64, ms: u32) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
+// Every chain's records in the canonical formats: `services/<chain>/loadgen.rs`, declared here
+// as modules by `tributary_engine::chain_modules!`, and the dispatch to them by chain name.
+macro_rules! chain_dispatch {
+    ($(($name:ident, $c:ident))*) => {
+        fn chain_json_fields(cx: &mut Ctx<'_>, o: &mut Map<String, Value>) {
+            match cx.chain {
+                $(c if c == tributary_engine::chains::$c.name => $name::json_fields(cx, o),)*
+                other => unreachable!("no chain '{other}' (loadgen checks the chain first)"),
+            }
+        }
+
+        fn chain_csv_columns(
+            cx: &mut Ctx<'_>,
+            with_id: bool,
+            time: String,
+            id: &str,
+        ) -> (&'static str, Vec<(&'static str, String)>) {
+            match cx.chain {
+                $(c if c == tributary_engine::chains::$c.name => $name::csv_columns(cx, with_id, time, id),)*
+                other => unreachable!("no chain '{other}' (loadgen checks the chain first)"),
+            }
+        }
+
+        /// A chain's weights of `json` and `csv` in a `mix`.
+        pub(super) fn chain_mix_weights(chain: &str) -> (u32, u32) {
+            match chain {
+                $(c if c == tributary_engine::chains::$c.name => $name::MIX_WEIGHTS,)*
+                _ => (0, 0),
+            }
+        }
+    };
+}
+tributary_engine::chain_modules!(loadgen, chain_dispatch);
+
 // ---------------------------------------------------------------------------------------
 // json: the canonical format.
 
@@ -357,50 +391,7 @@ fn json_record(cx: &mut Ctx<'_>) -> Built {
     if !cx.faulty() && cx.chance(0.15) {
         o.insert("tenant_id".into(), json!(cx.tenant));
     }
-    let person = cx.person;
-    let list = format!("list-{}", person % 7);
-    match cx.chain {
-        "users" => {
-            o.insert("user_id".into(), json!(person.to_string()));
-            o.insert("first_name".into(), json!(cx.first()));
-            o.insert(
-                "country".into(),
-                json!(["de", "us", "gb", "fr", "jp"][person as usize % 5]),
-            );
-            o.insert(
-                "attributes".into(),
-                json!({"plan": (["free", "pro", "team"][person as usize % 3])}),
-            );
-        }
-        "unsubscribes" => {
-            if !person.is_multiple_of(3) {
-                o.insert("list_id".into(), json!(list));
-            }
-            o.insert("method".into(), json!("link"));
-        }
-        "blocklists" => {
-            o.insert(
-                "reason".into(),
-                json!(["HARD_BOUNCE", "SPAM_COMPLAINT", "MANUAL"][person as usize % 3]),
-            );
-        }
-        "subscriptions" => {
-            o.insert("list_id".into(), json!(list));
-            o.insert(
-                "action".into(),
-                json!(["SUBSCRIBE", "CONFIRM", "RESUBSCRIBE"][person as usize % 3]),
-            );
-            o.insert("consent_ip".into(), json!(format!("198.51.100.{}", person % 250)));
-        }
-        _ => {
-            o.insert("message_id".into(), json!(format!("msg-{person}-{}", cx.i / 3)));
-            o.insert("campaign_id".into(), json!(format!("c-{}", person % 11)));
-            o.insert(
-                "event_type".into(),
-                json!(["SENT", "DELIVERED", "OPENED", "CLICKED", "BOUNCED"][(cx.i % 5) as usize]),
-            );
-        }
-    }
+    chain_json_fields(cx, &mut o);
     from_json(Value::Object(o), email, Identity::Known(id))
 }
 
@@ -430,148 +421,7 @@ fn csv_record(cx: &mut Ctx<'_>) -> Built {
     let email = cx.email(false);
     let id = format!("{}-{}-{}", cx.chain, cx.seed, cx.i);
     let time = csv_time(cx);
-    let person = cx.person;
-    let email_col;
-    let mut cols: Vec<(&str, String)> = Vec::new();
-    match (cx.chain, with_id) {
-        ("users", true) => {
-            email_col = "email";
-            let phone = if cx.chance(0.5) {
-                format!("+49 30 {}", 1_000_000 + person)
-            } else {
-                format!("(555) 01{:02}-{:04}", person % 100, person % 10_000)
-            };
-            let (city, country, tz) = cx.pick(&[
-                ("Berlin", "de", "Europe/Berlin"),
-                ("Washington, D.C.", "US", "America/New_York"),
-                ("Lyon", "fr", "Europe/Paris"),
-                ("Ōsaka", "JP", "Asia/Tokyo"),
-            ]);
-            cols.extend([
-                ("user_id", format!("u{person}")),
-                ("first_name", cx.first().to_owned()),
-                ("last_name", cx.last().to_owned()),
-                ("phone", phone),
-                ("country", country.to_owned()),
-                ("city", city.to_owned()),
-                ("timezone", tz.to_owned()),
-                ("locale", cx.pick(&["de_DE", "en-US", "fr_FR", "ja-JP", ""]).to_owned()),
-                ("updated_at", time),
-                ("event_id", id.clone()),
-            ]);
-        }
-        ("users", false) => {
-            email_col = "Email Address";
-            cols.extend([
-                ("First Name", cx.first().to_owned()),
-                ("Last Name", cx.last().to_owned()),
-                ("Phone Number", String::new()),
-                ("CC", cx.pick(&["DE", "US", "GB", ""]).to_owned()),
-                ("MEMBER_RATING", cx.rng.random_range(1..6).to_string()),
-                ("LEID", (100_000_000 + person).to_string()),
-                ("LAST_CHANGED", format_naive(cx.t)),
-                (
-                    "TIMEZONE",
-                    cx.pick(&["Europe/Berlin", "America/Chicago", ""]).to_owned(),
-                ),
-            ]);
-        }
-        ("unsubscribes", true) => {
-            email_col = "email";
-            cols.extend([
-                ("list_id", cx.pick(&["newsletter", "offers", "all", ""]).to_owned()),
-                ("reason", cx.pick(&["too many emails", "not relevant", ""]).to_owned()),
-                ("campaign_id", cx.pick(CAMPAIGNS).to_owned()),
-                ("timestamp", time),
-                ("event_id", id.clone()),
-            ]);
-        }
-        ("unsubscribes", false) => {
-            email_col = "Email Address";
-            cols.extend([
-                ("UNSUB_TIME", format_naive(cx.t)),
-                ("UNSUB_CAMPAIGN_ID", cx.hex(10)),
-                (
-                    "UNSUB_REASON",
-                    cx.pick(&[
-                        "N/A (Unsubscribed by admin)",
-                        "I no longer want to receive these emails",
-                        "",
-                    ])
-                    .to_owned(),
-                ),
-                ("LIST", cx.pick(&["Newsletter", "Product updates"]).to_owned()),
-            ]);
-        }
-        ("blocklists", true) => {
-            email_col = "email";
-            cols.extend([
-                (
-                    "reason",
-                    cx.pick(&["hard_bounce", "spam", "MANUAL", "invalid", "bounce"])
-                        .to_owned(),
-                ),
-                ("timestamp", time),
-                ("event_id", id.clone()),
-            ]);
-        }
-        ("blocklists", false) => {
-            email_col = "Email Address";
-            cols.extend([
-                ("CLEAN_TIME", format_naive(cx.t)),
-                ("CLEAN_REASON", cx.pick(&["hard", "hard", "abuse"]).to_owned()),
-                ("CLEAN_CAMPAIGN_ID", cx.hex(10)),
-            ]);
-        }
-        ("subscriptions", true) => {
-            email_col = "email";
-            let ip = cx.ip();
-            cols.extend([
-                ("list", cx.pick(&["newsletter", "offers", "events"]).to_owned()),
-                ("action", cx.pick(&["subscribe", "confirm", "RESUBSCRIBE"]).to_owned()),
-                ("consent_ip", ip),
-                ("consent_at", format_rfc3339(cx.t - 30)),
-                ("timestamp", time),
-                ("event_id", id.clone()),
-            ]);
-        }
-        ("subscriptions", false) => {
-            email_col = "Email Address";
-            let (ip1, ip2) = (cx.ip(), cx.ip());
-            let confirmed = cx.chance(0.7);
-            cols.extend([
-                ("OPTIN_TIME", format_naive(cx.t - 600)),
-                ("OPTIN_IP", ip1),
-                (
-                    "CONFIRM_TIME",
-                    if confirmed { format_naive(cx.t) } else { String::new() },
-                ),
-                ("CONFIRM_IP", if confirmed { ip2 } else { String::new() }),
-                ("LIST", cx.pick(&["Newsletter", "Product updates"]).to_owned()),
-            ]);
-        }
-        (_, with_id) => {
-            email_col = "recipient";
-            let event = cx.pick(&[
-                "delivered",
-                "delivered",
-                "open",
-                "click",
-                "bounce",
-                "processed",
-                "deferred",
-            ]);
-            cols.push(("timestamp", time));
-            if with_id {
-                cols.push(("event_id", id.clone()));
-            }
-            cols.extend([
-                ("msg_id", format!("<{}@mta.example.com>", cx.hex(16))),
-                ("event", event.to_owned()),
-                ("campaign", cx.pick(CAMPAIGNS).to_owned()),
-            ]);
-        }
-    }
+    let (email_col, mut cols) = chain_csv_columns(cx, with_id, time, &id);
     if let Some(e) = &email {
         cols.insert(0, (email_col, e.clone()));
     }

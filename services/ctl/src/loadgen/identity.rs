@@ -9,23 +9,17 @@ use tributary_engine::{Encoded, RawRecord, RecordError, Source};
 /// One chain's pipeline, as [`chain::process`] runs it.
 type Pipeline = fn(&PipelineSettings, Option<&str>, &RawRecord<'_>, i64) -> Result<Encoded, RecordError>;
 
-/// Every chain's pipeline, by the chain's name (from the registry, through its `Chain`); the
-/// tests check that every chain of the registry has one.
-pub const PIPELINES: [(&str, Pipeline); 5] = {
-    use tributary_blocklists::Blocklists;
-    use tributary_engine::Chain;
-    use tributary_mailings::Mailings;
-    use tributary_subscriptions::Subscriptions;
-    use tributary_unsubscribes::Unsubscribes;
-    use tributary_users::Users;
-    [
-        (Users::NAME, chain::process::<Users>),
-        (Unsubscribes::NAME, chain::process::<Unsubscribes>),
-        (Blocklists::NAME, chain::process::<Blocklists>),
-        (Subscriptions::NAME, chain::process::<Subscriptions>),
-        (Mailings::NAME, chain::process::<Mailings>),
-    ]
-};
+macro_rules! pipelines {
+    ($(($name:ident, $krate:ident, $ty:ident))*) => {
+        /// Every chain's pipeline, by the chain's name: every chain of the registry
+        /// (`tributary_engine::for_each_chain!`), through its `Chain`.
+        pub const PIPELINES: [(&str, Pipeline); tributary_engine::chains::ALL.len()] = {
+            use tributary_engine::Chain;
+            [$((<$krate::$ty as Chain>::NAME, chain::process::<$krate::$ty>)),*]
+        };
+    };
+}
+tributary_engine::for_each_chain!(pipelines);
 
 /// Runs one raw record through `chain`'s pipeline (parse, validate, normalize, encode).
 pub fn process(

@@ -32,28 +32,14 @@ fn fixtures(provider: &str) -> BTreeMap<String, Vec<u8>> {
 fn taken_by(source: &str, payload: &[u8]) -> Vec<&'static str> {
     let p = std::str::from_utf8(payload).unwrap();
     let mut out = Vec::new();
-    let mut t = |c: &'static str, ok: bool| {
-        if ok {
-            out.push(c)
-        }
-    };
-    t("users", run::<tributary_users::Users>(source, p, Some("acme")).is_ok());
-    t(
-        "unsubscribes",
-        run::<tributary_unsubscribes::Unsubscribes>(source, p, Some("acme")).is_ok(),
-    );
-    t(
-        "blocklists",
-        run::<tributary_blocklists::Blocklists>(source, p, Some("acme")).is_ok(),
-    );
-    t(
-        "subscriptions",
-        run::<tributary_subscriptions::Subscriptions>(source, p, Some("acme")).is_ok(),
-    );
-    t(
-        "mailings",
-        run::<tributary_mailings::Mailings>(source, p, Some("acme")).is_ok(),
-    );
+    macro_rules! each {
+        ($(($name:ident, $krate:ident, $ty:ident))*) => {
+            $(if run::<$krate::$ty>(source, p, Some("acme")).is_ok() {
+                out.push(stringify!($name));
+            })*
+        };
+    }
+    tributary_engine::for_each_chain!(each);
     out
 }
 
