@@ -34,7 +34,8 @@ fn full_command() -> clap::Command {
 #[derive(Subcommand)]
 enum Command {
     /// Lists the chains of the registry (schemas/chains.txt): one name a line, or with
-    /// `--json` every chain's descriptor (port, window, schema, topics, table).
+    /// `--json` every chain's descriptor (port, window, schema, topics, table); with
+    /// `--write-deploy` writes the deployment files derived from it (k8s, alerts).
     Chains(tributary_ctl::chains::ChainsArgs),
     /// Creates every topic of the contracts that does not exist yet (raw, clean, dlq, audit,
     /// changelog per chain, and dlq.sink). Raw and clean topics hold personal data the lake
