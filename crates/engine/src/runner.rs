@@ -424,6 +424,10 @@ impl<C: Chain> Core<C> {
         self.producer
             .send_offsets_to_transaction(&tpl, &cgm, TXN_TIMEOUT)
             .map_err(txn_error("send offsets to transaction"))?;
+        crate::kafka::flush_deliveries(&self.producer, TXN_TIMEOUT).map_err(|e| Error::Kafka {
+            context: "waiting for the transaction's records to be acknowledged",
+            source: e,
+        })?;
         loop {
             match self.producer.commit_transaction(TXN_TIMEOUT) {
                 Ok(()) => return Ok(()),
