@@ -208,10 +208,21 @@ impl DedupState {
         }
     }
 
+    /// Makes room for `records` changelog records before a restore, so that the table is
+    /// not grown (and every key moved) about twenty times on the way to millions of keys.
+    /// A changelog not yet compacted holds more records than keys: the room left over is
+    /// given back in [`DedupState::finish_restore`].
+    pub fn reserve_for_restore(&mut self, records: usize) {
+        self.slots.reserve(records);
+    }
+
     /// Ends a restore: what the changelog still holds beyond the window is dropped at once.
     pub fn finish_restore(&mut self) {
         let (w, win) = (u64::from(self.watermark), u64::from(self.window_secs));
         self.slots.retain(|_, t| u64::from(*t) + win >= w);
+        if self.slots.capacity() > 2 * self.slots.len() + 1024 {
+            self.slots.shrink_to_fit();
+        }
         self.last_sweep = self.watermark;
         self.commit();
     }
