@@ -216,7 +216,7 @@ async fn commit_actions(
 /// zstd, statistics on every column, bloom filters on the lookup columns.
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024));
     for c in BLOOM_COLUMNS {
         b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);

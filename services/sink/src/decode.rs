@@ -595,8 +595,10 @@ impl Rows {
         let cell = |i: Option<usize>| i.map(|i| self.cells[i]).filter(|c| *c != Cell::Null);
         // The checks of `convert::check_row`, in its order and with its reasons.
         let mut micros = 0;
-        for (f, at) in schema.fields().iter().zip(plan.iter()) {
-            if f.name() == EVENT_DATE {
+        // The event_date column is known by its builder: comparing every column's name with
+        // it for every row was 3 % of the sink's CPU (memcmp, `perf record`).
+        for ((f, at), col) in schema.fields().iter().zip(plan.iter()).zip(&self.cols) {
+            if matches!(col, Col::EventDate(_)) {
                 micros = cell(*event_time)
                     .and_then(Cell::as_i64)
                     .ok_or_else(|| RecordError::Unfit(NO_EVENT_TIME.to_owned()))?;

@@ -541,14 +541,22 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
     let mut last_lag = Instant::now();
     let mut last_check = Instant::now();
+    let mut unchecked = 0u32;
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(50));
         // The liveness beat, the age of the waiting rows and the lag every CHECK_EVERY or
         // when the poll comes back without a record, not per record: clock reads and the scan
-        // of every table took ~8 % of the sink's CPU at full speed.
-        let check = !matches!(polled, Some(Ok(_))) || last_check.elapsed() >= CHECK_EVERY;
+        // of every table took ~8 % of the sink's CPU at full speed. The clock itself is read
+        // once per 256 records (read per record, it was still 2 %).
+        unchecked += 1;
+        let check = !matches!(polled, Some(Ok(_)))
+            || (unchecked >= 256 && {
+                unchecked = 0;
+                last_check.elapsed() >= CHECK_EVERY
+            });
         if check {
             last_check = Instant::now();
+            unchecked = 0;
             health.beat();
         }
         let mut core = lock(&core_arc);
