@@ -295,11 +295,13 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
         o.insert("restore_keys".into(), json!(b.keys));
         o.insert("restore_keys_restored".into(), num(b.restored));
         if b.keys == 10_000_000 {
-            o.insert("restore_10m_keys_s".into(), num(b.restore_s));
-            o.insert("restore_10m_keys_wall_s".into(), num(b.wall_s));
+            // From the service's start to every partition restored: the partitions restore
+            // side by side, so the sum of their restore times is no longer the wait.
+            o.insert("restore_10m_keys_s".into(), num(b.wall_s));
+            o.insert("restore_10m_keys_partition_sum_s".into(), num(b.restore_s));
         } else {
-            o.insert("restore_n_keys_s".into(), num(b.restore_s));
-            o.insert("restore_n_keys_wall_s".into(), num(b.wall_s));
+            o.insert("restore_n_keys_s".into(), num(b.wall_s));
+            o.insert("restore_n_keys_partition_sum_s".into(), num(b.restore_s));
         }
     }
     if let Some(p) = &peer {
@@ -358,8 +360,8 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
         big = big_restore
             .as_ref()
             .map(|b| format!(
-                "| restore of {} keys written to a fresh changelog (sum of the partitions' restore times; start to restored) | {:.2} s ({:.2} s) | | target 10 M keys ≤ 10 s; {:.0} keys restored |\n",
-                b.keys, b.restore_s, b.wall_s, b.restored
+                "| restore of {} keys written to a fresh changelog: service start to every partition restored (the partitions' own restore times, side by side, summed) | {:.2} s ({:.2} s) | | target 10 M keys ≤ 10 s; {:.0} keys restored |\n",
+                b.keys, b.wall_s, b.restore_s, b.restored
             ))
             .unwrap_or_default(),
         peer_table = peer_section(
@@ -815,8 +817,8 @@ fn restore_run(ctx: &Ctx, keys: u64) -> Result<BigRestore> {
     stop(&mut svc);
     if let Ok(b) = &result {
         eprintln!(
-            "bench: restore: {:.0} keys in {:.2} s (start to restored {:.2} s)",
-            b.restored, b.restore_s, b.wall_s
+            "bench: restore: {:.0} keys, start to restored {:.2} s (partitions' restore times summed {:.2} s)",
+            b.restored, b.wall_s, b.restore_s
         );
     }
     result
