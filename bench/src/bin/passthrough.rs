@@ -68,10 +68,8 @@ fn main() -> anyhow::Result<()> {
                 .group_metadata()
                 .ok_or_else(|| anyhow::anyhow!("no group metadata"))?;
             producer.send_offsets_to_transaction(&tpl, &cgm, Duration::from_secs(30))?;
-            // As the chain does (tributary_engine::kafka::flush_deliveries): without it every
-            // commit waits out rdkafka's 100 ms flush poll.
-            tributary_engine::kafka::flush_deliveries(&producer, Duration::from_secs(30))?;
-            producer.commit_transaction(Duration::from_secs(30))?;
+            // As the chain commits: rdkafka's own commit_transaction waits out a 100 ms poll.
+            tributary_engine::kafka::commit_transaction(&producer, Duration::from_secs(30))?;
             open = None;
         }
         if done {

@@ -429,12 +429,8 @@ impl<C: Chain> Core<C> {
         self.producer
             .send_offsets_to_transaction(&tpl, &cgm, TXN_TIMEOUT)
             .map_err(txn_error("send offsets to transaction"))?;
-        crate::kafka::flush_deliveries(&self.producer, TXN_TIMEOUT).map_err(|e| Error::Kafka {
-            context: "waiting for the transaction's records to be acknowledged",
-            source: e,
-        })?;
         loop {
-            match self.producer.commit_transaction(TXN_TIMEOUT) {
+            match crate::kafka::commit_transaction(&self.producer, TXN_TIMEOUT) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::Transaction(e)) if e.is_retriable() => {
                     tracing::warn!(error = %e, "Commit failed with a retriable error; retrying");
@@ -626,7 +622,7 @@ impl<C: Chain> Core<C> {
     }
 
     /// The consumer's lag per partition, every 10 s (it asks the broker).
-    fn update_gauges<X: ConsumerContext>(&self, consumer: &BaseConsumer<X>) {
+    fn lag_gauges<X: ConsumerContext>(&self, consumer: &BaseConsumer<X>) {
         if let Ok(pos) = consumer.position() {
             for el in pos.elements() {
                 // A partition with no position yet (nothing consumed since assignment) has
@@ -887,7 +883,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
             core.commit(&consumer)?;
         }
         if last_gauges.elapsed() > Duration::from_secs(10) {
-            core.update_gauges(&consumer);
+            core.lag_gauges(&consumer);
             last_gauges = Instant::now();
         }
         if core.lost_at.is_some_and(|t| t.elapsed() > REJOIN_LIMIT) {
