@@ -39,6 +39,10 @@ fn main() -> Result<()> {
         cfg,
         report.display()
     );
+    let gone = scenario::delete_leftover_namespaces()?;
+    if gone > 0 {
+        eprintln!("chaos: deleted {gone} topic(s) of earlier test namespaces");
+    }
     // CHAOS_KEEP=1: the report keeps the earlier runs of the scenarios not run now.
     let earlier = if std::env::var("CHAOS_KEEP").is_ok_and(|v| v == "1") {
         tributary_tests::chaos::report::read_runs(&report)?

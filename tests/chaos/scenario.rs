@@ -909,6 +909,44 @@ fn delete_topics(ns: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the topics of every test namespace (`t` and 10 hex digits, what `namespace_of`
+/// makes) left in the broker by earlier test runs and kept failed chaos runs: a broker holding
+/// thousands of leftover partitions took minutes for a clean restart (`broker-restart` run 1
+/// once timed its load out that way). The kept histories stay in `CHAOS_HISTORY`. Returns how
+/// many topics went.
+pub fn delete_leftover_namespaces() -> Result<usize> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()?;
+    let md = consumer.fetch_metadata(None, Duration::from_secs(30))?;
+    let is_test_ns = |ns: &str| ns.len() == 11 && ns.starts_with('t') && ns[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    let names: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|t| t.split_once('.').is_some_and(|(ns, _)| is_test_ns(ns)))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for chunk in names.chunks(200) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for r in rt.block_on(admin.delete_topics(&refs, &AdminOptions::new()))? {
+            if let Err((t, e)) = r {
+                bail!("deleting leftover topic {t}: {e}");
+            }
+        }
+    }
+    Ok(names.len())
+}
+
 /// Runs scenarios one after the other (`runs` each), writing the report after each run.
 /// With `earlier`, the report also holds those runs (of other scenarios) before the new ones.
 pub fn run_matrix(scenarios: &[Scenario], runs: usize, cfg: &Config, report: Option<&Path>) -> Result<Vec<Outcome>> {
