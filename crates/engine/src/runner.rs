@@ -895,9 +895,9 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
             // Whether or not the broker answers: `make chaos` (broker-restart) saw an instance
             // stay unassigned for six minutes after the broker was back with nothing in its
             // log, where the only silent wait was this check's own metadata request failing
-            // (then the condition to stop). A restart rejoins with a
-            // fresh client; a broker still down makes the new instance's start fail loudly
-            // (its topic check), which an orchestrator restarts with back-off.
+            // (then the condition to stop). A restart rejoins with a fresh client; a broker
+            // still down makes the new instance's start fail loudly (its topic check), which
+            // an orchestrator restarts with back-off.
             return Err(Error::MembershipLost(format!(
                 "partitions lost with the group session and none assigned again within {REJOIN_LIMIT:?}; \
                  stopping so that a restart rejoins with a fresh client"
