@@ -79,11 +79,17 @@ pub fn secure_namespace(ns: &str) -> Result<()> {
 /// compacted) exist, `partitions` each, with every principal's ACLs for it.
 pub fn namespace_of(topics: &[(String, bool)], partitions: i32) -> Result<String> {
     let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    debug_assert!(is_test_namespace(&ns));
     let all: Vec<(String, bool)> = topics.iter().map(|(t, c)| (topics::namespaced(&ns, t), *c)).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(topics::create(&kafka(), &Default::default(), &all, partitions))?;
     secure_namespace(&ns)?;
     Ok(ns)
+}
+
+/// Whether `ns` has the shape of the namespaces `namespace_of` makes: `t` and 10 hex digits.
+pub fn is_test_namespace(ns: &str) -> bool {
+    ns.len() == 11 && ns.starts_with('t') && ns[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A random namespace whose chain topics exist, `partitions` each.

@@ -10,8 +10,8 @@ use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
 use super::suppression;
 use crate::{
-    audit_sums, hdfs, kafka, namespace_all, produce_special_with, special_records, topic, wait_namespace_ready, Serve,
-    Service, Sink,
+    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, produce_special_with, special_records, topic,
+    wait_namespace_ready, Serve, Service, Sink,
 };
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -889,48 +889,41 @@ fn cleanup(ns: &str, lake: &str) {
 }
 
 fn delete_topics(ns: &str) -> Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()?;
     let names: Vec<String> = CHAINS
         .iter()
         .flat_map(|c| topics::chain_topics(c))
         .map(|(t, _)| topic(ns, t))
         .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    for r in rt.block_on(admin.delete_topics(&refs, &AdminOptions::new()))? {
-        if let Err((t, e)) = r {
-            bail!("{t}: {e}");
-        }
-    }
-    Ok(())
+    delete_topic_names(&names)
 }
 
-/// Deletes the topics of every test namespace (`t` and 10 hex digits, what `namespace_of`
-/// makes) left in the broker by earlier test runs and kept failed chaos runs: a broker holding
-/// thousands of leftover partitions took minutes for a clean restart (`broker-restart` run 1
-/// once timed its load out that way). The kept histories stay in `CHAOS_HISTORY`. Returns how
-/// many topics went.
+/// Deletes the topics of every test namespace (what `namespace_of` makes, see
+/// `is_test_namespace`) left in the broker by earlier test runs and kept failed chaos runs: a
+/// broker holding thousands of leftover partitions took minutes for a clean restart
+/// (`broker-restart` run 1 once timed its load out that way). The kept histories stay in
+/// `CHAOS_HISTORY`. Returns how many topics went.
 pub fn delete_leftover_namespaces() -> Result<usize> {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .create()?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(30))?;
-    let is_test_ns = |ns: &str| ns.len() == 11 && ns.starts_with('t') && ns[1..].bytes().all(|b| b.is_ascii_hexdigit());
     let names: Vec<String> = md
         .topics()
         .iter()
         .map(|t| t.name().to_owned())
-        .filter(|t| t.split_once('.').is_some_and(|(ns, _)| is_test_ns(ns)))
+        .filter(|t| t.split_once('.').is_some_and(|(ns, _)| is_test_namespace(ns)))
         .collect();
+    delete_topic_names(&names)?;
+    Ok(names.len())
+}
+
+/// Deletes the named topics, 200 to a request; any topic the broker refuses to delete is an error.
+fn delete_topic_names(names: &[String]) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
     if names.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
@@ -940,11 +933,11 @@ pub fn delete_leftover_namespaces() -> Result<usize> {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         for r in rt.block_on(admin.delete_topics(&refs, &AdminOptions::new()))? {
             if let Err((t, e)) = r {
-                bail!("deleting leftover topic {t}: {e}");
+                bail!("deleting topic {t}: {e}");
             }
         }
     }
-    Ok(names.len())
+    Ok(())
 }
 
 /// Runs scenarios one after the other (`runs` each), writing the report after each run.

@@ -15,12 +15,18 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 5, "usage: passthrough BOOTSTRAP FROM TO COUNT");
     let (bootstrap, from, to, count) = (&args[1], &args[2], &args[3], args[4].parse::<u64>()?);
-    let producer: ThreadedProducer<_> = ClientConfig::new()
+    // The chain producer's defaults, and as there the `KAFKA_PROP_*` settings over them.
+    let mut producer_config = ClientConfig::new();
+    producer_config
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in tributary_engine::kafka::env_props() {
+        producer_config.set(k, v);
+    }
+    let producer: ThreadedProducer<_> = producer_config
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", format!("passthrough-{from}"))
-        .set("linger.ms", "5")
-        .set("compression.type", "zstd")
-        .set("queue.buffering.max.messages", "1000000")
         .create()?;
     producer.init_transactions(Duration::from_secs(30))?;
     let consumer: BaseConsumer = ClientConfig::new()

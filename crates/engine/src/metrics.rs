@@ -212,6 +212,11 @@ impl Health {
         self.beat.store(unix_ms(), Ordering::Relaxed);
     }
 
+    /// [`Health::beat`] with the caller's reading of the clock, in milliseconds since the epoch.
+    pub fn beat_at(&self, unix_ms: i64) {
+        self.beat.store(unix_ms.max(0) as u64, Ordering::Relaxed);
+    }
+
     /// How long the loop has stood still, when that is longer than [`STALL_AFTER`] at `now_ms`.
     pub fn stalled_for(&self, now_ms: u64) -> Option<std::time::Duration> {
         let last = self.beat.load(Ordering::Relaxed);
