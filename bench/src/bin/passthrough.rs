@@ -16,18 +16,10 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.len() == 5, "usage: passthrough BOOTSTRAP FROM TO COUNT");
     let (bootstrap, from, to, count) = (&args[1], &args[2], &args[3], args[4].parse::<u64>()?);
     // The chain producer's defaults, and as there the `KAFKA_PROP_*` settings over them.
-    let mut producer_config = ClientConfig::new();
-    producer_config
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000");
-    for (k, v) in tributary_engine::kafka::env_props() {
-        producer_config.set(k, v);
-    }
-    let producer: ThreadedProducer<_> = producer_config
-        .set("bootstrap.servers", bootstrap)
-        .set("transactional.id", format!("passthrough-{from}"))
-        .create()?;
+    let producer: ThreadedProducer<_> =
+        tributary_engine::kafka::producer_config(bootstrap, &tributary_engine::kafka::env_props())
+            .set("transactional.id", format!("passthrough-{from}"))
+            .create()?;
     producer.init_transactions(Duration::from_secs(30))?;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -4,14 +4,14 @@
 //! Usage: pipeline [RECORDS]
 
 use std::time::Instant;
-
-// The chain services' allocator, so that this measures what they do.
-#[global_allocator]
-static GLOBAL: tributary_engine::ChainAllocator = tributary_engine::ChainAllocator;
 use tributary_ctl::loadgen::{Generator, Spec};
 use tributary_engine::chain::{self, PipelineSettings};
 use tributary_engine::dedup::{micros_to_secs2000, DedupState};
 use tributary_engine::RawRecord;
+
+// The chain services' allocator, so that this measures what they do.
+#[global_allocator]
+static GLOBAL: tributary_engine::ChainAllocator = tributary_engine::ChainAllocator;
 
 fn main() -> anyhow::Result<()> {
     let n: u64 = std::env::args()

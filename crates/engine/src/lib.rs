@@ -32,7 +32,7 @@ pub use record::{field, Common, Input, Parsed, RawRecord, Source, Symbols};
 
 use std::process::ExitCode;
 
-/// The chain services' allocator, mimalloc, which each chain's `main.rs` (and the per-record
+/// The chain services' allocator, mimalloc, which [`chain_main!`] (and the per-record
 /// pipeline benchmark) installs with `#[global_allocator]`. glibc's malloc and free were a
 /// tenth of a chain service's CPU (`perf record` of `make bench`'s mailings service), most of
 /// it the short-lived strings of parsing; with mimalloc the pipeline alone took about 5 %
@@ -40,6 +40,19 @@ use std::process::ExitCode;
 /// against 271 to 280, over its 300 MiB target) for no throughput `make bench` could see.
 pub use mimalloc::MiMalloc as ChainAllocator;
 use tokio_util::sync::CancellationToken;
+
+/// A chain service's `main`: [`service_main`] for `$chain`, on [`ChainAllocator`].
+#[macro_export]
+macro_rules! chain_main {
+    ($chain:ty) => {
+        #[global_allocator]
+        static GLOBAL: $crate::ChainAllocator = $crate::ChainAllocator;
+
+        fn main() -> std::process::ExitCode {
+            $crate::service_main::<$chain>()
+        }
+    };
+}
 
 /// Logs as JSON lines when `LOG_FORMAT=json`, else human-readable; level from `RUST_LOG`.
 pub fn init_tracing() {

@@ -836,21 +836,8 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     };
     let max_out_bytes = output_record_limit(&cfg, &[&topics.clean, &topics.dlq, &topics.audit, &topics.changelog])?;
     // Batching and compression are defaults the deployment's `kafka` settings may replace;
-    // what exactly-once rests on (idempotence, the transactional id) is set after them. lz4,
-    // not zstd: every clean record is decompressed again by the sink and `serve`, and on
-    // `make bench` zstd's compression and decompression were a tenth of the chain's and the
-    // sink's CPU; lz4 costs a fraction of that for somewhat larger batches on the broker.
-    let mut producer_config = ClientConfig::new();
-    producer_config
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000");
-    // Not `ClientConfig::config_map`: it masks the secrets (`sasl.password`).
-    producer_config.set("bootstrap.servers", &cfg.kafka_bootstrap);
-    for (k, v) in &cfg.kafka {
-        producer_config.set(k, v);
-    }
-    let producer: Producer_ = producer_config
+    // what exactly-once rests on (idempotence, the transactional id) is set after them.
+    let producer: Producer_ = crate::kafka::producer_config(&cfg.kafka_bootstrap, &cfg.kafka)
         .set("message.max.bytes", max_out_bytes.to_string())
         .set(
             "transactional.id",

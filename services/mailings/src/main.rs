@@ -1,7 +1,1 @@
-// mimalloc: see tributary_engine::ChainAllocator.
-#[global_allocator]
-static GLOBAL: tributary_engine::ChainAllocator = tributary_engine::ChainAllocator;
-
-fn main() -> std::process::ExitCode {
-    tributary_engine::service_main::<tributary_mailings::Mailings>()
-}
+tributary_engine::chain_main!(tributary_mailings::Mailings);
