@@ -161,7 +161,7 @@ pub fn markdown(cfg: &Config, outcomes: &[Outcome]) -> String {
          own (e.g. a fenced zombie) and were started again, as an orchestrator would; *serve answers* bulk \
          suppression checks of `serve` (started fresh over the run's lake and topics; in `serve-kill9` the \
          instance killed and restarted during the load) for every address the \
-         run touched, for every list of its tenant and for none, against DESIGN's rules read literally over \
+         run touched, for no list, every list its events name and two more of its tenant's lists, against DESIGN's rules read literally over \
          the set of clean events."
     );
     md

@@ -4,7 +4,7 @@
 //! over the whole history. What the run created is deleted when it passes and kept (with the
 //! history as JSON and the services' logs) when it fails.
 
-use super::checker::{self, Expect, Sent, Verdict};
+use super::checker::{self, At, Expect, Sent, Verdict};
 use super::collect::{self, LiveReader};
 use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
@@ -377,6 +377,18 @@ fn run_in(
     };
     let reader = LiveReader::start(ns, &CHAINS)?;
     let t = |r: &LiveReader| r.started.elapsed().as_secs_f64();
+    // Where a run's time goes, phase by phase (the load itself is the small part at 1 M).
+    let mut phase_at = started;
+    let mut phase = |what: &str| {
+        let now = Instant::now();
+        eprintln!(
+            "chaos: {} run {run_no}: {what} in {:.1} s",
+            scenario.name(),
+            (now - phase_at).as_secs_f64()
+        );
+        phase_at = now;
+    };
+    phase("services started");
 
     // The load: every chain in every format, and poison records beside it.
     let per_chain = (cfg.events / CHAINS.len() as u64).max(100);
@@ -508,6 +520,7 @@ fn run_in(
         None => (None, vec![]),
     };
     fleet.gateway = None;
+    phase("load sent");
     let extra_raw = |c: &str| -> u64 {
         if c == gateway::CHAIN {
             gateway_sent.len() as u64
@@ -548,12 +561,14 @@ fn run_in(
         let _ = s.stop();
     }
     let observed = reader.finish()?;
+    phase("drained and stopped");
 
     // The read side against the model: started fresh over the lake and the topics, or (serve-
     // kill9) the instance killed and restarted during the load, once it has read everything
     // (it follows the topics: the comparison is repeated until it agrees, for up to 120 s).
     let serve_verdict = {
         let events = suppression::clean_events(ns)?;
+        phase("clean events read for the model");
         match fleet.serve.take() {
             Some(mut serve) => {
                 let deadline = Instant::now() + Duration::from_secs(120);
@@ -576,29 +591,58 @@ fn run_in(
         }
     };
 
-    // The checker, over every chain.
-    let mut verdicts = Vec::new();
+    phase("serve compared with the model");
+
+    // The checker, over every chain: the five histories read side by side (each is mostly
+    // waiting on the broker and the lake), then checked.
     let mut records = observed.records;
-    for spec in &specs {
-        let c = spec.chain.as_str();
-        let mut sent = expected(spec);
-        sent.extend((0..poison_sent.get(c).copied().unwrap_or(0)).map(|_| Sent {
-            key: "special".into(),
-            expect: Expect::Dlq,
-            id: None,
-        }));
-        if c == gateway::CHAIN {
-            sent.extend(gateway_sent.iter().cloned());
-        }
-        let h = collect::chain_history(ns, c, lake, sent, records.remove(c).unwrap_or_default())?;
-        let v = checker::check(&h);
+    let inputs: Vec<(&Spec, Vec<Sent>, Vec<At>)> = specs
+        .iter()
+        .map(|spec| {
+            let c = spec.chain.as_str();
+            let mut sent = expected(spec);
+            sent.extend((0..poison_sent.get(c).copied().unwrap_or(0)).map(|_| Sent {
+                key: "special".into(),
+                expect: Expect::Dlq,
+                id: None,
+            }));
+            if c == gateway::CHAIN {
+                sent.extend(gateway_sent.iter().cloned());
+            }
+            (spec, sent, records.remove(c).unwrap_or_default())
+        })
+        .collect();
+    let histories: Vec<Result<(checker::ChainHistory, Verdict)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .into_iter()
+            .map(|(spec, sent, seen)| {
+                s.spawn(move || {
+                    let c = spec.chain.as_str();
+                    let h = collect::chain_history(ns, c, lake, sent, seen)?;
+                    let v = checker::check(&h);
+                    Ok((h, v))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a history thread panicked")))
+            })
+            .collect()
+    });
+    let mut verdicts = Vec::new();
+    for r in histories {
+        let (h, v) = r?;
         if !v.violations.is_empty() {
             let dir = history_dir(cfg, scenario, run_no, ns);
             std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join(format!("history-{c}.json")), serde_json::to_vec(&h)?)?;
+            std::fs::write(dir.join(format!("history-{}.json", h.chain)), serde_json::to_vec(&h)?)?;
         }
         verdicts.push(v);
     }
+    phase("histories collected and checked");
     // From the start of the load to the last record seen (a fault before the reader's first
     // record counts from the start of the load).
     let arrivals: Vec<f64> = std::iter::once(load_start_t)
