@@ -11,6 +11,9 @@ use anyhow::{bail, Result};
 use tributary_tests::chaos::{infra, scenario};
 
 fn main() -> Result<()> {
+    // The harness's own clients (the load generator's producers, the live reader) log
+    // librdkafka's warnings and errors, so a stuck producer says why.
+    tributary_engine::init_tracing();
     let cfg = scenario::Config::from_env(1_000_000, 10_000, 3);
     let runs: usize = std::env::var("CHAOS_RUNS")
         .ok()

@@ -227,6 +227,13 @@ impl Fleet {
     }
 }
 
+/// How long the load's producers (the sources) keep trying to deliver a record. At 1 M events
+/// the two cores are saturated and a broker restart there took up to 80 s, three of them in a
+/// row; a source that gave up after librdkafka's default 300 s failed half the broker runs
+/// (`MessageTimedOut` on the harness's own producers, nothing lost by the services). A real
+/// source retries; so does this one, for up to 15 minutes.
+const SOURCE_DELIVERY_TIMEOUT: Duration = Duration::from_secs(900);
+
 const CHAIN_ENV: [(&str, &str); 2] = [("COMMIT_INTERVAL", "100ms"), ("MAX_RECORD_BYTES", "65536")];
 
 /// Runs one scenario once. An `Err` is a harness failure (the infrastructure did not come
@@ -401,6 +408,7 @@ fn run_in(
             s.invalid_share = 0.01;
             s.seed = cfg.seed + run_no as u64 * 7 + rng.random_range(0..1_000);
             s.epoch = Some(epoch);
+            s.delivery_timeout = SOURCE_DELIVERY_TIMEOUT;
             s
         })
         .collect();
@@ -443,7 +451,11 @@ fn run_in(
                     produce_special_with(
                         &topic(&ns, topics::raw(c)),
                         &batch,
-                        &[("enable.idempotence", "true"), ("message.max.bytes", "2000000")],
+                        &[
+                            ("enable.idempotence", "true"),
+                            ("message.max.bytes", "2000000"),
+                            ("message.timeout.ms", &SOURCE_DELIVERY_TIMEOUT.as_millis().to_string()),
+                        ],
                     )?;
                     *sent.entry(c).or_default() += n;
                 }

@@ -947,54 +947,10 @@ fn sink_section(runs: &[SinkRun<'_>], n: f64, encode_rate: f64) -> String {
     s
 }
 
-/// Builds `n` realistic mailings rows as Arrow batches and times their Parquet encoding in
-/// memory with the lake's writer properties.
+/// Times the Parquet encoding in memory, with the lake's writer properties, of `n` realistic
+/// mailings rows as Arrow batches ([`tributary_bench::mailings_batches`]).
 fn parquet_in_memory(n: usize) -> Result<f64> {
-    use apache_avro::types::Value;
-    use std::sync::Arc;
-    let schema = Arc::new(tributary_lake::convert::arrow_schema(
-        tributary_lake::chain_schema(CHAIN).context("schema")?,
-    )?);
-    let mut batches = Vec::new();
-    let mut rows = Vec::with_capacity(100_000);
-    for i in 0..n {
-        let s = |x: String| Value::String(x);
-        let o = |x: String| Value::Union(1, Box::new(Value::String(x)));
-        rows.push(vec![
-            ("tenant_id".to_owned(), s(["acme", "globex", "initech"][i % 3].into())),
-            ("event_id".to_owned(), s(format!("mailings-1-{i}"))),
-            (
-                "event_time".to_owned(),
-                Value::TimestampMicros(1_764_000_000_000_000 + i as i64 * 1000),
-            ),
-            (
-                "ingested_at".to_owned(),
-                Value::TimestampMicros(1_764_000_000_000_000 + i as i64 * 1000),
-            ),
-            ("source".to_owned(), s("json".into())),
-            ("email".to_owned(), o(format!("user.{}@example.com", i % 100_000))),
-            (
-                "email_sha256".to_owned(),
-                o(format!("{:064x}", xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()))),
-            ),
-            ("message_id".to_owned(), s(format!("msg-{}", i / 3))),
-            ("campaign_id".to_owned(), o(format!("c-{}", i % 11))),
-            (
-                "event_type".to_owned(),
-                Value::Enum(
-                    (i % 5) as u32,
-                    ["SENT", "DELIVERED", "DEFERRED", "BOUNCED", "DROPPED"][i % 5].into(),
-                ),
-            ),
-        ]);
-        if rows.len() == 100_000 {
-            batches.push(tributary_lake::convert::to_batch(schema.clone(), &rows)?);
-            rows.clear();
-        }
-    }
-    if !rows.is_empty() {
-        batches.push(tributary_lake::convert::to_batch(schema.clone(), &rows)?);
-    }
+    let (schema, batches) = tributary_bench::mailings_batches(n)?;
     let started = std::time::Instant::now();
     let cpu0 = cpu_seconds("self").unwrap_or(0.0);
     let mut out = Vec::new();

@@ -14,7 +14,9 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 
 pub const EVENT_DATE: &str = "event_date";
-pub const PARTITION_COLUMNS: [&str; 2] = ["tenant_id", EVENT_DATE];
+/// The partition column naming the tenant.
+pub const TENANT_ID: &str = "tenant_id";
+pub const PARTITION_COLUMNS: [&str; 2] = [TENANT_ID, EVENT_DATE];
 
 /// The Arrow schema of an Avro record schema (JSON), with `event_date` appended.
 pub fn arrow_schema(avsc: &str) -> Result<Schema> {

@@ -78,6 +78,23 @@ pub fn register_storage() {
     ONCE.call_once(|| deltalake::hdfs::register_handlers(None));
 }
 
+/// The table at `url` loaded, or None when its `_delta_log` holds no commit yet. The log is
+/// listed first: loading a location with no commit makes the kernel log an ERROR ("No files in
+/// log segment") before deltalake turns it into "not a table", which every new table's first
+/// open printed, alarming in a sink's log for what is the normal start of a lake.
+pub async fn load_if_table(url: &url::Url) -> Result<Option<deltalake::DeltaTable>> {
+    use deltalake::logstore::LogStore as _;
+    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
+    if !table.log_store().is_delta_table_location().await? {
+        return Ok(None);
+    }
+    match table.load().await {
+        Ok(()) if table.version().is_some() => Ok(Some(table)),
+        Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens a chain's table if it exists (None when nothing was ever written there).
 pub async fn open_existing(lake: &Lake, chain: &str) -> Result<Option<deltalake::DeltaTable>> {
     let url = lake.table_url(chain)?;
@@ -85,17 +102,11 @@ pub async fn open_existing(lake: &Lake, chain: &str) -> Result<Option<deltalake:
     if local_and_absent(&url) {
         return Ok(None);
     }
-    // An absent HDFS directory opens as a table with no version. A local directory removed
+    // An absent HDFS directory lists as no log. A local directory removed
     // since the check above fails in the kernel (`InvalidTableLocation`, a kernel error type
     // deltalake does not re-export): that case is recognised by checking again, not by text.
-    let table = match deltalake::DeltaTable::try_from_url(url.clone()).await {
-        Ok(t) => t,
-        Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
-        Err(_) if local_and_absent(&url) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if table.version().is_none() {
-        return Ok(None);
+    match load_if_table(&url).await {
+        Err(_) if local_and_absent(&url) => Ok(None),
+        other => other,
     }
-    Ok(Some(table))
 }

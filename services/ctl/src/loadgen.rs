@@ -47,6 +47,9 @@ pub struct Spec {
     /// The newest event time (Unix seconds); `None`: the wall clock at the start. Two runs
     /// with the same seed and epoch send the same bytes.
     pub epoch: Option<i64>,
+    /// How long [`send_paced`]'s producer keeps trying to deliver a record before the send
+    /// fails (librdkafka's `message.timeout.ms`; its default, 300 s, unless set).
+    pub delivery_timeout: Duration,
 }
 
 impl Spec {
@@ -62,6 +65,7 @@ impl Spec {
             spread_secs: 3600,
             format: Format::One(Source::Json),
             epoch: None,
+            delivery_timeout: DELIVERY_TIMEOUT,
         }
     }
 
@@ -375,9 +379,9 @@ impl Iterator for Generator {
     }
 }
 
-/// How long the producer of [`send_paced`] keeps trying to deliver a record (librdkafka's
-/// default, written out because the final flush relies on it).
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the producer of [`send_paced`] keeps trying to deliver a record unless the
+/// spec says otherwise (librdkafka's default, written out because the final flush relies on it).
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Sends a spec's records to `raw.<chain>` and waits until Kafka has them all.
 pub fn send(bootstrap: &str, topic: &str, spec: Spec, progress: impl FnMut(u64)) -> anyhow::Result<Summary> {
@@ -402,9 +406,10 @@ pub fn send_paced(
         .set("queue.buffering.max.messages", "500000")
         // A topic that does not exist is an error, not a wait until the message times out.
         .set("allow.auto.create.topics", "false")
-        .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
+        .set("message.timeout.ms", spec.delivery_timeout.as_millis().to_string())
         .create_with_context(Deliveries::default())?;
     let mut summary = Summary::default();
+    let delivery_timeout = spec.delivery_timeout;
     for g in Generator::new(spec) {
         summary.add(&g);
         let mut headers = tributary_engine::kafka::raw_headers(g.tenant.as_str(), g.source.as_str());
@@ -442,11 +447,11 @@ pub fn send_paced(
             progress(summary.sent);
         }
     }
-    // Every record queued is delivered or fails within `message.timeout.ms` (librdkafka's
-    // default, 300 s), and a failure is counted by `Deliveries`: so the flush waits that long
+    // Every record queued is delivered or fails within `message.timeout.ms` (the spec's
+    // `delivery_timeout`), and a failure is counted by `Deliveries`: so the flush waits that long
     // and a little more. A shorter bound failed a chaos run whose broker restart (a clean stop,
     // then the start with its log recovery) outlasted it, with every record still on its way.
-    producer.flush(MESSAGE_TIMEOUT + Duration::from_secs(30))?;
+    producer.flush(delivery_timeout + Duration::from_secs(30))?;
     producer
         .context()
         .check(&format!("the {} sent to {topic}", summary.sent))?;
@@ -461,6 +466,8 @@ pub fn send_paced(
 pub(crate) struct Deliveries {
     failed: std::sync::atomic::AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
+    /// Failures per partition: one stuck partition and a stuck producer read differently.
+    failed_by_partition: std::sync::Mutex<std::collections::BTreeMap<i32, u64>>,
 }
 
 impl Deliveries {
@@ -469,7 +476,19 @@ impl Deliveries {
         let failed = self.failed.load(std::sync::atomic::Ordering::Relaxed);
         if failed > 0 {
             let first = self.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
-            anyhow::bail!("{failed} record(s) of {what} not acknowledged by Kafka; first error: {first}");
+            let by_partition = self
+                .failed_by_partition
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|(p, n)| format!("{p}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{failed} record(s) of {what} not acknowledged by Kafka (by partition: {by_partition}); first error: {first}"
+            );
         }
         Ok(())
     }
@@ -481,8 +500,11 @@ impl rdkafka::producer::ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
+        if let Err((e, m)) = result {
             self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut by) = self.failed_by_partition.lock() {
+                *by.entry(rdkafka::Message::partition(m)).or_default() += 1;
+            }
             if let Ok(mut first) = self.first_error.lock() {
                 first.get_or_insert_with(|| e.to_string());
             }
@@ -629,6 +651,7 @@ impl Args {
                 Epoch::Now => None,
                 Epoch::At(t) => Some(t),
             },
+            delivery_timeout: DELIVERY_TIMEOUT,
         })
     }
 }

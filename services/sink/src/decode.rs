@@ -47,7 +47,7 @@ use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value as Json;
 use std::sync::Arc;
-use tributary_lake::convert::{event_date, fits, unfit, Kind, EVENT_DATE, NO_EVENT_TIME};
+use tributary_lake::convert::{event_date, fits, unfit, Kind, EVENT_DATE, NO_EVENT_TIME, TENANT_ID};
 
 use crate::error::RecordError;
 
@@ -478,67 +478,139 @@ enum Col {
     Map(Box<MapBuilder<StringBuilder, StringBuilder>>),
 }
 
-/// The rows waiting for one table, as Arrow builders of exactly its schema's columns.
-pub struct Rows {
-    schema: Arc<Schema>,
+/// The rows of one partition (tenant and day) of a table, as Arrow builders of exactly the
+/// table's columns.
+struct Part {
+    /// The partition's `tenant_id` (None: null, or the table has no such column).
+    tenant: Option<Vec<u8>>,
+    /// The partition's day number (0 when the table has no `event_date` column).
+    day: i64,
+    /// Its `YYYY-MM-DD`.
+    date: String,
     cols: Vec<Col>,
     rows: usize,
+    /// Bytes of the map entries waiting (keys, values, their offsets).
+    map_bytes: usize,
+}
+
+impl Part {
+    fn bytes(&self) -> usize {
+        let rows = self.rows;
+        self.cols
+            .iter()
+            .map(|c| match c {
+                Col::EventDate(b) | Col::Utf8(b) => b.values.len() + 4 * rows,
+                Col::Int64(_) | Col::Ts(_) | Col::F64(_) => 8 * rows,
+                Col::Int32(_) => 4 * rows,
+                Col::Bool(_) => rows / 8,
+                Col::Map(_) => 4 * rows,
+            })
+            .sum::<usize>()
+            + self.map_bytes
+    }
+
+    /// The part's rows as one batch of the table's schema; the builders start empty again.
+    fn finish(&mut self, schema: &Arc<Schema>) -> arrow::error::Result<RecordBatch> {
+        self.rows = 0;
+        self.map_bytes = 0;
+        let columns: Vec<ArrayRef> = self
+            .cols
+            .iter_mut()
+            .map(|c| -> arrow::error::Result<ArrayRef> {
+                Ok(match c {
+                    Col::EventDate(b) | Col::Utf8(b) => Arc::new(b.finish()?),
+                    Col::Int64(b) => Arc::new(b.finish()),
+                    Col::Int32(b) => Arc::new(b.finish()),
+                    Col::Ts(b) => Arc::new(b.finish()),
+                    Col::Bool(b) => Arc::new(b.finish()),
+                    Col::F64(b) => Arc::new(b.finish()),
+                    Col::Map(b) => Arc::new(b.finish()),
+                })
+            })
+            .collect::<arrow::error::Result<_>>()?;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// One partition's waiting rows, finished: the values of its partition columns and the batch.
+pub struct PartBatch {
+    pub tenant: Option<String>,
+    /// None when the table has no `event_date` column.
+    pub date: Option<String>,
+    pub batch: RecordBatch,
+}
+
+/// The rows waiting for one table, routed by partition (`tenant_id`, `event_date`) as they are
+/// read: each partition's rows in builders of exactly the table's columns, so the commit
+/// writes each partition's batch as it is (no grouping by partition, no copy per partition
+/// in the Delta writer; see `Lake::commit_partitions`).
+pub struct Rows {
+    schema: Arc<Schema>,
+    parts: Vec<Part>,
+    /// The part of the last row appended (rows of a partition tend to come together).
+    last: usize,
+    /// The `tenant_id` column, when the table has one.
+    tenant_col: Option<usize>,
+    /// The `event_date` column, when the table has one.
+    date_col: Option<usize>,
     /// Per writer schema id: the writer field of each column (None: the writer lacks it),
     /// and of `event_time`.
     plans: Vec<(u32, Vec<Option<usize>>, Option<usize>)>,
     cells: Vec<Cell>,
     entries: Vec<((u32, u32), (u32, u32))>,
-    /// Bytes of the map entries waiting (keys, values, their offsets).
-    map_bytes: usize,
-    /// The last day number seen and its `YYYY-MM-DD`.
-    day: Option<(i64, String)>,
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
+/// Empty builders of the table's columns.
+fn columns(schema: &Schema) -> Result<Vec<Col>, ColumnError> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Ok(match f.data_type() {
+                DataType::Utf8 if f.name() == EVENT_DATE => Col::EventDate(Strs::new()),
+                DataType::Utf8 => Col::Utf8(Strs::new()),
+                DataType::Int64 => Col::Int64(Int64Builder::new()),
+                DataType::Int32 => Col::Int32(Int32Builder::new()),
+                DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                    Col::Ts(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone()))
+                }
+                DataType::Boolean => Col::Bool(BooleanBuilder::new()),
+                DataType::Float64 => Col::F64(Float64Builder::new()),
+                DataType::Map(entries, _) => {
+                    let DataType::Struct(kv) = entries.data_type() else {
+                        return Err(ColumnError::MapWithoutStruct(f.name().clone()));
+                    };
+                    let names = MapFieldNames {
+                        entry: entries.name().clone(),
+                        key: kv[0].name().clone(),
+                        value: kv[1].name().clone(),
+                    };
+                    Col::Map(Box::new(
+                        MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
+                            .with_values_field(kv[1].clone()),
+                    ))
+                }
+                other => return Err(ColumnError::Unsupported(f.name().clone(), other.clone())),
+            })
+        })
+        .collect()
+}
+
 impl Rows {
     pub fn new(schema: Arc<Schema>) -> Result<Rows, ColumnError> {
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                Ok(match f.data_type() {
-                    DataType::Utf8 if f.name() == EVENT_DATE => Col::EventDate(Strs::new()),
-                    DataType::Utf8 => Col::Utf8(Strs::new()),
-                    DataType::Int64 => Col::Int64(Int64Builder::new()),
-                    DataType::Int32 => Col::Int32(Int32Builder::new()),
-                    DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                        Col::Ts(TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone()))
-                    }
-                    DataType::Boolean => Col::Bool(BooleanBuilder::new()),
-                    DataType::Float64 => Col::F64(Float64Builder::new()),
-                    DataType::Map(entries, _) => {
-                        let DataType::Struct(kv) = entries.data_type() else {
-                            return Err(ColumnError::MapWithoutStruct(f.name().clone()));
-                        };
-                        let names = MapFieldNames {
-                            entry: entries.name().clone(),
-                            key: kv[0].name().clone(),
-                            value: kv[1].name().clone(),
-                        };
-                        Col::Map(Box::new(
-                            MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
-                                .with_values_field(kv[1].clone()),
-                        ))
-                    }
-                    other => return Err(ColumnError::Unsupported(f.name().clone(), other.clone())),
-                })
-            })
-            .collect::<Result<_, ColumnError>>()?;
+        // Every column checked once here: a part made later cannot fail.
+        columns(&schema)?;
         Ok(Rows {
+            tenant_col: schema.index_of(TENANT_ID).ok(),
+            date_col: schema.index_of(EVENT_DATE).ok(),
             schema,
-            cols,
-            rows: 0,
+            parts: Vec::new(),
+            last: 0,
             plans: Vec::new(),
             cells: Vec::new(),
             entries: Vec::new(),
-            map_bytes: 0,
-            day: None,
         })
     }
 
@@ -547,28 +619,43 @@ impl Rows {
     }
 
     pub fn len(&self) -> usize {
-        self.rows
+        self.parts.iter().map(|p| p.rows).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.parts.iter().all(|p| p.rows == 0)
     }
 
     /// The bytes the waiting rows take as Arrow columns (values, offsets; validity bitmaps
-    /// left out): what a flush holds in memory, twice while the Delta writer splits the batch
-    /// by partition.
+    /// left out): what a flush holds in memory.
     pub fn bytes(&self) -> usize {
-        self.cols
-            .iter()
-            .map(|c| match c {
-                Col::EventDate(b) | Col::Utf8(b) => b.values.len() + 4 * self.rows,
-                Col::Int64(_) | Col::Ts(_) | Col::F64(_) => 8 * self.rows,
-                Col::Int32(_) => 4 * self.rows,
-                Col::Bool(_) => self.rows / 8,
-                Col::Map(_) => 4 * self.rows,
-            })
-            .sum::<usize>()
-            + self.map_bytes
+        self.parts.iter().map(Part::bytes).sum()
+    }
+
+    /// The part for a row of `tenant` and `day`: the last one used, another already made, or
+    /// a new one.
+    fn part(&mut self, tenant: Option<&[u8]>, day: i64, micros: i64) -> Result<usize, RecordError> {
+        let is = |p: &Part| p.day == day && p.tenant.as_deref() == tenant;
+        if self.parts.get(self.last).is_some_and(is) {
+            return Ok(self.last);
+        }
+        let at = match self.parts.iter().position(is) {
+            Some(at) => at,
+            None => {
+                let cols = columns(&self.schema).map_err(|e| RecordError::Unfit(e.to_string()))?;
+                self.parts.push(Part {
+                    tenant: tenant.map(<[u8]>::to_vec),
+                    day,
+                    date: event_date(micros),
+                    cols,
+                    rows: 0,
+                    map_bytes: 0,
+                });
+                self.parts.len() - 1
+            }
+        };
+        self.last = at;
+        Ok(at)
     }
 
     /// Decodes one Avro body written with `writer` (registry id `id`) and appends it, or
@@ -595,10 +682,10 @@ impl Rows {
         let cell = |i: Option<usize>| i.map(|i| self.cells[i]).filter(|c| *c != Cell::Null);
         // The checks of `convert::check_row`, in its order and with its reasons.
         let mut micros = 0;
-        // The event_date column is known by its builder: comparing every column's name with
-        // it for every row was 3 % of the sink's CPU (memcmp, `perf record`).
-        for ((f, at), col) in schema.fields().iter().zip(plan.iter()).zip(&self.cols) {
-            if matches!(col, Col::EventDate(_)) {
+        // The event_date column is known by its index: comparing every column's name with it
+        // for every row was 3 % of the sink's CPU (memcmp, `perf record`).
+        for (i, (f, at)) in schema.fields().iter().zip(plan.iter()).enumerate() {
+            if Some(i) == self.date_col {
                 micros = cell(*event_time)
                     .and_then(Cell::as_i64)
                     .ok_or_else(|| RecordError::Unfit(NO_EVENT_TIME.to_owned()))?;
@@ -612,20 +699,24 @@ impl Rows {
             // Checked UTF-8 when read.
             std::str::from_utf8(&datum[at as usize..(at + n) as usize]).unwrap_or_default()
         };
-        for (col, at) in self.cols.iter_mut().zip(plan.iter()) {
+        let tenant = match self.tenant_col.and_then(|i| cell(plan[i])) {
+            Some(Cell::Str(at, n)) => Some(&datum[at as usize..(at + n) as usize]),
+            Some(Cell::Sym(i)) => Some(writer.symbols[i as usize].as_bytes()),
+            _ => None,
+        };
+        let day = if self.date_col.is_some() {
+            micros.div_euclid(DAY_MICROS)
+        } else {
+            0
+        };
+        let k = self.part(tenant, day, micros)?;
+        let (_, plan, _) = &self.plans[at];
+        let cell = |i: Option<usize>| i.map(|i| self.cells[i]).filter(|c| *c != Cell::Null);
+        let part = &mut self.parts[k];
+        for (col, at) in part.cols.iter_mut().zip(plan.iter()) {
             let c = cell(*at);
             match col {
-                Col::EventDate(b) => {
-                    let day = micros.div_euclid(DAY_MICROS);
-                    match &self.day {
-                        Some((d, s)) if *d == day => b.append(s.as_bytes()),
-                        _ => {
-                            let s = event_date(micros);
-                            b.append(s.as_bytes());
-                            self.day = Some((day, s));
-                        }
-                    }
-                }
+                Col::EventDate(b) => b.append(part.date.as_bytes()),
                 Col::Utf8(b) => match c {
                     Some(Cell::Str(at, n)) => b.append(&datum[at as usize..(at + n) as usize]),
                     Some(Cell::Sym(i)) => b.append(writer.symbols[i as usize].as_bytes()),
@@ -669,7 +760,7 @@ impl Rows {
                             }
                             b.keys().append_value(text(*k));
                             b.values().append_value(text(*v));
-                            self.map_bytes += (k.1 + v.1) as usize + 8;
+                            part.map_bytes += (k.1 + v.1) as usize + 8;
                         }
                     }
                     // An absent map is an empty one, as the Avro default says.
@@ -677,36 +768,41 @@ impl Rows {
                 }
             }
         }
-        self.rows += 1;
+        part.rows += 1;
         Ok(())
     }
 
-    /// The waiting rows as one batch of the table's schema; the builders start empty again.
-    pub fn finish(&mut self) -> arrow::error::Result<RecordBatch> {
-        self.rows = 0;
-        self.map_bytes = 0;
-        let columns: Vec<ArrayRef> = self
-            .cols
+    /// The waiting rows, a batch per partition in the order the partitions first came; the
+    /// builders start empty again. A partition with no rows since the last finish is dropped
+    /// (its builders keep the room its last batch took until then).
+    pub fn finish_partitions(&mut self) -> arrow::error::Result<Vec<PartBatch>> {
+        self.parts.retain(|p| p.rows > 0);
+        self.last = 0;
+        let schema = &self.schema;
+        let dated = self.date_col.is_some();
+        self.parts
             .iter_mut()
-            .map(|c| -> arrow::error::Result<ArrayRef> {
-                Ok(match c {
-                    Col::EventDate(b) | Col::Utf8(b) => Arc::new(b.finish()?),
-                    Col::Int64(b) => Arc::new(b.finish()),
-                    Col::Int32(b) => Arc::new(b.finish()),
-                    Col::Ts(b) => Arc::new(b.finish()),
-                    Col::Bool(b) => Arc::new(b.finish()),
-                    Col::F64(b) => Arc::new(b.finish()),
-                    Col::Map(b) => Arc::new(b.finish()),
+            .map(|p| {
+                Ok(PartBatch {
+                    tenant: p.tenant.as_deref().map(|t| String::from_utf8_lossy(t).into_owned()),
+                    date: dated.then(|| p.date.clone()),
+                    batch: p.finish(schema)?,
                 })
             })
-            .collect::<arrow::error::Result<_>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns)
+            .collect()
+    }
+
+    /// The waiting rows as one batch of the table's schema (the partitions one after
+    /// another); the builders start empty again.
+    pub fn finish(&mut self) -> arrow::error::Result<RecordBatch> {
+        let parts = self.finish_partitions()?;
+        let batches: Vec<RecordBatch> = parts.into_iter().map(|p| p.batch).collect();
+        arrow::compute::concat_batches(&self.schema, &batches)
     }
 
     /// Drops the waiting rows.
     pub fn clear(&mut self) {
-        let _ = self.finish();
-        self.rows = 0;
+        let _ = self.finish_partitions();
     }
 }
 
@@ -760,11 +856,71 @@ mod tests {
             }
         }
         let good: Vec<convert::Row> = old.into_iter().filter_map(Result::ok).collect();
-        let want = convert::to_batch(table, &good).unwrap();
+        let want = by_partition(&convert::to_batch(table, &good).unwrap());
         let got = rows.finish().unwrap();
         assert_eq!(got, want);
         assert_eq!(rows.len(), 0);
         (got, reasons)
+    }
+
+    /// `batch`'s rows grouped by partition (`tenant_id`, `event_date`), the partitions in the
+    /// order they first come and the rows in order within each: the order [`Rows`] gives.
+    fn by_partition(batch: &RecordBatch) -> RecordBatch {
+        let value = |name: &str, i: usize| -> Option<String> {
+            let c = batch.column_by_name(name)?;
+            (!c.is_null(i)).then(|| arrow::util::display::array_value_to_string(c, i).unwrap())
+        };
+        let mut order: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let mut rows: Vec<Vec<u32>> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let key = (value(TENANT_ID, i), value(EVENT_DATE, i));
+            match order.iter().position(|k| *k == key) {
+                Some(at) => rows[at].push(i as u32),
+                None => {
+                    order.push(key);
+                    rows.push(vec![i as u32]);
+                }
+            }
+        }
+        let indices = arrow::array::UInt32Array::from(rows.concat());
+        arrow::compute::take_record_batch(batch, &indices).unwrap()
+    }
+
+    /// Rows of different tenants and days come out a batch per partition, each with the
+    /// partition's values, the rows of each in the order they came.
+    #[test]
+    fn rows_are_routed_by_partition() {
+        let avsc = tributary_lake::chain_schema("mailings").unwrap();
+        let table = Arc::new(convert::arrow_schema(avsc).unwrap());
+        let writer = Writer::parse(avsc).unwrap();
+        let data = datums(avsc, 300, 21);
+        let mut rows = Rows::new(table.clone()).unwrap();
+        let mut accepted = Vec::new();
+        for d in &data {
+            if rows.append(1, &writer, d).is_ok() {
+                accepted.push(d.clone());
+            }
+        }
+        let n = rows.len();
+        assert_eq!(n, accepted.len());
+        let parts = rows.finish_partitions().unwrap();
+        assert!(parts.len() > 1, "the random rows name more than one tenant or day");
+        assert_eq!(parts.iter().map(|p| p.batch.num_rows()).sum::<usize>(), n);
+        for p in &parts {
+            let b = &p.batch;
+            for i in 0..b.num_rows() {
+                let t = b.column_by_name(TENANT_ID).unwrap();
+                let d = b.column_by_name(EVENT_DATE).unwrap();
+                let tenant = (!t.is_null(i)).then(|| arrow::util::display::array_value_to_string(t, i).unwrap());
+                assert_eq!(tenant, p.tenant);
+                assert_eq!(Some(arrow::util::display::array_value_to_string(d, i).unwrap()), p.date);
+            }
+        }
+        // Empty again, and a partition with no rows since is gone at the next finish.
+        assert!(rows.is_empty() && rows.bytes() == 0);
+        rows.append(1, &writer, &accepted[0]).unwrap();
+        assert_eq!(rows.finish_partitions().unwrap().len(), 1);
+        assert!(rows.finish_partitions().unwrap().is_empty());
     }
 
     struct Rng(u64);

@@ -299,12 +299,26 @@ impl Core {
         tributary_engine::kafka::flush_deliveries(&self.dlq, Duration::from_secs(60))
             .ctx("flushing dlq.sink before the commit")?;
         let mut delay = Duration::from_millis(200);
-        // Built once: a retry commits the same batch (the builders are empty again).
-        let batch = self.table_mut(chain)?.rows.finish()?;
+        // Built once, a batch per partition: a retry commits the same batches (the builders
+        // are empty again).
+        let parts: Vec<table::PartitionRows> = self
+            .table_mut(chain)?
+            .rows
+            .finish_partitions()?
+            .into_iter()
+            .map(|p| {
+                let mut values = BTreeMap::new();
+                values.insert(convert::TENANT_ID.to_owned(), p.tenant);
+                if let Some(date) = p.date {
+                    values.insert(convert::EVENT_DATE.to_owned(), Some(date));
+                }
+                table::PartitionRows { values, batch: p.batch }
+            })
+            .collect();
         loop {
             let t = self.tables.get_mut(chain).ok_or_else(|| no_table(chain))?;
             let started = Instant::now();
-            let batch = batch.clone();
+            let parts = parts.clone();
             let offsets: BTreeMap<(String, i32), i64> =
                 t.offsets.iter().map(|(p, o)| ((t.topic.clone(), *p), *o)).collect();
             let from = t
@@ -318,9 +332,9 @@ impl Core {
                     Ok(((t.topic.clone(), *p), *start))
                 })
                 .collect::<Result<BTreeMap<_, _>>>()?;
-            match self.rt.block_on(Lake::commit(
+            match self.rt.block_on(Lake::commit_partitions(
                 &mut t.table,
-                batch,
+                parts,
                 &offsets,
                 &from,
                 self.cfg.target_file_size,
