@@ -46,8 +46,10 @@ use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tributary_lake::convert::{event_date, fits, unfit, Kind, EVENT_DATE, NO_EVENT_TIME, TENANT_ID};
+use tributary_lake::table::PartitionRows;
 
 use crate::error::RecordError;
 
@@ -532,14 +534,6 @@ impl Part {
     }
 }
 
-/// One partition's waiting rows, finished: the values of its partition columns and the batch.
-pub struct PartBatch {
-    pub tenant: Option<String>,
-    /// None when the table has no `event_date` column.
-    pub date: Option<String>,
-    pub batch: RecordBatch,
-}
-
 /// The rows waiting for one table, routed by partition (`tenant_id`, `event_date`) as they are
 /// read: each partition's rows in builders of exactly the table's columns, so the commit
 /// writes each partition's batch as it is (no grouping by partition, no copy per partition
@@ -775,7 +769,7 @@ impl Rows {
     /// The waiting rows, a batch per partition in the order the partitions first came; the
     /// builders start empty again. A partition with no rows since the last finish is dropped
     /// (its builders keep the room its last batch took until then).
-    pub fn finish_partitions(&mut self) -> arrow::error::Result<Vec<PartBatch>> {
+    pub fn finish_partitions(&mut self) -> arrow::error::Result<Vec<PartitionRows>> {
         self.parts.retain(|p| p.rows > 0);
         self.last = 0;
         let schema = &self.schema;
@@ -783,9 +777,16 @@ impl Rows {
         self.parts
             .iter_mut()
             .map(|p| {
-                Ok(PartBatch {
-                    tenant: p.tenant.as_deref().map(|t| String::from_utf8_lossy(t).into_owned()),
-                    date: dated.then(|| p.date.clone()),
+                let mut values = BTreeMap::new();
+                values.insert(
+                    TENANT_ID.to_owned(),
+                    p.tenant.as_deref().map(|t| String::from_utf8_lossy(t).into_owned()),
+                );
+                if dated {
+                    values.insert(EVENT_DATE.to_owned(), Some(p.date.clone()));
+                }
+                Ok(PartitionRows {
+                    values,
                     batch: p.finish(schema)?,
                 })
             })
@@ -912,8 +913,11 @@ mod tests {
                 let t = b.column_by_name(TENANT_ID).unwrap();
                 let d = b.column_by_name(EVENT_DATE).unwrap();
                 let tenant = (!t.is_null(i)).then(|| arrow::util::display::array_value_to_string(t, i).unwrap());
-                assert_eq!(tenant, p.tenant);
-                assert_eq!(Some(arrow::util::display::array_value_to_string(d, i).unwrap()), p.date);
+                assert_eq!(tenant, p.values[TENANT_ID]);
+                assert_eq!(
+                    Some(arrow::util::display::array_value_to_string(d, i).unwrap()),
+                    p.values[EVENT_DATE]
+                );
             }
         }
         // Empty again, and a partition with no rows since is gone at the next finish.

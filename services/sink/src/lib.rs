@@ -301,20 +301,7 @@ impl Core {
         let mut delay = Duration::from_millis(200);
         // Built once, a batch per partition: a retry commits the same batches (the builders
         // are empty again).
-        let parts: Vec<table::PartitionRows> = self
-            .table_mut(chain)?
-            .rows
-            .finish_partitions()?
-            .into_iter()
-            .map(|p| {
-                let mut values = BTreeMap::new();
-                values.insert(convert::TENANT_ID.to_owned(), p.tenant);
-                if let Some(date) = p.date {
-                    values.insert(convert::EVENT_DATE.to_owned(), Some(date));
-                }
-                table::PartitionRows { values, batch: p.batch }
-            })
-            .collect();
+        let parts = self.table_mut(chain)?.rows.finish_partitions()?;
         loop {
             let t = self.tables.get_mut(chain).ok_or_else(|| no_table(chain))?;
             let started = Instant::now();
