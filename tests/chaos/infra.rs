@@ -112,6 +112,17 @@ impl Component {
         Ok(())
     }
 
+    /// Freezes the component's process (SIGSTOP): it keeps its sockets and answers nothing
+    /// until [`Paused`] is dropped (SIGCONT), as a machine that stops scheduling it would.
+    pub fn pause(self) -> Result<Paused> {
+        self.guard()?;
+        let pid = self
+            .pid()
+            .with_context(|| format!("{}: no running process in {}", self.name(), self.pid_file().display()))?;
+        signal(pid, "STOP")?;
+        Ok(Paused { pid })
+    }
+
     /// A clean stop through the launcher.
     pub fn stop(self) -> Result<()> {
         self.guard()?;
@@ -162,6 +173,21 @@ impl Component {
             );
         }
         Ok(())
+    }
+}
+
+/// A component frozen by [`Component::pause`]; dropping it (also on a failed assertion)
+/// lets it run again.
+#[must_use = "the component runs again when this is dropped"]
+pub struct Paused {
+    pid: u32,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Err(e) = signal(self.pid, "CONT") {
+            eprintln!("cannot resume pid {}: {e:#}", self.pid);
+        }
     }
 }
 

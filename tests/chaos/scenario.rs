@@ -233,6 +233,10 @@ impl Fleet {
 /// (`MessageTimedOut` on the harness's own producers, nothing lost by the services). A real
 /// source retries; so does this one, for up to 15 minutes.
 const SOURCE_DELIVERY_TIMEOUT: Duration = Duration::from_secs(900);
+/// A load producer that has acknowledged nothing for this long, records on their way, is
+/// stuck (librdkafka 2.12 after a broker restart, see `loadgen::send_paced`) and replaced:
+/// longer than the slowest broker restart seen under load (80 s).
+const SOURCE_STUCK_AFTER: Duration = Duration::from_secs(150);
 
 const CHAIN_ENV: [(&str, &str); 2] = [("COMMIT_INTERVAL", "100ms"), ("MAX_RECORD_BYTES", "65536")];
 
@@ -409,6 +413,7 @@ fn run_in(
             s.seed = cfg.seed + run_no as u64 * 7 + rng.random_range(0..1_000);
             s.epoch = Some(epoch);
             s.delivery_timeout = SOURCE_DELIVERY_TIMEOUT;
+            s.replace_stuck_after = Some(SOURCE_STUCK_AFTER);
             s
         })
         .collect();

@@ -97,6 +97,12 @@ pub struct Config {
     #[arg(long, env = "COMMIT_INTERVAL", default_value = "100ms", value_parser = crate::settings::duration)]
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// A transaction open longer than this means a stuck Kafka client: the service exits
+    /// (status 3) so that a restart gets a fresh one. The default is twice
+    /// `transaction.timeout.ms` (60 s), past which the broker aborts the transaction anyway.
+    #[arg(long, env = "STALL_LIMIT", default_value = "120s", value_parser = crate::settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub stall_limit: Duration,
     /// Most input records in one transaction.
     #[arg(long, env = "MAX_BATCH_RECORDS", default_value = "20000")]
     pub max_batch_records: usize,
@@ -207,6 +213,9 @@ impl Config {
         }
         if self.commit_interval.is_zero() || self.commit_interval > Duration::from_secs(60) {
             p.push("commit_interval must lie between 1ms and 60s (transactions must stay well under transaction.timeout.ms)".to_owned());
+        }
+        if self.stall_limit < self.commit_interval || self.stall_limit < Duration::from_secs(1) {
+            p.push("stall_limit must be at least 1s and at least commit_interval".to_owned());
         }
         if self.max_batch_records == 0 {
             p.push("max_batch_records must be at least 1".to_owned());

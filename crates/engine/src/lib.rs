@@ -24,6 +24,7 @@ pub mod runner;
 pub mod settings;
 pub mod testing;
 pub mod topics;
+pub mod watchdog;
 
 pub use chain::{Chain, Encoded, PipelineSettings};
 pub use config::Config;

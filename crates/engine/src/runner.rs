@@ -27,11 +27,12 @@ use crate::error::{Error, ErrorClass, KafkaContext, RecordError, Result};
 use crate::metrics::{ChainMetrics, Health, Tally};
 use crate::record::RawRecord;
 use crate::topics;
+use crate::watchdog::{self, Connected, Progress};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -53,8 +54,37 @@ const RESTORE_RESERVE_MAX: i64 = 20_000_000;
 /// broker answers the stuck consumer's metadata requests (a later run saw the instance idle
 /// and silent for minutes with that check in place).
 const REJOIN_LIMIT: Duration = Duration::from_secs(60);
+/// The exit status of a chain stopped by its watchdog (`STALL_LIMIT`): like any other fatal
+/// error's, non-zero; distinct, so that an operator can tell a stuck client from the rest.
+pub const STALLED_EXIT: i32 = 3;
 
-type Producer_ = ThreadedProducer<DefaultProducerContext>;
+type Producer_ = ThreadedProducer<ProducerCtx>;
+
+/// How often each Kafka client reports its statistics, which say whether it has a broker up
+/// ([`Connected`], for the watchdog). The consumer's come through its poll, so they also stop
+/// while the loop is blocked in a commit (which the open transaction's age catches).
+const STATS_INTERVAL: &str = "5000";
+/// The least time without a broker up that counts as a stall, whatever `STALL_LIMIT`: three
+/// statistics reports, so that the gap between two reports never counts as one.
+const MIN_DOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// The producer's context: librdkafka's defaults, and its statistics for the watchdog.
+/// Deliveries need no callback: every transaction flushes before it commits, and a failed
+/// delivery fails the commit.
+struct ProducerCtx {
+    connected: Arc<Connected>,
+}
+
+impl ClientContext for ProducerCtx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.connected.observe(&statistics);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 fn client_config(cfg: &Config) -> ClientConfig {
     crate::kafka::client_config(&cfg.kafka_bootstrap, &cfg.kafka)
@@ -135,14 +165,21 @@ struct Core<C: Chain> {
     /// When the group took our partitions because our session lapsed (assignment lost),
     /// until partitions are assigned again.
     lost_at: Option<Instant>,
+    /// When the open transaction began, for the watchdog (see [`watchdog`]).
+    progress: Arc<Progress>,
     _chain: PhantomData<C>,
 }
 
 struct Ctx<C: Chain> {
     core: Arc<Mutex<Core<C>>>,
+    connected: Arc<Connected>,
 }
 
-impl<C: Chain> ClientContext for Ctx<C> {}
+impl<C: Chain> ClientContext for Ctx<C> {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.connected.observe(&statistics);
+    }
+}
 
 impl<C: Chain> ConsumerContext for Ctx<C> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -249,6 +286,7 @@ impl<C: Chain> Core<C> {
                 .map_err(txn_error("begin transaction"))?;
             self.txn.open = true;
             self.txn.started = Some(now);
+            self.progress.open(now);
         }
         Ok(())
     }
@@ -406,7 +444,7 @@ impl<C: Chain> Core<C> {
                         .ingest_to_clean_seconds
                         .observe(((now_ms - ms).max(0) as f64) / 1e3);
                 }
-                self.txn = Txn::default();
+                self.end_txn();
                 Ok(())
             }
             Err(e) => {
@@ -503,7 +541,7 @@ impl<C: Chain> Core<C> {
             }
         }
         self.metrics.transactions.with_label_values(&["aborted"]).inc();
-        self.txn = Txn::default();
+        self.end_txn();
         Ok(())
     }
 
@@ -520,7 +558,13 @@ impl<C: Chain> Core<C> {
             s.rollback();
         }
         self.metrics.transactions.with_label_values(&["aborted"]).inc();
+        self.end_txn();
+    }
+
+    /// Forgets the transaction that just committed or aborted.
+    fn end_txn(&mut self) {
         self.txn = Txn::default();
+        self.progress.close();
     }
 
     fn transactional_id(&self) -> String {
@@ -806,6 +850,29 @@ fn check_topics<X: ConsumerContext>(consumer: &BaseConsumer<X>, t: &Topics) -> R
     Ok(())
 }
 
+/// Stops the process, loudly, once `probe` names a stall: a transaction open for longer than
+/// the stall limit, or a client with no broker up for that long. Its Kafka client is stuck (see
+/// [`watchdog`] for the librdkafka bug that does this), and a restart gets a fresh one. An open
+/// transaction that old cannot commit any more, so the exit loses nothing: the broker aborts
+/// it, and its records are read again by the partitions' next owner.
+fn watch_progress(
+    probe: impl FnMut(Instant) -> Option<String> + Send + 'static,
+    limit: Duration,
+    stop: CancellationToken,
+) -> Result<()> {
+    watchdog::watch(Duration::from_secs(1), stop, probe, move |why| {
+        tracing::error!(
+            stall_limit = ?limit,
+            "Stalled: {why}, longer than the stall limit ({limit:?}): the Kafka client is stuck; \
+             exiting so that a restart gets a fresh client (an open transaction never commits: \
+             its records are read again)"
+        );
+        std::process::exit(STALLED_EXIT);
+    })
+    .map(drop)
+    .map_err(|e| Error::Internal(format!("cannot start the watchdog thread: {e}")))
+}
+
 /// Runs a chain service until `shutdown` is cancelled or a fatal error occurs.
 pub fn run<C: Chain>(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = ChainMetrics::new(C::NAME);
@@ -837,6 +904,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     let max_out_bytes = output_record_limit(&cfg, &[&topics.clean, &topics.dlq, &topics.audit, &topics.changelog])?;
     // Batching and compression are defaults the deployment's `kafka` settings may replace;
     // what exactly-once rests on (idempotence, the transactional id) is set after them.
+    let (producer_connected, consumer_connected) = (Arc::new(Connected::default()), Arc::new(Connected::default()));
     let producer: Producer_ = crate::kafka::producer_config(&cfg.kafka_bootstrap, &cfg.kafka)
         .set("message.max.bytes", max_out_bytes.to_string())
         .set(
@@ -845,12 +913,16 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         )
         .set("enable.idempotence", "true")
         .set("transaction.timeout.ms", TXN_TIMEOUT.as_millis().to_string())
-        .create()
+        .set("statistics.interval.ms", STATS_INTERVAL)
+        .create_with_context(ProducerCtx {
+            connected: producer_connected.clone(),
+        })
         .ctx("creating producer")?;
     producer.init_transactions(TXN_TIMEOUT).map_err(|e| Error::Kafka {
         context: "init transactions",
         source: e,
     })?;
+    let progress = Arc::new(Progress::default());
     let core = Arc::new(Mutex::new(Core::<C> {
         settings: PipelineSettings {
             tenants: cfg.tenants.clone(),
@@ -868,8 +940,27 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         health: health.clone(),
         fatal: None,
         lost_at: None,
+        progress: progress.clone(),
         _chain: PhantomData,
     }));
+    // Watches until this function returns, the final commit at shutdown included.
+    let watching = CancellationToken::new();
+    let _stop_watching = watching.clone().drop_guard();
+    let limit = cfg.stall_limit;
+    let (producer_connected, consumer_watched) = (producer_connected, consumer_connected.clone());
+    let probe = move |now: Instant| {
+        if let Some(open) = progress.open_for(now).filter(|open| *open > limit) {
+            return Some(format!("a transaction has been open for {open:.0?}"));
+        }
+        for (client, connected) in [("producer", &producer_connected), ("consumer", &consumer_watched)] {
+            let down = connected.down_for(now);
+            if down > limit.max(MIN_DOWN_LIMIT) {
+                return Some(format!("the {client} has had no broker up for {down:.0?}"));
+            }
+        }
+        None
+    };
+    watch_progress(probe, limit, watching)?;
     let consumer: BaseConsumer<Ctx<C>> = client_config(&cfg)
         .set("group.id", &cfg.group_id)
         // Static membership: a restarted instance takes its partitions back at once instead
@@ -885,7 +976,11 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .create_with_context(Ctx { core: core.clone() })
+        .set("statistics.interval.ms", STATS_INTERVAL)
+        .create_with_context(Ctx {
+            core: core.clone(),
+            connected: consumer_connected.clone(),
+        })
         .ctx("creating consumer")?;
     check_topics(&consumer, &lock(&core).topics)?;
     let raw_topic = lock(&core).topics.raw.clone();

@@ -282,7 +282,12 @@ pub fn erase(req: &EraseRequest) -> Result<EraseOutcome> {
         let key = format!("{}:{sha}", req.tenant);
         let headers = tributary_engine::kafka::raw_headers(req.tenant.as_str(), "json");
         producer
-            .send(BaseRecord::to(&topic).key(&key).payload(&payload).headers(headers))
+            .send(
+                BaseRecord::with_opaque_to(&topic, 0)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers),
+            )
             .map_err(|(e, _)| e)
             .with_context(|| format!("producing the suppression record to {topic}"))?;
     }

@@ -24,9 +24,11 @@ pub use progress::Progress;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::message::Header;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tributary_engine::Source;
 
@@ -50,6 +52,10 @@ pub struct Spec {
     /// How long [`send_paced`]'s producer keeps trying to deliver a record before the send
     /// fails (librdkafka's `message.timeout.ms`; its default, 300 s, unless set).
     pub delivery_timeout: Duration,
+    /// When set, a producer that acknowledges nothing for this long while records are on
+    /// their way is replaced, and what it provably never wrote is sent again (see
+    /// [`send_paced`]). Off by default: it keeps every record until Kafka acknowledges it.
+    pub replace_stuck_after: Option<Duration>,
 }
 
 impl Spec {
@@ -66,6 +72,7 @@ impl Spec {
             format: Format::One(Source::Json),
             epoch: None,
             delivery_timeout: DELIVERY_TIMEOUT,
+            replace_stuck_after: None,
         }
     }
 
@@ -153,6 +160,10 @@ pub struct Summary {
     pub seconds: f64,
     /// Records a second achieved.
     pub rate: f64,
+    /// Stuck producers replaced ([`Spec::replace_stuck_after`]) and the records they had not
+    /// written, sent again.
+    pub replaced_producers: u32,
+    pub resent: u64,
     /// `tenant/event_id` of every valid record: the exact expected clean set.
     #[serde(skip)]
     pub expected: BTreeSet<String>,
@@ -390,6 +401,17 @@ pub fn send(bootstrap: &str, topic: &str, spec: Spec, progress: impl FnMut(u64))
 
 /// Like [`send`], at most `per_sec` records a second when given. `progress` is called with
 /// the number sent so far, every 1 000 records and at the end.
+///
+/// With [`Spec::replace_stuck_after`], a producer that acknowledges nothing for that long while
+/// records are on their way is replaced. `make chaos` saw the load's idempotent producer go
+/// silent on every partition after broker restarts and never recover, while the broker was
+/// healthy again; librdkafka 2.12 keeps a decommissioned broker's handle (see
+/// `tributary_engine::watchdog`). The stuck producer's queued and in-flight records are purged;
+/// some of them may have been written all the same (a request whose answer was lost). So each
+/// partition with purged records is read back from its last acknowledged offset: an idempotent
+/// producer writes a partition's records in order, so what was written is a prefix of the
+/// partition's purged records, found in order by key and value. The rest goes again, through a
+/// fresh producer, in the original order, so per-key order holds and nothing is written twice.
 pub fn send_paced(
     bootstrap: &str,
     topic: &str,
@@ -398,45 +420,12 @@ pub fn send_paced(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let producer: BaseProducer<Deliveries> = tributary_engine::kafka::env_client_config(bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "20")
-        .set("compression.type", "zstd")
-        .set("queue.buffering.max.messages", "500000")
-        // A topic that does not exist is an error, not a wait until the message times out.
-        .set("allow.auto.create.topics", "false")
-        .set("message.timeout.ms", spec.delivery_timeout.as_millis().to_string())
-        .create_with_context(Deliveries::default())?;
-    let mut summary = Summary::default();
     let delivery_timeout = spec.delivery_timeout;
+    let mut out = Sender::new(bootstrap, topic, delivery_timeout, spec.replace_stuck_after)?;
+    let mut summary = Summary::default();
     for g in Generator::new(spec) {
         summary.add(&g);
-        let mut headers = tributary_engine::kafka::raw_headers(g.tenant.as_str(), g.source.as_str());
-        if let Some(h) = &g.csv_header {
-            headers = headers.insert(Header {
-                key: "csv-header",
-                value: Some(h.as_str()),
-            });
-        }
-        let mut rec = BaseRecord::to(topic)
-            .key(g.key.as_bytes())
-            .payload(&g.payload[..])
-            .headers(headers);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    rec = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        out.send(summary.sent, Pending::of(&g))?;
         if let Some(rate) = per_sec {
             let due = Duration::from_secs_f64(summary.sent as f64 / rate.max(1) as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -451,41 +440,341 @@ pub fn send_paced(
     // `delivery_timeout`), and a failure is counted by `Deliveries`: so the flush waits that long
     // and a little more. A shorter bound failed a chaos run whose broker restart (a clean stop,
     // then the start with its log recovery) outlasted it, with every record still on its way.
-    producer.flush(delivery_timeout + Duration::from_secs(30))?;
-    producer
+    out.flush(delivery_timeout + Duration::from_secs(30))?;
+    out.producer
         .context()
         .check(&format!("the {} sent to {topic}", summary.sent))?;
+    summary.replaced_producers = out.replaced;
+    summary.resent = out.resent;
+    if out.replaced > 0 {
+        tracing::warn!(
+            topic,
+            replaced = out.replaced,
+            resent = out.resent,
+            "The load's producer was stuck and replaced; every record it had not written was sent again"
+        );
+    }
     progress(summary.sent);
     summary.finish(started.elapsed());
     Ok(summary)
+}
+
+/// A record on its way, kept (when stuck producers are replaced) until Kafka acknowledges it.
+#[derive(Clone)]
+struct Pending {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    tenant: String,
+    source: Source,
+    csv_header: Option<String>,
+}
+
+impl Pending {
+    fn of(g: &Generated) -> Pending {
+        Pending {
+            key: g.key.clone().into_bytes(),
+            payload: g.payload.clone(),
+            tenant: g.tenant.clone(),
+            source: g.source,
+            csv_header: g.csv_header.clone(),
+        }
+    }
+}
+
+/// The load's producer, replaced when it is stuck (see [`send_paced`]).
+struct Sender<'a> {
+    bootstrap: &'a str,
+    topic: &'a str,
+    delivery_timeout: Duration,
+    stuck_after: Option<Duration>,
+    producer: BaseProducer<Deliveries>,
+    /// Acknowledgements seen at `progress_at`.
+    acked: u64,
+    progress_at: Instant,
+    replaced: u32,
+    resent: u64,
+}
+
+impl<'a> Sender<'a> {
+    fn new(
+        bootstrap: &'a str,
+        topic: &'a str,
+        delivery_timeout: Duration,
+        stuck_after: Option<Duration>,
+    ) -> anyhow::Result<Self> {
+        let producer = Self::producer(
+            bootstrap,
+            topic,
+            delivery_timeout,
+            stuck_after.is_some(),
+            Default::default(),
+        )?;
+        Ok(Sender {
+            bootstrap,
+            topic,
+            delivery_timeout,
+            stuck_after,
+            producer,
+            acked: 0,
+            progress_at: Instant::now(),
+            replaced: 0,
+            resent: 0,
+        })
+    }
+
+    fn producer(
+        bootstrap: &str,
+        topic: &str,
+        delivery_timeout: Duration,
+        keep: bool,
+        counts: Counts,
+    ) -> anyhow::Result<BaseProducer<Deliveries>> {
+        Ok(tributary_engine::kafka::env_client_config(bootstrap)
+            // Names it in librdkafka's logs, e.g. `loadgen-raw.users#producer-3`.
+            .set("client.id", format!("loadgen-{topic}"))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("compression.type", "zstd")
+            .set("queue.buffering.max.messages", "500000")
+            // A topic that does not exist is an error, not a wait until the message times out.
+            .set("allow.auto.create.topics", "false")
+            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .create_with_context(Deliveries {
+                pending: keep.then(Default::default),
+                counts,
+                ..Default::default()
+            })?)
+    }
+
+    fn send(&mut self, seq: u64, p: Pending) -> anyhow::Result<()> {
+        let ctx = self.producer.context();
+        if let Some(pending) = &ctx.pending {
+            lock(pending).insert(seq, p.clone());
+        }
+        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source.as_str());
+        if let Some(h) = &p.csv_header {
+            headers = headers.insert(Header {
+                key: "csv-header",
+                value: Some(h.as_str()),
+            });
+        }
+        let mut rec = BaseRecord::with_opaque_to(self.topic, seq as usize)
+            .key(&p.key[..])
+            .payload(&p.payload[..])
+            .headers(headers);
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    rec = r;
+                    self.producer.poll(Duration::from_millis(10));
+                    if self.stuck()? {
+                        // The record was not queued: it goes through the new producer.
+                        return self.send(seq, p);
+                    }
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        if seq.is_multiple_of(1_000) {
+            self.stuck()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every record is acknowledged or failed, up to `timeout`.
+    fn flush(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} records to {} neither acknowledged nor failed after {timeout:?}",
+                self.producer.in_flight_count(),
+                self.topic
+            );
+            let _ = self.producer.flush(Duration::from_secs(1));
+            self.stuck()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the producer when it is stuck; whether it did.
+    fn stuck(&mut self) -> anyhow::Result<bool> {
+        let Some(limit) = self.stuck_after else {
+            return Ok(false);
+        };
+        let acked = self.producer.context().counts.acked.load(Relaxed);
+        let outstanding = self.producer.in_flight_count();
+        if acked != self.acked || outstanding == 0 {
+            self.acked = acked;
+            self.progress_at = Instant::now();
+            return Ok(false);
+        }
+        if self.progress_at.elapsed() < limit {
+            return Ok(false);
+        }
+        tracing::warn!(
+            topic = self.topic,
+            outstanding,
+            "The load's producer acknowledged nothing for {limit:?}: replacing it"
+        );
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let settle = Instant::now() + Duration::from_secs(30);
+        while self.producer.in_flight_count() > 0 {
+            anyhow::ensure!(
+                Instant::now() < settle,
+                "the stuck producer to {} did not give back its {} records when purged",
+                self.topic,
+                self.producer.in_flight_count()
+            );
+            self.producer.poll(Duration::from_millis(100));
+        }
+        let old = self.producer.context();
+        let purged = std::mem::take(&mut *lock(&old.purged));
+        let acked_end = lock(&old.acked_end).clone();
+        let mut pending = lock(old.pending.as_ref().expect("kept when stuck producers are replaced"));
+        let mut by_partition: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+        for (seq, partition) in &purged {
+            by_partition.entry(*partition).or_default().push(*seq);
+        }
+        let mut written = 0;
+        for (partition, seqs) in by_partition.iter_mut().filter(|(p, _)| **p >= 0) {
+            seqs.sort_unstable();
+            let from = acked_end.get(partition).map_or(0, |o| o + 1);
+            let found = written_prefix(self.bootstrap, self.topic, *partition, from, seqs, &pending)?;
+            for seq in seqs.drain(..found) {
+                pending.remove(&seq);
+                old.counts.acked.fetch_add(1, Relaxed);
+                written += 1;
+            }
+        }
+        let mut resend: Vec<(u64, Pending)> = by_partition
+            .into_values()
+            .flatten()
+            .filter_map(|seq| pending.remove(&seq).map(|p| (seq, p)))
+            .collect();
+        resend.sort_unstable_by_key(|(seq, _)| *seq);
+        drop(pending);
+        tracing::warn!(
+            topic = self.topic,
+            purged = purged.len(),
+            written,
+            "Of the stuck producer's records, {written} were written after all; the others go again"
+        );
+        let counts = old.counts.clone();
+        let fresh = Self::producer(self.bootstrap, self.topic, self.delivery_timeout, true, counts)?;
+        // A stuck client may never finish its `rd_kafka_destroy` (it waits for the broker
+        // handle that keeps it stuck): leave it be.
+        std::mem::forget(std::mem::replace(&mut self.producer, fresh));
+        self.replaced += 1;
+        self.resent += resend.len() as u64;
+        tracing::warn!(
+            topic = self.topic,
+            resent = resend.len(),
+            "Sending again what the stuck producer never wrote"
+        );
+        self.progress_at = Instant::now();
+        for (seq, p) in resend {
+            self.send(seq, p)?;
+        }
+        Ok(true)
+    }
+}
+
+/// How many of `seqs` (the records purged from a stuck producer to `partition`, in order) the
+/// partition holds from offset `from` on: found in order by key and value, other writers'
+/// records in between passed over.
+fn written_prefix(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    seqs: &[u64],
+    pending: &BTreeMap<u64, Pending>,
+) -> anyhow::Result<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = tributary_engine::kafka::env_client_config(bootstrap)
+        .set("group.id", format!("loadgen-readback-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (_, end) =
+        tributary_engine::kafka::watermarks_patiently(&consumer, topic, partition, Duration::from_secs(120), &|| {
+            false
+        })?;
+    if from >= end {
+        return Ok(0);
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    let mut found = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut next = from;
+    while next < end && found < seqs.len() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "reading {topic} [{partition}] back did not reach offset {end}"
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                next = m.offset() + 1;
+                let want = &pending[&seqs[found]];
+                if m.key() == Some(&want.key[..]) && m.payload().unwrap_or(&[]) == &want.payload[..] {
+                    found += 1;
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(found)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What became of the records, shared by a producer and the one that replaces it.
+#[derive(Default, Clone)]
+pub(crate) struct Counts {
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    first_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Failures per partition: one stuck partition and a stuck producer read differently.
+    failed_by_partition: Arc<std::sync::Mutex<BTreeMap<i32, u64>>>,
 }
 
 /// Counts the records Kafka did not acknowledge, so a run that lost any fails loudly
 /// (a `BaseProducer`'s `flush` returns Ok whatever became of the records).
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    failed: std::sync::atomic::AtomicU64,
-    first_error: std::sync::Mutex<Option<String>>,
-    /// Failures per partition: one stuck partition and a stuck producer read differently.
-    failed_by_partition: std::sync::Mutex<std::collections::BTreeMap<i32, u64>>,
+    counts: Counts,
+    /// The records not yet acknowledged, by number, when a stuck producer is to be replaced.
+    pending: Option<std::sync::Mutex<BTreeMap<u64, Pending>>>,
+    /// Records purged from a stuck producer, with their partition (-1: none yet).
+    purged: std::sync::Mutex<Vec<(u64, i32)>>,
+    /// The highest acknowledged offset per partition, when records are kept.
+    acked_end: std::sync::Mutex<BTreeMap<i32, i64>>,
 }
 
 impl Deliveries {
     /// Fails, naming the first error, when any record was refused.
     pub(crate) fn check(&self, what: &str) -> anyhow::Result<()> {
-        let failed = self.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let c = &self.counts;
+        let failed = c.failed.load(Relaxed);
         if failed > 0 {
-            let first = self.first_error.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
-            let by_partition = self
-                .failed_by_partition
-                .lock()
-                .map(|m| {
-                    m.iter()
-                        .map(|(p, n)| format!("{p}: {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
+            let first = lock(&c.first_error).clone().unwrap_or_default();
+            let by_partition = lock(&c.failed_by_partition)
+                .iter()
+                .map(|(p, n)| format!("{p}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             anyhow::bail!(
                 "{failed} record(s) of {what} not acknowledged by Kafka (by partition: {by_partition}); first error: {first}"
             );
@@ -497,16 +786,37 @@ impl Deliveries {
 impl rdkafka::ClientContext for Deliveries {}
 
 impl rdkafka::producer::ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
-            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Ok(mut by) = self.failed_by_partition.lock() {
-                *by.entry(rdkafka::Message::partition(m)).or_default() += 1;
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, seq: usize) {
+        let seq = seq as u64;
+        match result {
+            Ok(m) => {
+                self.counts.acked.fetch_add(1, Relaxed);
+                if let Some(p) = &self.pending {
+                    lock(p).remove(&seq);
+                    let (partition, offset) = (rdkafka::Message::partition(m), rdkafka::Message::offset(m));
+                    let mut ends = lock(&self.acked_end);
+                    let end = ends.entry(partition).or_insert(offset);
+                    *end = (*end).max(offset);
+                }
             }
-            if let Ok(mut first) = self.first_error.lock() {
-                first.get_or_insert_with(|| e.to_string());
+            Err((e, m)) => {
+                use rdkafka::error::KafkaError::MessageProduction;
+                use rdkafka::types::RDKafkaErrorCode::{PurgeInflight, PurgeQueue};
+                if self.pending.is_some() && matches!(e, MessageProduction(PurgeQueue | PurgeInflight)) {
+                    lock(&self.purged).push((seq, rdkafka::Message::partition(m)));
+                    return;
+                }
+                if let Some(p) = &self.pending {
+                    lock(p).remove(&seq);
+                }
+                let c = &self.counts;
+                c.failed.fetch_add(1, Relaxed);
+                *lock(&c.failed_by_partition)
+                    .entry(rdkafka::Message::partition(m))
+                    .or_default() += 1;
+                lock(&c.first_error).get_or_insert_with(|| e.to_string());
             }
         }
     }
@@ -652,6 +962,7 @@ impl Args {
                 Epoch::At(t) => Some(t),
             },
             delivery_timeout: DELIVERY_TIMEOUT,
+            replace_stuck_after: None,
         })
     }
 }

@@ -1,0 +1,243 @@
+//! A guard against a service that is alive but makes no progress.
+//!
+//! `make chaos` (broker-restart at 1 M events) found a chain service whose transaction could
+//! never finish. librdkafka 2.10 to 2.15 (we build 2.12.1) decommissions a broker that a
+//! metadata response leaves out (a KRaft broker does, while it is fenced, in its controlled
+//! shutdown or just after its start). Its `rd_kafka_broker_decommission` lets go of the group
+//! coordinator's reference to that broker, but not of the transaction manager's
+//! (`rk_eos.txn_curr_coord`). So the broker's handle never finishes terminating
+//! (`TERMINATE … Handle is terminating in state INIT: 2 refcnts`). While that handle is
+//! counted, the client neither connects anew nor re-bootstraps. With a single broker it then
+//! has no broker at all (`PIDBROKER No brokers available for Transactions`), for good. The
+//! process stayed up for 8 minutes, its liveness probe green, and logged nothing above DEBUG.
+//!
+//! The main loop cannot see this: it is blocked inside librdkafka, flushing or committing.
+//! So a thread of its own watches the open transaction. A transaction open for longer than the
+//! limit cannot commit any more: the broker aborts it after `transaction.timeout.ms`. So the
+//! process stops loudly, as a `kill -9` would, and a restart gets a fresh client. Nothing is
+//! lost: the open transaction never commits, and its records are read again by the partitions'
+//! next owner. That is the same path the kill -9 tests prove.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// When the watched piece of work began, readable without the lock its owner holds while it
+/// is blocked.
+#[derive(Debug)]
+pub struct Progress {
+    origin: Instant,
+    /// Milliseconds from `origin` to the start of the open work, plus one; 0 when none is open.
+    open_since: AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            open_since: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Progress {
+    /// Marks work open from `now`; a no-op while some is open already.
+    pub fn open(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.origin).as_millis() as u64 + 1;
+        let _ = self
+            .open_since
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Marks the open work finished (committed or aborted).
+    pub fn close(&self) {
+        self.open_since.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the open work has been open at `now`, if any is.
+    pub fn open_for(&self, now: Instant) -> Option<Duration> {
+        match self.open_since.load(Ordering::Relaxed) {
+            0 => None,
+            at => {
+                let since = self.origin + Duration::from_millis(at - 1);
+                Some(now.saturating_duration_since(since))
+            }
+        }
+    }
+}
+
+/// Whether a Kafka client has a broker to talk to, from its statistics
+/// (`statistics.interval.ms`): the last report in which one of its brokers (not a logical
+/// coordinator handle nor the internal one) was up.
+#[derive(Debug)]
+pub struct Connected {
+    origin: Instant,
+    /// Milliseconds from `origin` to the last report with a broker up; the client's creation
+    /// counts as one.
+    last_up: AtomicU64,
+}
+
+impl Default for Connected {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_up: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Connected {
+    /// Takes one statistics report of the client.
+    pub fn observe(&self, stats: &rdkafka::Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| matches!(b.source.as_str(), "learned" | "configured") && b.state == "UP");
+        if up {
+            self.mark_up(Instant::now());
+        }
+    }
+
+    fn mark_up(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.origin).as_millis() as u64;
+        self.last_up.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// How long the client has had no broker up at `now`, as of its last report.
+    pub fn down_for(&self, now: Instant) -> Duration {
+        let last = self.origin + Duration::from_millis(self.last_up.load(Ordering::Relaxed));
+        now.saturating_duration_since(last)
+    }
+}
+
+/// Calls `probe` every `tick` until `stop` is cancelled. The first time it names a stall,
+/// calls `stalled` with it, once, and stops watching.
+pub fn watch(
+    tick: Duration,
+    stop: CancellationToken,
+    mut probe: impl FnMut(Instant) -> Option<String> + Send + 'static,
+    stalled: impl FnOnce(String) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("watchdog".into()).spawn(move || {
+        while !stop.is_cancelled() {
+            if let Some(why) = probe(Instant::now()) {
+                stalled(why);
+                return;
+            }
+            std::thread::sleep(tick);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    #[test]
+    fn progress_reports_the_open_work_from_its_first_mark() {
+        let p = Progress::default();
+        let t0 = Instant::now();
+        assert_eq!(p.open_for(t0), None);
+        p.open(t0);
+        // A second mark while open keeps the first start.
+        p.open(t0 + Duration::from_secs(5));
+        let open = p.open_for(t0 + Duration::from_secs(7)).unwrap();
+        assert!(
+            open >= Duration::from_millis(6_990) && open <= Duration::from_millis(7_010),
+            "{open:?}"
+        );
+        p.close();
+        assert_eq!(p.open_for(t0 + Duration::from_secs(8)), None);
+        p.open(t0 + Duration::from_secs(9));
+        let open = p.open_for(t0 + Duration::from_secs(10)).unwrap();
+        assert!(open <= Duration::from_millis(1_010), "{open:?}");
+    }
+
+    #[test]
+    fn the_watch_fires_once_on_work_open_past_the_limit_and_not_on_work_that_closes() {
+        let p = Arc::new(Progress::default());
+        let (tx, rx) = mpsc::channel();
+        let stop = CancellationToken::new();
+        let watched = p.clone();
+        // Far above the 20 ms the work stays open, so that a slow machine does not make it late.
+        let limit = Duration::from_secs(2);
+        let probe = move |now| watched.open_for(now).filter(|open| *open > limit);
+        let h = watch(
+            Duration::from_millis(10),
+            stop.clone(),
+            move |now| probe(now).map(|d| format!("{}", d.as_millis())),
+            move |d| tx.send(d.parse::<u64>().unwrap()).unwrap(),
+        )
+        .unwrap();
+        // Work that opens and closes within the limit, again and again: no alarm.
+        for _ in 0..20 {
+            p.open(Instant::now());
+            std::thread::sleep(Duration::from_millis(20));
+            p.close();
+        }
+        assert!(rx.try_recv().is_err());
+        // Work that stays open: the alarm, with how long it was open.
+        p.open(Instant::now());
+        let open = rx.recv_timeout(Duration::from_secs(20)).expect("the watch fires");
+        assert!(open > 2_000, "{open}");
+        h.join().unwrap();
+        assert!(rx.try_recv().is_err(), "it fires once");
+    }
+
+    #[test]
+    fn connected_counts_from_creation_and_from_each_report_with_a_broker_up() {
+        let c = Connected::default();
+        let t0 = c.origin;
+        assert!(c.down_for(t0 + Duration::from_secs(3)) >= Duration::from_secs(3));
+        c.mark_up(t0 + Duration::from_secs(10));
+        assert_eq!(c.down_for(t0 + Duration::from_secs(12)), Duration::from_secs(2));
+        // An older report does not move it back.
+        c.mark_up(t0 + Duration::from_secs(5));
+        assert_eq!(c.down_for(t0 + Duration::from_secs(12)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_report_counts_only_real_brokers_that_are_up() {
+        let stats = |brokers: &[(&str, &str)]| {
+            let mut s = rdkafka::Statistics::default();
+            for (i, (source, state)) in brokers.iter().enumerate() {
+                let b = rdkafka::statistics::Broker {
+                    source: (*source).into(),
+                    state: (*state).into(),
+                    ..Default::default()
+                };
+                s.brokers.insert(format!("b{i}"), b);
+            }
+            s
+        };
+        for (brokers, up) in [
+            (vec![("learned", "UP")], true),
+            (vec![("configured", "UP")], true),
+            (vec![("learned", "INIT"), ("logical", "UP"), ("internal", "UP")], false),
+            (vec![], false),
+        ] {
+            let c = Connected::default();
+            let before = c.last_up.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+            c.observe(&stats(&brokers));
+            assert_eq!(c.last_up.load(Ordering::Relaxed) > before, up, "{brokers:?}");
+        }
+    }
+
+    #[test]
+    fn the_watch_ends_when_stopped() {
+        let stop = CancellationToken::new();
+        let h = watch(
+            Duration::from_millis(10),
+            stop.clone(),
+            |_| None,
+            |_| panic!("no alarm"),
+        )
+        .unwrap();
+        stop.cancel();
+        h.join().unwrap();
+    }
+}
