@@ -39,6 +39,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use tributary_engine::metrics::Health;
 use tributary_engine::topics;
+use tributary_engine::watchdog::Connected;
 use tributary_lake::convert;
 use tributary_lake::{table, Lake};
 
@@ -81,17 +82,26 @@ struct Core {
     metrics: SinkMetrics,
     health: Health,
     fatal: Option<Error>,
+    /// Since when the group has left this sink without partitions after it had some (a
+    /// revocation took them all), until partitions are assigned again.
+    unassigned_at: Option<Instant>,
 }
 
 struct Ctx {
     core: Arc<Mutex<Core>>,
+    /// Whether the consumer has a broker up, from its statistics.
+    connected: Arc<Connected>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.connected.observe(&statistics);
+    }
+}
 
 impl ConsumerContext for Ctx {
     /// Sets each newly assigned partition's position to the offset its table holds before
@@ -107,6 +117,7 @@ impl ConsumerContext for Ctx {
                     core.fatal.get_or_insert(e);
                 }
                 core.health.set_ready(true);
+                core.unassigned_at = None;
                 tracing::info!(partitions = tpl.count(), "Partitions assigned at the tables' offsets");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -116,7 +127,14 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = consumer.incremental_unassign(tpl).ctx("unassigning partitions") {
                     core.fatal.get_or_insert(e);
                 }
-                tracing::info!(partitions = tpl.count(), "Partitions revoked");
+                if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+                    core.unassigned_at.get_or_insert_with(Instant::now);
+                }
+                tracing::info!(
+                    partitions = tpl.count(),
+                    lost = consumer.assignment_lost(),
+                    "Partitions revoked"
+                );
             }
             other => tracing::error!(error = ?other, "Rebalance failed"),
         }
@@ -428,6 +446,12 @@ fn rows_for(table: &DeltaTable, chain: &str) -> Result<decode::Rows> {
 }
 
 /// How often the loop checks what depends on time (see `run_loop`).
+/// How long the sink waits for partitions back after a revocation took them all (a lapsed
+/// session across a broker restart) before it stops, as a chain does (`REJOIN_LIMIT`).
+const REJOIN_LIMIT: Duration = Duration::from_secs(60);
+/// How long the consumer may report no broker up before the sink stops: the chains' default
+/// `STALL_LIMIT`.
+const BROKER_DOWN_LIMIT: Duration = Duration::from_secs(120);
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// The consumer's prefetch queue, unless set through `KAFKA_PROP_`.
@@ -513,7 +537,9 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         metrics,
         health: health.clone(),
         fatal: None,
+        unassigned_at: None,
     }));
+    let connected = Arc::new(Connected::default());
     let mut consumer_config = client_config(&cfg);
     // librdkafka prefetches per partition up to 64 MiB of records (or 100 000) by default,
     // held decompressed with an op per record: with 16 MiB, heaptrack still showed 59 MiB of
@@ -534,7 +560,11 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
-        .create_with_context(Ctx { core: core_arc.clone() })
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(Ctx {
+            core: core_arc.clone(),
+            connected: connected.clone(),
+        })
         .ctx("creating the consumer")?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).ctx("subscribing to the clean topics")?;
@@ -629,6 +659,27 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         if last_lag.elapsed() > Duration::from_secs(10) {
             core.metrics.update_lag(&consumer);
             last_lag = Instant::now();
+        }
+        let now = Instant::now();
+        if core
+            .unassigned_at
+            .is_some_and(|t| now.saturating_duration_since(t) > REJOIN_LIMIT)
+        {
+            // `make chaos` (broker-restart at 1 M events) saw the sink's partitions revoked
+            // across a broker restart and never assigned again: alive and idle for 7 minutes.
+            // What waits was committed at the revocation; a restart rejoins with a fresh client.
+            return Err(Error::Stuck(format!(
+                "all partitions revoked and none assigned again within {REJOIN_LIMIT:?}; \
+                 stopping so that a restart rejoins with a fresh client"
+            )));
+        }
+        let down = connected.down_for(now);
+        if down > BROKER_DOWN_LIMIT {
+            return Err(Error::Stuck(format!(
+                "the consumer has had no broker up for {down:.0?}; stopping so that a restart \
+                 gets a fresh client (librdkafka 2.12 can keep a decommissioned broker's handle, \
+                 see tributary_engine::watchdog)"
+            )));
         }
     }
     tracing::info!("Shutting down: committing what waits");
