@@ -82,9 +82,8 @@ struct Core {
     metrics: SinkMetrics,
     health: Health,
     fatal: Option<Error>,
-    /// Since when the group has left this sink without partitions after it had some (a
-    /// revocation took them all), until partitions are assigned again.
-    unassigned_at: Option<Instant>,
+    /// Whether the group ever gave this sink partitions.
+    had_partitions: bool,
 }
 
 struct Ctx {
@@ -117,7 +116,7 @@ impl ConsumerContext for Ctx {
                     core.fatal.get_or_insert(e);
                 }
                 core.health.set_ready(true);
-                core.unassigned_at = None;
+                core.had_partitions = true;
                 tracing::info!(partitions = tpl.count(), "Partitions assigned at the tables' offsets");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -126,9 +125,6 @@ impl ConsumerContext for Ctx {
                 }
                 if let Err(e) = consumer.incremental_unassign(tpl).ctx("unassigning partitions") {
                     core.fatal.get_or_insert(e);
-                }
-                if consumer.assignment().is_ok_and(|a| a.count() == 0) {
-                    core.unassigned_at.get_or_insert_with(Instant::now);
                 }
                 tracing::info!(
                     partitions = tpl.count(),
@@ -537,7 +533,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         metrics,
         health: health.clone(),
         fatal: None,
-        unassigned_at: None,
+        had_partitions: false,
     }));
     let connected = Arc::new(Connected::default());
     let mut consumer_config = client_config(&cfg);
@@ -571,6 +567,9 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
     let mut last_lag = Instant::now();
     let mut last_check = Instant::now();
+    // Since when the group has left this sink without partitions after it had some.
+    let mut last_assignment_check = Instant::now();
+    let mut unassigned_at: Option<Instant> = None;
     let mut unchecked = 0u32;
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(50));
@@ -661,10 +660,15 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
             last_lag = Instant::now();
         }
         let now = Instant::now();
-        if core
-            .unassigned_at
-            .is_some_and(|t| now.saturating_duration_since(t) > REJOIN_LIMIT)
-        {
+        if core.had_partitions && now.saturating_duration_since(last_assignment_check) >= Duration::from_secs(1) {
+            // Read here, not in the revocation: within the callback the assignment still holds
+            // the partitions being revoked (a chaos run's sink stood idle for 10 minutes with
+            // that check in place).
+            last_assignment_check = now;
+            let empty = consumer.assignment().is_ok_and(|a| a.count() == 0);
+            unassigned_at = if empty { unassigned_at.or(Some(now)) } else { None };
+        }
+        if unassigned_at.is_some_and(|t| now.saturating_duration_since(t) > REJOIN_LIMIT) {
             // `make chaos` (broker-restart at 1 M events) saw the sink's partitions revoked
             // across a broker restart and never assigned again: alive and idle for 7 minutes.
             // What waits was committed at the revocation; a restart rejoins with a fresh client.
