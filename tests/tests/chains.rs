@@ -9,30 +9,6 @@ use tributary_ctl::loadgen::{self, Generator, Kind, Spec};
 use tributary_engine::topics;
 use tributary_tests::*;
 
-/// Checks the clean topic holds exactly `expected` (tenant/event_id), once each.
-fn assert_exact_clean(ns: &str, chain: &str, expected: &BTreeSet<String>) -> Result<Vec<CleanRow>> {
-    let clean = decode_clean(&read_all(&topic(ns, topics::clean(chain)))?)?;
-    let mut seen = BTreeMap::<String, u32>::new();
-    for (_, _, t, id) in &clean {
-        *seen.entry(format!("{t}/{id}")).or_default() += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
-    let got: BTreeSet<String> = seen.keys().cloned().collect();
-    let missing: Vec<_> = expected.difference(&got).take(5).collect();
-    let extra: Vec<_> = got.difference(expected).take(5).collect();
-    assert!(
-        twice.is_empty(),
-        "{chain}: {} records twice in the clean topic, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
-    );
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{chain}: missing {missing:?}, unexpected {extra:?}"
-    );
-    Ok(clean)
-}
-
 fn exact_sets_for(chain: &str) -> Result<()> {
     let ns = namespace(chain, 3)?;
     let mut svc = Service::start(

@@ -5,7 +5,6 @@
 //! binaries one after another, and no other test talks to the broker meanwhile.
 
 use anyhow::{ensure, Context, Result};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tributary_ctl::loadgen::{self, Spec};
 use tributary_engine::topics;
@@ -105,14 +104,6 @@ fn a_chain_stalled_past_its_limit_exits_and_its_restart_loses_nothing() -> Resul
         sums.received, summary.sent,
         "audit covers every input record exactly once"
     );
-    let clean = decode_clean(&read_all(&topic(&ns, topics::clean(chain)))?)?;
-    let mut seen = BTreeMap::<String, u32>::new();
-    for (_, _, t, id) in &clean {
-        *seen.entry(format!("{t}/{id}")).or_default() += 1;
-    }
-    let twice = seen.values().filter(|n| **n > 1).count();
-    assert_eq!(twice, 0, "records twice in the clean topic");
-    let got: std::collections::BTreeSet<String> = seen.into_keys().collect();
-    assert_eq!(got, summary.expected, "the clean set (after {restarts} restarts)");
+    assert_exact_clean(&ns, chain, &summary.expected).with_context(|| format!("after {restarts} restarts"))?;
     svc.stop().context("stopping the chain")
 }

@@ -60,14 +60,6 @@ pub const STALLED_EXIT: i32 = 3;
 
 type Producer_ = ThreadedProducer<ProducerCtx>;
 
-/// How often each Kafka client reports its statistics, which say whether it has a broker up
-/// ([`Connected`], for the watchdog). The consumer's come through its poll, so they also stop
-/// while the loop is blocked in a commit (which the open transaction's age catches).
-const STATS_INTERVAL: &str = "5000";
-/// The least time without a broker up that counts as a stall, whatever `STALL_LIMIT`: three
-/// statistics reports, so that the gap between two reports never counts as one.
-const MIN_DOWN_LIMIT: Duration = Duration::from_secs(15);
-
 /// The producer's context: librdkafka's defaults, and its statistics for the watchdog.
 /// Deliveries need no callback: every transaction flushes before it commits, and a failed
 /// delivery fails the commit.
@@ -904,6 +896,9 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     let max_out_bytes = output_record_limit(&cfg, &[&topics.clean, &topics.dlq, &topics.audit, &topics.changelog])?;
     // Batching and compression are defaults the deployment's `kafka` settings may replace;
     // what exactly-once rests on (idempotence, the transactional id) is set after them.
+    // Whether each client has a broker up, from its statistics. The consumer's come through
+    // its poll, so they also stop while the loop is blocked in a commit (which the open
+    // transaction's age catches first).
     let (producer_connected, consumer_connected) = (Arc::new(Connected::default()), Arc::new(Connected::default()));
     let producer: Producer_ = crate::kafka::producer_config(&cfg.kafka_bootstrap, &cfg.kafka)
         .set("message.max.bytes", max_out_bytes.to_string())
@@ -913,7 +908,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         )
         .set("enable.idempotence", "true")
         .set("transaction.timeout.ms", TXN_TIMEOUT.as_millis().to_string())
-        .set("statistics.interval.ms", STATS_INTERVAL)
+        .set("statistics.interval.ms", watchdog::STATS_INTERVAL)
         .create_with_context(ProducerCtx {
             connected: producer_connected.clone(),
         })
@@ -947,18 +942,18 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     let watching = CancellationToken::new();
     let _stop_watching = watching.clone().drop_guard();
     let limit = cfg.stall_limit;
-    let (producer_connected, consumer_watched) = (producer_connected, consumer_connected.clone());
+    let clients = [
+        ("producer", producer_connected),
+        ("consumer", consumer_connected.clone()),
+    ];
     let probe = move |now: Instant| {
         if let Some(open) = progress.open_for(now).filter(|open| *open > limit) {
             return Some(format!("a transaction has been open for {open:.0?}"));
         }
-        for (client, connected) in [("producer", &producer_connected), ("consumer", &consumer_watched)] {
-            let down = connected.down_for(now);
-            if down > limit.max(MIN_DOWN_LIMIT) {
-                return Some(format!("the {client} has had no broker up for {down:.0?}"));
-            }
-        }
-        None
+        clients.iter().find_map(|(client, connected)| {
+            let down = connected.down_past(now, limit)?;
+            Some(format!("the {client} has had no broker up for {down:.0?}"))
+        })
     };
     watch_progress(probe, limit, watching)?;
     let consumer: BaseConsumer<Ctx<C>> = client_config(&cfg)
@@ -976,7 +971,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("statistics.interval.ms", STATS_INTERVAL)
+        .set("statistics.interval.ms", watchdog::STATS_INTERVAL)
         .create_with_context(Ctx {
             core: core.clone(),
             connected: consumer_connected.clone(),

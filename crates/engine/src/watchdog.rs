@@ -67,6 +67,12 @@ impl Progress {
     }
 }
 
+/// The `statistics.interval.ms` of a client whose [`Connected`] is watched.
+pub const STATS_INTERVAL: &str = "5000";
+/// The least time without a broker up that counts as a stall, whatever the limit asked: three
+/// statistics reports, so that the gap between two reports never counts as one.
+const MIN_DOWN_LIMIT: Duration = Duration::from_secs(15);
+
 /// Whether a Kafka client has a broker to talk to, from its statistics
 /// (`statistics.interval.ms`): the last report in which one of its brokers (not a logical
 /// coordinator handle nor the internal one) was up.
@@ -108,6 +114,12 @@ impl Connected {
     pub fn down_for(&self, now: Instant) -> Duration {
         let last = self.origin + Duration::from_millis(self.last_up.load(Ordering::Relaxed));
         now.saturating_duration_since(last)
+    }
+
+    /// How long the client has had no broker up, when that is longer than `limit` (at least
+    /// three statistics reports).
+    pub fn down_past(&self, now: Instant, limit: Duration) -> Option<Duration> {
+        Some(self.down_for(now)).filter(|down| *down > limit.max(MIN_DOWN_LIMIT))
     }
 }
 
@@ -197,6 +209,12 @@ mod tests {
         // An older report does not move it back.
         c.mark_up(t0 + Duration::from_secs(5));
         assert_eq!(c.down_for(t0 + Duration::from_secs(12)), Duration::from_secs(2));
+        // A limit under three reports counts as three.
+        assert_eq!(c.down_past(t0 + Duration::from_secs(20), Duration::from_secs(5)), None);
+        assert_eq!(
+            c.down_past(t0 + Duration::from_secs(26), Duration::from_secs(5)),
+            Some(Duration::from_secs(16))
+        );
     }
 
     #[test]

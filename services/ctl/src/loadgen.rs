@@ -425,7 +425,7 @@ pub fn send_paced(
     let mut summary = Summary::default();
     for g in Generator::new(spec) {
         summary.add(&g);
-        out.send(summary.sent, Pending::of(&g))?;
+        out.send(summary.sent, Pending::from(g))?;
         if let Some(rate) = per_sec {
             let due = Duration::from_secs_f64(summary.sent as f64 / rate.max(1) as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -460,7 +460,6 @@ pub fn send_paced(
 }
 
 /// A record on its way, kept (when stuck producers are replaced) until Kafka acknowledges it.
-#[derive(Clone)]
 struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
@@ -470,13 +469,14 @@ struct Pending {
 }
 
 impl Pending {
-    fn of(g: &Generated) -> Pending {
+    /// Takes the record's bytes: the generator's record is not needed after it is sent.
+    fn from(g: Generated) -> Pending {
         Pending {
-            key: g.key.clone().into_bytes(),
-            payload: g.payload.clone(),
-            tenant: g.tenant.clone(),
+            key: g.key.into_bytes(),
+            payload: g.payload,
+            tenant: g.tenant,
             source: g.source,
-            csv_header: g.csv_header.clone(),
+            csv_header: g.csv_header,
         }
     }
 }
@@ -548,10 +548,6 @@ impl<'a> Sender<'a> {
     }
 
     fn send(&mut self, seq: u64, p: Pending) -> anyhow::Result<()> {
-        let ctx = self.producer.context();
-        if let Some(pending) = &ctx.pending {
-            lock(pending).insert(seq, p.clone());
-        }
         let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source.as_str());
         if let Some(h) = &p.csv_header {
             headers = headers.insert(Header {
@@ -574,11 +570,16 @@ impl<'a> Sender<'a> {
                     self.producer.poll(Duration::from_millis(10));
                     if self.stuck()? {
                         // The record was not queued: it goes through the new producer.
+                        drop(rec);
                         return self.send(seq, p);
                     }
                 }
                 Err((e, _)) => return Err(e.into()),
             }
+        }
+        // Kept (librdkafka copied the bytes) before the poll that may report its delivery.
+        if let Some(pending) = &self.producer.context().pending {
+            lock(pending).insert(seq, p);
         }
         self.producer.poll(Duration::ZERO);
         if seq.is_multiple_of(1_000) {

@@ -556,7 +556,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("max.poll.interval.ms", "600000")
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", tributary_engine::watchdog::STATS_INTERVAL)
         .create_with_context(Ctx {
             core: core_arc.clone(),
             connected: connected.clone(),
@@ -677,8 +677,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
                  stopping so that a restart rejoins with a fresh client"
             )));
         }
-        let down = connected.down_for(now);
-        if down > BROKER_DOWN_LIMIT {
+        if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
             return Err(Error::Stuck(format!(
                 "the consumer has had no broker up for {down:.0?}; stopping so that a restart \
                  gets a fresh client (librdkafka 2.12 can keep a decommissioned broker's handle, \
