@@ -105,6 +105,7 @@ fn samples(dir: &Path) -> Result<BTreeMap<&'static str, (String, String)>> {
         ("tenants", ("acme,globex".into(), r#"["acme", "globex"]"#.into())),
         ("dedup_window", s("2h")),
         ("commit_interval", s("250ms")),
+        ("stall_limit", s("3m")),
         ("max_batch_records", n("123")),
         ("max_record_bytes", n("4096")),
         ("instance_id", s("7")),
