@@ -157,7 +157,11 @@ impl Component {
 
     fn launcher(self, what: &str) -> Result<()> {
         let script = repo_root().join("dev").join(self.name()).join("run.sh");
-        let out = Command::new("bash")
+        // With a deadline (coreutils' `timeout`): a launcher that hangs fails the run instead
+        // of holding it for good. Kafka's start after a kill -9 under load, its log recovery
+        // included, took up to 2 minutes.
+        let out = Command::new("timeout")
+            .args(["--kill-after=10", &LAUNCHER_DEADLINE.as_secs().to_string(), "bash"])
             .arg(&script)
             .arg(what)
             .env("INFRA_DIR", infra_dir())
@@ -175,6 +179,9 @@ impl Component {
         Ok(())
     }
 }
+
+/// How long one call of a component's launcher (`dev/<name>/run.sh start|stop`) may take.
+const LAUNCHER_DEADLINE: Duration = Duration::from_secs(420);
 
 /// A component frozen by [`Component::pause`]; dropping it (also on a failed assertion)
 /// lets it run again.

@@ -10,8 +10,8 @@ use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
 use super::suppression;
 use crate::{
-    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, produce_special_with, special_records, topic,
-    wait_namespace_ready, Serve, Service, Sink,
+    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, special_records, topic, wait_namespace_ready, Serve,
+    Service, Sink,
 };
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -19,6 +19,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tributary_ctl::loadgen::{self, Format, Generator, Kind, Spec};
 use tributary_engine::topics::{self, CHAINS};
@@ -187,6 +189,7 @@ pub struct Outcome {
 }
 
 /// The processes of a run.
+#[derive(Default)]
 struct Fleet {
     chains: Vec<Service>,
     sinks: Vec<Sink>,
@@ -225,6 +228,80 @@ impl Fleet {
         }
         Ok(())
     }
+}
+
+/// Runs [`Fleet::supervise`] every 200 ms in a thread of its own, as an orchestrator would, so
+/// that no step of the harness that blocks (a producer waiting for a broker, a fault that
+/// takes minutes) leaves an exited service down. In broker-kill9 at 1 M the main thread sat
+/// for 10 minutes in a join while the chains its watchdogs had stopped stayed zombies.
+struct Supervisor {
+    fleet: Arc<Mutex<Fleet>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Supervisor {
+    fn start(fleet: Fleet, since: Instant) -> Supervisor {
+        let fleet = Arc::new(Mutex::new(fleet));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (fleet, stop) = (fleet.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<()> {
+                while !stop.load(Ordering::Relaxed) {
+                    lock(&fleet).supervise(since.elapsed().as_secs_f64())?;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Ok(())
+            })
+        };
+        Supervisor {
+            fleet,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        lock(&self.fleet)
+    }
+
+    /// The supervision's failure (a service it could not start again), if it stopped on one.
+    fn check(&mut self) -> Result<()> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            self.join()?;
+            bail!("supervision stopped");
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the supervision thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops supervising (what is stopped next stays stopped); the fleet back.
+    fn finish(mut self) -> Result<Fleet> {
+        self.join()?;
+        let fleet = std::mem::replace(&mut self.fleet, Arc::new(Mutex::new(Fleet::default())));
+        Arc::try_unwrap(fleet)
+            .map_err(|_| anyhow::anyhow!("the fleet is still shared"))
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How long the load's producers (the sources) keep trying to deliver a record. At 1 M events
@@ -379,14 +456,17 @@ fn run_in(
         Scenario::GatewayKill9 => Some(Gateway::start(ns)?),
         _ => None,
     };
-    let mut fleet = Fleet {
-        chains,
-        sinks,
-        serve,
-        gateway,
-        exits: vec![],
-    };
     let reader = LiveReader::start(ns, &CHAINS)?;
+    let mut fleet = Supervisor::start(
+        Fleet {
+            chains,
+            sinks,
+            serve,
+            gateway,
+            exits: vec![],
+        },
+        reader.started,
+    );
     let t = |r: &LiveReader| r.started.elapsed().as_secs_f64();
     // Where a run's time goes, phase by phase (the load itself is the small part at 1 M).
     let mut phase_at = started;
@@ -427,44 +507,46 @@ fn run_in(
     }
     // gateway-kill9: SendGrid webhooks (one event a request) through the gateway beside the
     // load, a quarter of a chain's count, paced over the load (at most 1 000 a second).
-    let driver = fleet.gateway.as_ref().map(|g| {
+    let driver = fleet.fleet().gateway.as_ref().map(|g| {
         let n = (per_chain / 4).max(200);
         let rate = (n as f64 / load_secs.max(0.1)).min(1_000.0);
         gateway::Driver::start(g.port.clone(), n, rate)
     });
     let poison_per_chain = (per_chain / 1_000).max(7) as usize;
+    // The poison records, sent as the load is (a stuck producer replaced: a producer made
+    // while the broker is away can stay stuck for good, and the run waits for these).
     let poison = {
         let ns = ns.to_owned();
         std::thread::spawn(move || -> Result<BTreeMap<&'static str, usize>> {
+            let (k, raws) = (kafka(), CHAINS.map(|c| topic(&ns, topics::raw(c))));
+            let mut out = Vec::new();
+            for raw in &raws {
+                out.push(loadgen::RawSender::new(
+                    &k,
+                    raw,
+                    SOURCE_DELIVERY_TIMEOUT,
+                    Some(SOURCE_STUCK_AFTER),
+                )?);
+            }
             let mut sent = BTreeMap::new();
             let steps = 10;
             for step in 0..steps {
-                for c in CHAINS {
+                for (c, out) in CHAINS.iter().zip(&mut out) {
                     let all: Vec<_> = special_records(c).into_iter().filter(|s| s.class.is_some()).collect();
                     let n = poison_per_chain * (step + 1) / steps - poison_per_chain * step / steps;
-                    let batch: Vec<_> = (0..n)
-                        .map(|i| {
-                            let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
-                            crate::Special {
-                                tenant: s.tenant,
-                                source: s.source,
-                                payload: s.payload.clone(),
-                                class: s.class,
-                            }
-                        })
-                        .collect();
-                    produce_special_with(
-                        &topic(&ns, topics::raw(c)),
-                        &batch,
-                        &[
-                            ("enable.idempotence", "true"),
-                            ("message.max.bytes", "2000000"),
-                            ("message.timeout.ms", &SOURCE_DELIVERY_TIMEOUT.as_millis().to_string()),
-                        ],
-                    )?;
-                    *sent.entry(c).or_default() += n;
+                    for i in 0..n {
+                        let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
+                        out.send(b"special", s.payload.clone(), s.tenant, s.source)?;
+                    }
+                    *sent.entry(*c).or_default() += n;
                 }
                 std::thread::sleep(Duration::from_secs_f64(load_secs / steps as f64));
+            }
+            for (c, out) in CHAINS.iter().zip(out) {
+                let replaced = out.finish()?;
+                if replaced > 0 {
+                    eprintln!("chaos: poison to {c}: producer replaced {replaced} time(s)");
+                }
             }
             Ok(sent)
         })
@@ -481,13 +563,12 @@ fn run_in(
     let load_start_t = t(&reader);
     for (i, at) in points.iter().enumerate() {
         while load_start.elapsed().as_secs_f64() < *at {
-            fleet.supervise(t(&reader))?;
+            fleet.check()?;
             std::thread::sleep(Duration::from_millis(100));
         }
         faults.push(timed(&reader, || {
-            inject(scenario, &mut fleet, victim, rng, &mut churn, ns, i)
+            inject(scenario, &fleet.fleet, victim, rng, &mut churn, ns, i)
         })?);
-        fleet.supervise(t(&reader))?;
     }
     // Rebalance churn goes on for the whole load.
     if scenario == Scenario::RebalanceChurn {
@@ -495,7 +576,7 @@ fn run_in(
         while loaders.iter().any(|l| !l.is_finished()) {
             std::thread::sleep(Duration::from_millis(rng.random_range(2_000..4_000)));
             faults.push(timed(&reader, || {
-                inject(scenario, &mut fleet, victim, rng, &mut churn, ns, k)
+                inject(scenario, &fleet.fleet, victim, rng, &mut churn, ns, k)
             })?);
             k += 1;
         }
@@ -506,7 +587,7 @@ fn run_in(
     let mut summaries = Vec::new();
     for l in loaders {
         while !l.is_finished() {
-            fleet.supervise(t(&reader))?;
+            fleet.check()?;
             std::thread::sleep(Duration::from_millis(200));
         }
         summaries.push(l.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))??);
@@ -519,11 +600,13 @@ fn run_in(
     let (gateway_verdict, gateway_sent) = match driver {
         Some(d) => {
             while !d.is_finished() {
-                fleet.supervise(t(&reader))?;
+                fleet.check()?;
                 std::thread::sleep(Duration::from_millis(200));
             }
             let log = d.finish()?;
-            if let Some(g) = &mut fleet.gateway {
+            // Out of the fleet first, so that supervision does not start it again.
+            let gw = fleet.fleet().gateway.take();
+            if let Some(mut g) = gw {
                 g.stop()?;
             }
             let (v, sent) = gateway::check(ns, &log)?;
@@ -536,7 +619,6 @@ fn run_in(
         }
         None => (None, vec![]),
     };
-    fleet.gateway = None;
     phase("load sent");
     let extra_raw = |c: &str| -> u64 {
         if c == gateway::CHAIN {
@@ -553,7 +635,7 @@ fn run_in(
         let c = spec.chain.as_str();
         let want = s.sent + poison_sent.get(c).copied().unwrap_or(0) as u64 + extra_raw(c);
         loop {
-            fleet.supervise(t(&reader))?;
+            fleet.check()?;
             let sums = audit_sums(&topic(ns, topics::audit(c)))?;
             if sums.received >= want {
                 let rows: u64 = crate::table_rows(lake, c)?.values().map(|n| u64::from(*n)).sum();
@@ -571,6 +653,7 @@ fn run_in(
     // A doubled commit, if there were one, has a moment to land.
     std::thread::sleep(Duration::from_secs(3));
     let drain = drain_start.elapsed().as_secs_f64();
+    let mut fleet = fleet.finish()?;
     for s in &mut fleet.chains {
         s.stop().or_else(|_| s.kill9_and_restart().and_then(|_| s.stop()))?;
     }
@@ -740,7 +823,7 @@ fn timed(reader: &LiveReader, fault: impl FnOnce() -> Result<String>) -> Result<
 /// One fault of the scenario's kind; returns what it did.
 fn inject(
     scenario: Scenario,
-    fleet: &mut Fleet,
+    fleet: &Mutex<Fleet>,
     victim: &str,
     rng: &mut StdRng,
     churn: &mut Option<Service>,
@@ -780,6 +863,7 @@ fn inject(
             // five faults cover all five.
             let from = CHAINS.iter().position(|c| *c == victim).unwrap_or(0);
             let chain = CHAINS[(from + i) % CHAINS.len()];
+            let mut fleet = lock(fleet);
             let k = fleet
                 .chains
                 .iter()
@@ -789,6 +873,7 @@ fn inject(
             format!("{chain} kill -9 + start")
         }
         Scenario::GatewayKill9 => {
+            let mut fleet = lock(fleet);
             let g = fleet.gateway.as_mut().context("no gateway")?;
             let t0 = Instant::now();
             g.kill9_and_restart()?;
@@ -798,6 +883,7 @@ fn inject(
             )
         }
         Scenario::ServeKill9 => {
+            let mut fleet = lock(fleet);
             let s = fleet.serve.as_mut().context("no serve")?;
             let t0 = Instant::now();
             s.kill9_and_restart()?;
@@ -814,15 +900,17 @@ fn inject(
             )
         }
         Scenario::ChainZombie => {
-            let mine: Vec<usize> = (0..fleet.chains.len())
-                .filter(|k| fleet.chains[*k].name() == victim)
-                .collect();
-            let k = mine[rng.random_range(0..mine.len())];
-            pause(fleet.chains[k].child.id(), 14)?;
-            format!(
-                "{victim} instance {} SIGSTOP 14 s + SIGCONT",
-                fleet.chains[k].instance()
-            )
+            // The pid under the lock, the pause without it: a paused process has not exited.
+            let (pid, instance) = {
+                let fleet = lock(fleet);
+                let mine: Vec<usize> = (0..fleet.chains.len())
+                    .filter(|k| fleet.chains[*k].name() == victim)
+                    .collect();
+                let k = mine[rng.random_range(0..mine.len())];
+                (fleet.chains[k].child.id(), fleet.chains[k].instance().to_owned())
+            };
+            pause(pid, 14)?;
+            format!("{victim} instance {instance} SIGSTOP 14 s + SIGCONT")
         }
         Scenario::RebalanceChurn => match churn.take() {
             Some(mut c) => match c.stop() {
@@ -837,12 +925,16 @@ fn inject(
             }
         },
         Scenario::SinkKill9 => {
-            fleet.sinks[0].kill9_and_restart()?;
+            lock(fleet).sinks[0].kill9_and_restart()?;
             "sink kill -9".into()
         }
         Scenario::TwoSinksOnePaused => {
-            let k = rng.random_range(0..fleet.sinks.len());
-            pause(fleet.sinks[k].child.id(), 14)?;
+            let (k, pid) = {
+                let fleet = lock(fleet);
+                let k = rng.random_range(0..fleet.sinks.len());
+                (k, fleet.sinks[k].child.id())
+            };
+            pause(pid, 14)?;
             format!("sink {k} SIGSTOP 14 s + SIGCONT")
         }
     })

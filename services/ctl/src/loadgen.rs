@@ -436,27 +436,54 @@ pub fn send_paced(
             progress(summary.sent);
         }
     }
-    // Every record queued is delivered or fails within `message.timeout.ms` (the spec's
-    // `delivery_timeout`), and a failure is counted by `Deliveries`: so the flush waits that long
-    // and a little more. A shorter bound failed a chaos run whose broker restart (a clean stop,
-    // then the start with its log recovery) outlasted it, with every record still on its way.
-    out.flush(delivery_timeout + Duration::from_secs(30))?;
-    out.producer
-        .context()
-        .check(&format!("the {} sent to {topic}", summary.sent))?;
-    summary.replaced_producers = out.replaced;
-    summary.resent = out.resent;
-    if out.replaced > 0 {
-        tracing::warn!(
-            topic,
-            replaced = out.replaced,
-            resent = out.resent,
-            "The load's producer was stuck and replaced; every record it had not written was sent again"
-        );
-    }
+    (summary.replaced_producers, summary.resent) = out.finish(&format!("the {}", summary.sent))?;
     progress(summary.sent);
     summary.finish(started.elapsed());
     Ok(summary)
+}
+
+/// Sends raw records of the caller's making (the chaos harness's poison records) the way
+/// [`send_paced`] sends the load: idempotent, in order, and through a fresh producer when one is
+/// stuck (with `stuck_after`), with nothing written twice.
+pub struct RawSender<'a> {
+    out: Sender<'a>,
+    next: u64,
+}
+
+impl<'a> RawSender<'a> {
+    pub fn new(
+        bootstrap: &'a str,
+        topic: &'a str,
+        delivery_timeout: Duration,
+        stuck_after: Option<Duration>,
+    ) -> anyhow::Result<Self> {
+        Ok(RawSender {
+            out: Sender::new(bootstrap, topic, delivery_timeout, stuck_after)?,
+            next: 0,
+        })
+    }
+
+    /// Queues one record with the raw headers of `tenant` and `source`.
+    pub fn send(&mut self, key: &[u8], payload: Vec<u8>, tenant: &str, source: &'static str) -> anyhow::Result<()> {
+        self.next += 1;
+        self.out.send(
+            self.next,
+            Pending {
+                key: key.to_vec(),
+                payload,
+                tenant: tenant.to_owned(),
+                source,
+                csv_header: None,
+            },
+        )
+    }
+
+    /// Waits until Kafka has every record sent; fails when it refused any. Returns how many
+    /// times the producer was replaced.
+    pub fn finish(self) -> anyhow::Result<u32> {
+        let what = format!("the {} records", self.next);
+        Ok(self.out.finish(&what)?.0)
+    }
 }
 
 /// A record on its way, kept (when stuck producers are replaced) until Kafka acknowledges it.
@@ -464,7 +491,8 @@ struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
     tenant: String,
-    source: Source,
+    /// The `source` header: a format's name, or (poison records) anything.
+    source: &'static str,
     csv_header: Option<String>,
 }
 
@@ -475,7 +503,7 @@ impl Pending {
             key: g.key.into_bytes(),
             payload: g.payload,
             tenant: g.tenant,
-            source: g.source,
+            source: g.source.as_str(),
             csv_header: g.csv_header,
         }
     }
@@ -539,6 +567,8 @@ impl<'a> Sender<'a> {
             .set("queue.buffering.max.messages", "500000")
             // A topic that does not exist is an error, not a wait until the message times out.
             .set("allow.auto.create.topics", "false")
+            // Room for the oversize records a [`RawSender`] sends as poison.
+            .set("message.max.bytes", "2000000")
             .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
             .create_with_context(Deliveries {
                 pending: keep.then(Default::default),
@@ -548,7 +578,7 @@ impl<'a> Sender<'a> {
     }
 
     fn send(&mut self, seq: u64, p: Pending) -> anyhow::Result<()> {
-        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source.as_str());
+        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source);
         if let Some(h) = &p.csv_header {
             headers = headers.insert(Header {
                 key: "csv-header",
@@ -586,6 +616,29 @@ impl<'a> Sender<'a> {
             self.stuck()?;
         }
         Ok(())
+    }
+
+    /// Waits until Kafka has every record; fails naming what it refused. Returns how many
+    /// times the producer was replaced and how many records went again.
+    fn finish(mut self, what: &str) -> anyhow::Result<(u32, u64)> {
+        // Every record queued is delivered or fails within `message.timeout.ms` (the
+        // `delivery_timeout`), and a failure is counted by `Deliveries`: so the flush waits that
+        // long and a little more. A shorter bound failed a chaos run whose broker restart (a
+        // clean stop, then the start with its log recovery) outlasted it, with every record
+        // still on its way.
+        self.flush(self.delivery_timeout + Duration::from_secs(30))?;
+        self.producer
+            .context()
+            .check(&format!("{what} sent to {}", self.topic))?;
+        if self.replaced > 0 {
+            tracing::warn!(
+                topic = self.topic,
+                replaced = self.replaced,
+                resent = self.resent,
+                "The load's producer was stuck and replaced; every record it had not written was sent again"
+            );
+        }
+        Ok((self.replaced, self.resent))
     }
 
     /// Waits until every record is acknowledged or failed, up to `timeout`.
