@@ -40,10 +40,26 @@ impl Component {
         infra_dir().join("pids").join(format!("{}.pid", self.name()))
     }
 
-    /// The pid the launcher recorded, if that process runs.
+    /// The pid the launcher recorded, if that process runs and is a JVM (all three are).
+    /// A stale pid file's number can name a process or a thread started since: a `kill -9`
+    /// of a thread's id kills its whole process. In a broker-kill9 run at 1 M the harness
+    /// itself vanished without a word, most likely so, just after a failed broker start had
+    /// left such a pid behind. So the number must be a process (its own thread-group
+    /// leader) running `java`, and not this one.
     pub fn pid(self) -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
+        let leader = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            == Some(pid);
+        let java = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()?
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|exe| exe.ends_with(b"java"));
+        (leader && java && pid != std::process::id() && alive(pid)).then_some(pid)
     }
 
     /// Refuses to touch a component that is not the one the clients talk to: the port the

@@ -636,12 +636,16 @@ fn run_in(
         let want = s.sent + poison_sent.get(c).copied().unwrap_or(0) as u64 + extra_raw(c);
         loop {
             fleet.check()?;
-            let sums = audit_sums(&topic(ns, topics::audit(c)))?;
-            if sums.received >= want {
-                let rows: u64 = crate::table_rows(lake, c)?.values().map(|n| u64::from(*n)).sum();
-                if rows >= sums.clean {
-                    break;
-                }
+            // A read that fails (the broker just back from a fault can refuse a new client's
+            // metadata request for a while) is tried again until the deadline.
+            let quiet = audit_sums(&topic(ns, topics::audit(c))).and_then(|sums| {
+                Ok(sums.received >= want
+                    && crate::table_rows(lake, c)?.values().map(|n| u64::from(*n)).sum::<u64>() >= sums.clean)
+            });
+            match quiet {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => eprintln!("chaos: {c}: reading the audit or the lake failed, trying again: {e:#}"),
             }
             if Instant::now() > deadline {
                 eprintln!("chaos: {c}: no quiescence within 300 s; checking what is there");
