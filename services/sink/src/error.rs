@@ -109,10 +109,6 @@ pub enum Error {
     /// assigned again while its rows wait): it stops and restarts from the tables.
     #[error("{0}")]
     Internal(String),
-    /// The consumer is stuck: its partitions gone and not given back, or no broker up. It
-    /// stops, with what waits committed, and its restart gets a fresh client.
-    #[error("stuck consumer: {0}")]
-    Stuck(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -127,7 +123,6 @@ impl Error {
             | Error::Arrow(_)
             | Error::UnknownChain(_)
             | Error::Internal(_)
-            | Error::Stuck(_)
             | Error::Io(_) => false,
         }
     }

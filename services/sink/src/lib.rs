@@ -82,14 +82,15 @@ struct Core {
     metrics: SinkMetrics,
     health: Health,
     fatal: Option<Error>,
-    /// Whether the group ever gave this sink partitions.
-    had_partitions: bool,
 }
 
 struct Ctx {
     core: Arc<Mutex<Core>>,
     /// Whether the consumer has a broker up, from its statistics.
     connected: Arc<Connected>,
+    /// Partitions assigned now, and since when none are, once it has had some: kept by the
+    /// rebalance callback, read by the watchdog without a call into librdkafka.
+    assigned: Arc<Mutex<(usize, Option<Instant>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,7 +117,8 @@ impl ConsumerContext for Ctx {
                     core.fatal.get_or_insert(e);
                 }
                 core.health.set_ready(true);
-                core.had_partitions = true;
+                let mut a = lock(&self.assigned);
+                *a = (a.0 + tpl.count(), None);
                 tracing::info!(partitions = tpl.count(), "Partitions assigned at the tables' offsets");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -126,6 +128,9 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = consumer.incremental_unassign(tpl).ctx("unassigning partitions") {
                     core.fatal.get_or_insert(e);
                 }
+                let mut a = lock(&self.assigned);
+                let left = a.0.saturating_sub(tpl.count());
+                *a = (left, (left == 0).then(|| a.1.unwrap_or_else(Instant::now)));
                 tracing::info!(
                     partitions = tpl.count(),
                     lost = consumer.assignment_lost(),
@@ -450,6 +455,49 @@ const REJOIN_LIMIT: Duration = Duration::from_secs(60);
 const BROKER_DOWN_LIMIT: Duration = Duration::from_secs(120);
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
+/// Stops the process (exit status 3, as a chain's watchdog does) when its consumer is stuck:
+/// all partitions revoked and none assigned again within [`REJOIN_LIMIT`], no broker up for
+/// [`BROKER_DOWN_LIMIT`], or the main loop standing still past
+/// [`tributary_engine::metrics::STALL_AFTER`]. A thread of its own: `make chaos`
+/// (broker-restart at 1 M events) saw the sink's partitions revoked across a broker restart
+/// and never assigned again, twice, and its main loop blocked for good (it never saw the
+/// SIGTERM that came 10 minutes later): a check in that loop never ran. The exit is a kill -9
+/// in effect: what waits uncommitted is read again from the tables' offsets.
+fn watch_stuck(
+    assigned: Arc<Mutex<(usize, Option<Instant>)>>,
+    connected: Arc<Connected>,
+    health: Health,
+    stop: CancellationToken,
+) -> Result<()> {
+    let probe = move |now: Instant| {
+        if let Some(since) = lock(&assigned).1 {
+            let none = now.saturating_duration_since(since);
+            if none > REJOIN_LIMIT {
+                return Some(format!("all partitions revoked and none assigned again for {none:.0?}"));
+            }
+        }
+        if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
+            return Some(format!("the consumer has had no broker up for {down:.0?}"));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        health
+            .stalled_for(now_ms)
+            .map(|d| format!("the main loop has not come round for {d:.0?}"))
+    };
+    tributary_engine::watchdog::watch(Duration::from_secs(1), stop, probe, |why| {
+        tracing::error!(
+            "Stuck: {why}; exiting so that a restart gets a fresh client (librdkafka 2.12 can \
+             keep a decommissioned broker's handle, see tributary_engine::watchdog); what waits \
+             uncommitted is read again"
+        );
+        std::process::exit(tributary_engine::runner::STALLED_EXIT);
+    })
+    .map(drop)
+    .map_err(|e| Error::Internal(format!("cannot start the watchdog thread: {e}")))
+}
+
 /// The consumer's prefetch queue, unless set through `KAFKA_PROP_`.
 const QUEUE_LIMITS: [(&str, &str); 2] = [("queued.max.messages.kbytes", "4096"), ("fetch.queue.backoff.ms", "10")];
 
@@ -533,9 +581,9 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         metrics,
         health: health.clone(),
         fatal: None,
-        had_partitions: false,
     }));
     let connected = Arc::new(Connected::default());
+    let assigned = Arc::new(Mutex::new((0usize, None)));
     let mut consumer_config = client_config(&cfg);
     // librdkafka prefetches per partition up to 64 MiB of records (or 100 000) by default,
     // held decompressed with an op per record: with 16 MiB, heaptrack still showed 59 MiB of
@@ -560,16 +608,15 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .create_with_context(Ctx {
             core: core_arc.clone(),
             connected: connected.clone(),
+            assigned: assigned.clone(),
         })
         .ctx("creating the consumer")?;
+    watch_stuck(assigned, connected, health.clone(), shutdown.clone())?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).ctx("subscribing to the clean topics")?;
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
     let mut last_lag = Instant::now();
     let mut last_check = Instant::now();
-    // Since when the group has left this sink without partitions after it had some.
-    let mut last_assignment_check = Instant::now();
-    let mut unassigned_at: Option<Instant> = None;
     let mut unchecked = 0u32;
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(50));
@@ -658,31 +705,6 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         if last_lag.elapsed() > Duration::from_secs(10) {
             core.metrics.update_lag(&consumer);
             last_lag = Instant::now();
-        }
-        let now = Instant::now();
-        if core.had_partitions && now.saturating_duration_since(last_assignment_check) >= Duration::from_secs(1) {
-            // Read here, not in the revocation: within the callback the assignment still holds
-            // the partitions being revoked (a chaos run's sink stood idle for 10 minutes with
-            // that check in place).
-            last_assignment_check = now;
-            let empty = consumer.assignment().is_ok_and(|a| a.count() == 0);
-            unassigned_at = if empty { unassigned_at.or(Some(now)) } else { None };
-        }
-        if unassigned_at.is_some_and(|t| now.saturating_duration_since(t) > REJOIN_LIMIT) {
-            // `make chaos` (broker-restart at 1 M events) saw the sink's partitions revoked
-            // across a broker restart and never assigned again: alive and idle for 7 minutes.
-            // What waits was committed at the revocation; a restart rejoins with a fresh client.
-            return Err(Error::Stuck(format!(
-                "all partitions revoked and none assigned again within {REJOIN_LIMIT:?}; \
-                 stopping so that a restart rejoins with a fresh client"
-            )));
-        }
-        if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
-            return Err(Error::Stuck(format!(
-                "the consumer has had no broker up for {down:.0?}; stopping so that a restart \
-                 gets a fresh client (librdkafka 2.12 can keep a decommissioned broker's handle, \
-                 see tributary_engine::watchdog)"
-            )));
         }
     }
     tracing::info!("Shutting down: committing what waits");
