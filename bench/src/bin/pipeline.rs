@@ -1,13 +1,13 @@
 //! CPU per record of the per-record pipeline alone (parse, validate, normalize, encode,
 //! dedup decision), without Kafka: where the chain service's own time goes.
 //!
-//! Usage: pipeline [RECORDS]
+//! Usage: pipeline [RECORDS [FORMAT]] (FORMAT a source format's name, default `json`)
 
 use std::time::Instant;
-use tributary_ctl::loadgen::{Generator, Spec};
+use tributary_ctl::loadgen::{Format, Generator, Spec};
 use tributary_engine::chain::{self, PipelineSettings};
 use tributary_engine::dedup::{micros_to_secs2000, DedupState};
-use tributary_engine::RawRecord;
+use tributary_engine::{RawRecord, Source};
 
 // The chain services' allocator, so that this measures what they do.
 #[global_allocator]
@@ -19,7 +19,11 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(500_000);
-    let mut spec = Spec::new("mailings", n);
+    let source = match std::env::args().nth(2) {
+        Some(f) => Source::parse(&f).ok_or_else(|| anyhow::anyhow!("no source format {f}"))?,
+        None => Source::Json,
+    };
+    let mut spec = Spec::new("mailings", n).with_format(Format::One(source));
     spec.invalid_share = 0.0;
     let records: Vec<_> = Generator::new(spec).collect();
     let settings = PipelineSettings {
@@ -36,9 +40,9 @@ fn main() -> anyhow::Result<()> {
         let raw = RawRecord {
             payload: &r.payload,
             tenant: Some(&r.tenant),
-            csv_header: None,
+            csv_header: r.csv_header.as_deref(),
         };
-        let enc = chain::process::<tributary_mailings::Mailings>(&settings, Some("json"), &raw, now)
+        let enc = chain::process::<tributary_mailings::Mailings>(&settings, Some(source.as_str()), &raw, now)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         changes.clear();
         if state.observe(enc.key, micros_to_secs2000(enc.event_time), &mut changes)
