@@ -10,8 +10,8 @@ use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
 use super::suppression;
 use crate::{
-    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, special_records, topic, wait_namespace_ready, Serve,
-    Service, Sink,
+    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, produce_special_with, special_records, topic,
+    wait_namespace_ready, Serve, Service, Sink,
 };
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -513,40 +513,38 @@ fn run_in(
         gateway::Driver::start(g.port.clone(), n, rate)
     });
     let poison_per_chain = (per_chain / 1_000).max(7) as usize;
-    // The poison records, sent as the load is (a stuck producer replaced: a producer made
-    // while the broker is away can stay stuck for good, and the run waits for these).
     let poison = {
         let ns = ns.to_owned();
         std::thread::spawn(move || -> Result<BTreeMap<&'static str, usize>> {
-            let (k, raws) = (kafka(), CHAINS.map(|c| topic(&ns, topics::raw(c))));
-            let mut out = Vec::new();
-            for raw in &raws {
-                out.push(loadgen::RawSender::new(
-                    &k,
-                    raw,
-                    SOURCE_DELIVERY_TIMEOUT,
-                    Some(SOURCE_STUCK_AFTER),
-                )?);
-            }
             let mut sent = BTreeMap::new();
             let steps = 10;
             for step in 0..steps {
-                for (c, out) in CHAINS.iter().zip(&mut out) {
+                for c in CHAINS {
                     let all: Vec<_> = special_records(c).into_iter().filter(|s| s.class.is_some()).collect();
                     let n = poison_per_chain * (step + 1) / steps - poison_per_chain * step / steps;
-                    for i in 0..n {
-                        let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
-                        out.send(b"special", s.payload.clone(), s.tenant, s.source)?;
-                    }
-                    *sent.entry(*c).or_default() += n;
+                    let batch: Vec<_> = (0..n)
+                        .map(|i| {
+                            let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
+                            crate::Special {
+                                tenant: s.tenant,
+                                source: s.source,
+                                payload: s.payload.clone(),
+                                class: s.class,
+                            }
+                        })
+                        .collect();
+                    produce_special_with(
+                        &topic(&ns, topics::raw(c)),
+                        &batch,
+                        &[
+                            ("enable.idempotence", "true"),
+                            ("message.max.bytes", "2000000"),
+                            ("message.timeout.ms", &SOURCE_DELIVERY_TIMEOUT.as_millis().to_string()),
+                        ],
+                    )?;
+                    *sent.entry(c).or_default() += n;
                 }
                 std::thread::sleep(Duration::from_secs_f64(load_secs / steps as f64));
-            }
-            for (c, out) in CHAINS.iter().zip(out) {
-                let replaced = out.finish()?;
-                if replaced > 0 {
-                    eprintln!("chaos: poison to {c}: producer replaced {replaced} time(s)");
-                }
             }
             Ok(sent)
         })

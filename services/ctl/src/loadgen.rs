@@ -442,50 +442,6 @@ pub fn send_paced(
     Ok(summary)
 }
 
-/// Sends raw records of the caller's making (the chaos harness's poison records) the way
-/// [`send_paced`] sends the load: idempotent, in order, and through a fresh producer when one is
-/// stuck (with `stuck_after`), with nothing written twice.
-pub struct RawSender<'a> {
-    out: Sender<'a>,
-    next: u64,
-}
-
-impl<'a> RawSender<'a> {
-    pub fn new(
-        bootstrap: &'a str,
-        topic: &'a str,
-        delivery_timeout: Duration,
-        stuck_after: Option<Duration>,
-    ) -> anyhow::Result<Self> {
-        Ok(RawSender {
-            out: Sender::new(bootstrap, topic, delivery_timeout, stuck_after)?,
-            next: 0,
-        })
-    }
-
-    /// Queues one record with the raw headers of `tenant` and `source`.
-    pub fn send(&mut self, key: &[u8], payload: Vec<u8>, tenant: &str, source: &'static str) -> anyhow::Result<()> {
-        self.next += 1;
-        self.out.send(
-            self.next,
-            Pending {
-                key: key.to_vec(),
-                payload,
-                tenant: tenant.to_owned(),
-                source,
-                csv_header: None,
-            },
-        )
-    }
-
-    /// Waits until Kafka has every record sent; fails when it refused any. Returns how many
-    /// times the producer was replaced.
-    pub fn finish(self) -> anyhow::Result<u32> {
-        let what = format!("the {} records", self.next);
-        Ok(self.out.finish(&what)?.0)
-    }
-}
-
 /// A record on its way, kept (when stuck producers are replaced) until Kafka acknowledges it.
 struct Pending {
     key: Vec<u8>,
@@ -567,8 +523,6 @@ impl<'a> Sender<'a> {
             .set("queue.buffering.max.messages", "500000")
             // A topic that does not exist is an error, not a wait until the message times out.
             .set("allow.auto.create.topics", "false")
-            // Room for the oversize records a [`RawSender`] sends as poison.
-            .set("message.max.bytes", "2000000")
             .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
             .create_with_context(Deliveries {
                 pending: keep.then(Default::default),
