@@ -217,6 +217,11 @@ impl Health {
         self.beat.store(unix_ms.max(0) as u64, Ordering::Relaxed);
     }
 
+    /// [`Health::stalled_for`] now.
+    pub fn stalled(&self) -> Option<std::time::Duration> {
+        self.stalled_for(unix_ms())
+    }
+
     /// How long the loop has stood still, when that is longer than [`STALL_AFTER`] at `now_ms`.
     pub fn stalled_for(&self, now_ms: u64) -> Option<std::time::Duration> {
         let last = self.beat.load(Ordering::Relaxed);
@@ -264,7 +269,7 @@ pub fn serve(
             .route("/health/live", {
                 let health = health.clone();
                 get(move || {
-                    let stalled = health.stalled_for(unix_ms());
+                    let stalled = health.stalled();
                     async move {
                         match stalled {
                             None => (StatusCode::OK, "live\n".to_owned()),

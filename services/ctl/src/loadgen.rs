@@ -447,8 +447,7 @@ struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
     tenant: String,
-    /// The `source` header: a format's name, or (poison records) anything.
-    source: &'static str,
+    source: Source,
     csv_header: Option<String>,
 }
 
@@ -459,7 +458,7 @@ impl Pending {
             key: g.key.into_bytes(),
             payload: g.payload,
             tenant: g.tenant,
-            source: g.source.as_str(),
+            source: g.source,
             csv_header: g.csv_header,
         }
     }
@@ -532,7 +531,7 @@ impl<'a> Sender<'a> {
     }
 
     fn send(&mut self, seq: u64, p: Pending) -> anyhow::Result<()> {
-        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source);
+        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source.as_str());
         if let Some(h) = &p.csv_header {
             headers = headers.insert(Header {
                 key: "csv-header",

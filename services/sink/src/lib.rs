@@ -479,11 +479,8 @@ fn watch_stuck(
         if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
             return Some(format!("the consumer has had no broker up for {down:.0?}"));
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         health
-            .stalled_for(now_ms)
+            .stalled()
             .map(|d| format!("the main loop has not come round for {d:.0?}"))
     };
     tributary_engine::watchdog::watch(Duration::from_secs(1), stop, probe, |why| {
