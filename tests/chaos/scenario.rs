@@ -10,8 +10,8 @@ use super::gateway::{self, Gateway};
 use super::infra::{self, Component};
 use super::suppression;
 use crate::{
-    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, produce_special_with, special_records, topic,
-    wait_namespace_ready, Serve, Service, Sink,
+    audit_sums, hdfs, is_test_namespace, kafka, namespace_all, special_records, topic, wait_namespace_ready, Serve,
+    Service, Sink,
 };
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -304,6 +304,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The raw key of a run's `i`-th poison record to a chain.
+fn poison_key(i: usize) -> String {
+    format!("special-{i}")
+}
+
 /// How long the load's producers (the sources) keep trying to deliver a record. At 1 M events
 /// the two cores are saturated and a broker restart there took up to 80 s, three of them in a
 /// row; a source that gave up after librdkafka's default 300 s failed half the broker runs
@@ -513,38 +518,43 @@ fn run_in(
         gateway::Driver::start(g.port.clone(), n, rate)
     });
     let poison_per_chain = (per_chain / 1_000).max(7) as usize;
+    // The poison records, sent as the load is (a stuck producer replaced: a producer made
+    // while the broker is away can stay stuck for good, and the run waits for these). Each has
+    // a key of its own: a replaced producer's records are read back by key and value, and the
+    // poison payloads repeat.
     let poison = {
         let ns = ns.to_owned();
         std::thread::spawn(move || -> Result<BTreeMap<&'static str, usize>> {
+            let (k, raws) = (kafka(), CHAINS.map(|c| topic(&ns, topics::raw(c))));
+            let mut out = Vec::new();
+            for raw in &raws {
+                out.push(loadgen::RawSender::new(
+                    &k,
+                    raw,
+                    SOURCE_DELIVERY_TIMEOUT,
+                    Some(SOURCE_STUCK_AFTER),
+                )?);
+            }
             let mut sent = BTreeMap::new();
             let steps = 10;
             for step in 0..steps {
-                for c in CHAINS {
+                for (c, out) in CHAINS.iter().zip(&mut out) {
                     let all: Vec<_> = special_records(c).into_iter().filter(|s| s.class.is_some()).collect();
                     let n = poison_per_chain * (step + 1) / steps - poison_per_chain * step / steps;
-                    let batch: Vec<_> = (0..n)
-                        .map(|i| {
-                            let s = &all[(sent.get(c).copied().unwrap_or(0) + i) % all.len()];
-                            crate::Special {
-                                tenant: s.tenant,
-                                source: s.source,
-                                payload: s.payload.clone(),
-                                class: s.class,
-                            }
-                        })
-                        .collect();
-                    produce_special_with(
-                        &topic(&ns, topics::raw(c)),
-                        &batch,
-                        &[
-                            ("enable.idempotence", "true"),
-                            ("message.max.bytes", "2000000"),
-                            ("message.timeout.ms", &SOURCE_DELIVERY_TIMEOUT.as_millis().to_string()),
-                        ],
-                    )?;
-                    *sent.entry(c).or_default() += n;
+                    let from = sent.get(c).copied().unwrap_or(0);
+                    for i in from..from + n {
+                        let s = &all[i % all.len()];
+                        out.send(poison_key(i).as_bytes(), s.payload.clone(), s.tenant, s.source)?;
+                    }
+                    sent.insert(*c, from + n);
                 }
                 std::thread::sleep(Duration::from_secs_f64(load_secs / steps as f64));
+            }
+            for (c, out) in CHAINS.iter().zip(out) {
+                let replaced = out.finish()?;
+                if replaced > 0 {
+                    eprintln!("chaos: poison to {c}: producer replaced {replaced} time(s)");
+                }
             }
             Ok(sent)
         })
@@ -703,8 +713,8 @@ fn run_in(
         .map(|spec| {
             let c = spec.chain.as_str();
             let mut sent = expected(spec);
-            sent.extend((0..poison_sent.get(c).copied().unwrap_or(0)).map(|_| Sent {
-                key: "special".into(),
+            sent.extend((0..poison_sent.get(c).copied().unwrap_or(0)).map(|i| Sent {
+                key: poison_key(i),
                 expect: Expect::Dlq,
                 id: None,
             }));

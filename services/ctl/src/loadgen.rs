@@ -442,12 +442,61 @@ pub fn send_paced(
     Ok(summary)
 }
 
+/// Sends raw records of the caller's making (the chaos harness's poison records) the way
+/// [`send_paced`] sends the load: idempotent, in order, and through a fresh producer when one is
+/// stuck (with `stuck_after`), with nothing written twice. Which of a stuck producer's records
+/// were written after all is read back by key and value, so no two records of one sender may
+/// share both: give each its own key.
+pub struct RawSender<'a> {
+    out: Sender<'a>,
+    next: u64,
+}
+
+impl<'a> RawSender<'a> {
+    pub fn new(
+        bootstrap: &'a str,
+        topic: &'a str,
+        delivery_timeout: Duration,
+        stuck_after: Option<Duration>,
+    ) -> anyhow::Result<Self> {
+        Ok(RawSender {
+            out: Sender::new(bootstrap, topic, delivery_timeout, stuck_after)?,
+            next: 0,
+        })
+    }
+
+    /// Queues one record with the raw headers of `tenant` and `source`.
+    /// `source` is the `source` header as it is, a format's name or not (a poison record may
+    /// name a format nobody reads).
+    pub fn send(&mut self, key: &[u8], payload: Vec<u8>, tenant: &str, source: &'static str) -> anyhow::Result<()> {
+        self.next += 1;
+        self.out.send(
+            self.next,
+            Pending {
+                key: key.to_vec(),
+                payload,
+                tenant: tenant.to_owned(),
+                source,
+                csv_header: None,
+            },
+        )
+    }
+
+    /// Waits until Kafka has every record sent; fails when it refused any. Returns how many
+    /// times the producer was replaced.
+    pub fn finish(self) -> anyhow::Result<u32> {
+        let what = format!("the {} records", self.next);
+        Ok(self.out.finish(&what)?.0)
+    }
+}
+
 /// A record on its way, kept (when stuck producers are replaced) until Kafka acknowledges it.
 struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
     tenant: String,
-    source: Source,
+    /// The `source` header.
+    source: &'static str,
     csv_header: Option<String>,
 }
 
@@ -458,7 +507,7 @@ impl Pending {
             key: g.key.into_bytes(),
             payload: g.payload,
             tenant: g.tenant,
-            source: g.source,
+            source: g.source.as_str(),
             csv_header: g.csv_header,
         }
     }
@@ -491,6 +540,7 @@ impl<'a> Sender<'a> {
             delivery_timeout,
             stuck_after.is_some(),
             Default::default(),
+            Default::default(),
         )?;
         Ok(Sender {
             bootstrap,
@@ -511,6 +561,7 @@ impl<'a> Sender<'a> {
         delivery_timeout: Duration,
         keep: bool,
         counts: Counts,
+        acked_end: BTreeMap<i32, i64>,
     ) -> anyhow::Result<BaseProducer<Deliveries>> {
         Ok(tributary_engine::kafka::env_client_config(bootstrap)
             // Names it in librdkafka's logs, e.g. `loadgen-raw.users#producer-3`.
@@ -522,16 +573,19 @@ impl<'a> Sender<'a> {
             .set("queue.buffering.max.messages", "500000")
             // A topic that does not exist is an error, not a wait until the message times out.
             .set("allow.auto.create.topics", "false")
+            // Room for the oversize records a [`RawSender`] sends as poison.
+            .set("message.max.bytes", "2000000")
             .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
             .create_with_context(Deliveries {
                 pending: keep.then(Default::default),
                 counts,
+                acked_end: std::sync::Mutex::new(acked_end),
                 ..Default::default()
             })?)
     }
 
     fn send(&mut self, seq: u64, p: Pending) -> anyhow::Result<()> {
-        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source.as_str());
+        let mut headers = tributary_engine::kafka::raw_headers(p.tenant.as_str(), p.source);
         if let Some(h) = &p.csv_header {
             headers = headers.insert(Header {
                 key: "csv-header",
@@ -674,7 +728,17 @@ impl<'a> Sender<'a> {
             "Of the stuck producer's records, {written} were written after all; the others go again"
         );
         let counts = old.counts.clone();
-        let fresh = Self::producer(self.bootstrap, self.topic, self.delivery_timeout, true, counts)?;
+        // The fresh producer reads back, if it is stuck in turn, from where its predecessors'
+        // acknowledgements end: from offset 0 it could take an earlier record of the same key
+        // and value for one of its own.
+        let fresh = Self::producer(
+            self.bootstrap,
+            self.topic,
+            self.delivery_timeout,
+            true,
+            counts,
+            acked_end,
+        )?;
         // A stuck client may never finish its `rd_kafka_destroy` (it waits for the broker
         // handle that keeps it stuck): leave it be.
         std::mem::forget(std::mem::replace(&mut self.producer, fresh));
