@@ -28,6 +28,7 @@ use crate::metrics::{ChainMetrics, Health, Tally};
 use crate::record::RawRecord;
 use crate::topics;
 use crate::watchdog::{self, Connected, Progress};
+use prometheus::IntGaugeVec;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -93,8 +94,8 @@ struct LoopClock {
 /// A wall-clock reading paired with a monotonic one, so that the loop reads one clock per
 /// record instead of five (the heartbeat, the record's processing time, the transaction's
 /// deadline, its due check, the gauges' tick): those reads were 5 % of a chain's CPU
-/// (`perf record` of `make bench`'s mailings service). Re-anchored every 10 s, when the
-/// gauges are set, so that a wall-clock step or slew shows within 10 s.
+/// (`perf record` of `make bench`'s mailings service). Re-anchored every 10 s, so that a
+/// wall-clock step or slew shows within 10 s.
 struct WallAnchor {
     at: Instant,
     wall_us: i64,
@@ -165,11 +166,16 @@ struct Core<C: Chain> {
 struct Ctx<C: Chain> {
     core: Arc<Mutex<Core<C>>>,
     connected: Arc<Connected>,
+    /// `chain_consumer_lag_records`, set from the statistics.
+    lag: IntGaugeVec,
 }
 
 impl<C: Chain> ClientContext for Ctx<C> {
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.connected.observe(&statistics);
+        for (_, partition, lag) in watchdog::partition_lags(&statistics) {
+            self.lag.with_label_values(&[&partition.to_string()]).set(lag);
+        }
     }
 }
 
@@ -699,23 +705,6 @@ impl<C: Chain> Core<C> {
                 .set(s.allocated_bytes() as i64);
         }
     }
-
-    /// The consumer's lag per partition, every 10 s (it asks the broker).
-    fn lag_gauges<X: ConsumerContext>(&self, consumer: &BaseConsumer<X>) {
-        if let Ok(pos) = consumer.position() {
-            for el in pos.elements() {
-                // A partition with no position yet (nothing consumed since assignment) has
-                // no lag to report from here.
-                let Offset::Offset(at) = el.offset() else { continue };
-                if let Ok((_, high)) = consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)) {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[&el.partition().to_string()])
-                        .set((high - at).max(0));
-                }
-            }
-        }
-    }
 }
 
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
@@ -975,6 +964,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         .create_with_context(Ctx {
             core: core.clone(),
             connected: consumer_connected.clone(),
+            lag: lock(&core).metrics.consumer_lag.clone(),
         })
         .ctx("creating consumer")?;
     check_topics(&consumer, &lock(&core).topics)?;
@@ -982,7 +972,6 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
     consumer.subscribe(&[&raw_topic]).ctx("subscribing")?;
     health.set_ready(true);
     tracing::info!(chain = C::NAME, group = %cfg.group_id, instance = %cfg.instance_id, "Consuming");
-    let mut last_gauges = Instant::now();
     let mut anchor = WallAnchor::new();
     let mut clock = anchor.read();
     while !shutdown.is_cancelled() {
@@ -1019,9 +1008,7 @@ fn run_loop<C: Chain>(cfg: Config, metrics: ChainMetrics, health: Health, shutdo
         if core.due(clock.now) {
             core.commit(&consumer)?;
         }
-        if clock.now.saturating_duration_since(last_gauges) > Duration::from_secs(10) {
-            core.lag_gauges(&consumer);
-            last_gauges = clock.now;
+        if clock.now.saturating_duration_since(anchor.at) > Duration::from_secs(10) {
             anchor = WallAnchor::new();
         }
         if core

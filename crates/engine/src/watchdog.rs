@@ -67,6 +67,22 @@ impl Progress {
     }
 }
 
+/// Each partition a consumer fetches, with how far it is behind, from one statistics report:
+/// `(topic, partition, records)`, the last stable offset less the offset of the next record
+/// for the application. Read from the report rather than asked of the consumer
+/// (`position` and `fetch_watermarks`, every 10 s until this): `position` waits without a
+/// timeout on the consumer group's queue, which `make chaos` saw blocked for good after a
+/// broker restart, and `fetch_watermarks` is a round trip to the broker per partition, up to
+/// its timeout each while the broker is away, all on the loop that polls.
+pub fn partition_lags(stats: &rdkafka::Statistics) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+    stats.topics.iter().flat_map(|(topic, t)| {
+        t.partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.desired && p.app_offset >= 0 && p.ls_offset >= 0)
+            .map(move |p| (topic.as_str(), p.partition, (p.ls_offset - p.app_offset).max(0)))
+    })
+}
+
 /// The `statistics.interval.ms` of a client whose [`Connected`] is watched.
 pub const STATS_INTERVAL: &str = "5000";
 /// The least time without a broker up that counts as a stall, whatever the limit asked: three
@@ -75,13 +91,17 @@ const MIN_DOWN_LIMIT: Duration = Duration::from_secs(15);
 
 /// Whether a Kafka client has a broker to talk to, from its statistics
 /// (`statistics.interval.ms`): the last report in which one of its brokers (not a logical
-/// coordinator handle nor the internal one) was up.
+/// coordinator handle nor the internal one) was up. Made by [`Connected::group`], whether a
+/// consumer is a settled member of its group instead: the last report in which its group
+/// handle was up and its join steady (assigned, whether or not it got partitions).
 #[derive(Debug)]
 pub struct Connected {
     origin: Instant,
     /// Milliseconds from `origin` to the last report with a broker up; the client's creation
     /// counts as one.
     last_up: AtomicU64,
+    /// Whether the group's state is watched rather than the brokers'.
+    group: bool,
 }
 
 impl Default for Connected {
@@ -89,17 +109,35 @@ impl Default for Connected {
         Self {
             origin: Instant::now(),
             last_up: AtomicU64::new(0),
+            group: false,
         }
     }
 }
 
 impl Connected {
+    /// Watches a consumer's membership of its group: `make chaos` (broker-restart) saw a sink,
+    /// restarted by its watchdog after a broker restart, join its group and stay unassigned for
+    /// good, its broker up and its loop turning.
+    pub fn group() -> Self {
+        Self {
+            group: true,
+            ..Self::default()
+        }
+    }
+
     /// Takes one statistics report of the client.
     pub fn observe(&self, stats: &rdkafka::Statistics) {
-        let up = stats
-            .brokers
-            .values()
-            .any(|b| matches!(b.source.as_str(), "learned" | "configured") && b.state == "UP");
+        let up = if self.group {
+            stats
+                .cgrp
+                .as_ref()
+                .is_some_and(|g| g.state == "up" && g.join_state == "steady")
+        } else {
+            stats
+                .brokers
+                .values()
+                .any(|b| matches!(b.source.as_str(), "learned" | "configured") && b.state == "UP")
+        };
         if up {
             self.mark_up(Instant::now());
         }
@@ -258,5 +296,65 @@ mod tests {
         .unwrap();
         stop.cancel();
         h.join().unwrap();
+    }
+
+    #[test]
+    fn lags_are_the_last_stable_offset_less_the_next_offset_for_the_application() {
+        use rdkafka::statistics::{Partition, Topic};
+        let part = |partition, desired, app_offset, ls_offset| Partition {
+            partition,
+            desired,
+            app_offset,
+            ls_offset,
+            // The high watermark is past the last stable offset while a transaction is open.
+            hi_offset: ls_offset + 50,
+            ..Default::default()
+        };
+        let mut s = rdkafka::Statistics::default();
+        let mut t = Topic::default();
+        for p in [
+            part(0, true, 100, 130),
+            // Caught up: a commit marker may put the last stable offset behind the position.
+            part(1, true, 41, 40),
+            // Nothing consumed yet (no position), not fetched, the internal UA partition.
+            part(2, true, -1001, 10),
+            part(3, false, 5, 10),
+            part(-1, true, 0, 0),
+        ] {
+            t.partitions.insert(p.partition, p);
+        }
+        s.topics.insert("ns.raw.users".into(), t);
+        let mut lags: Vec<_> = partition_lags(&s).collect();
+        lags.sort();
+        assert_eq!(lags, vec![("ns.raw.users", 0, 30), ("ns.raw.users", 1, 0)]);
+    }
+
+    #[test]
+    fn a_group_watch_counts_reports_of_a_settled_member_only() {
+        let stats = |state: &str, join_state: &str| rdkafka::Statistics {
+            cgrp: Some(rdkafka::statistics::ConsumerGroup {
+                state: state.into(),
+                join_state: join_state.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for (s, settled) in [
+            (stats("up", "steady"), true),
+            (stats("up", "wait-join"), false),
+            (stats("wait-coord", "steady"), false),
+            (rdkafka::Statistics::default(), false),
+        ] {
+            let c = Connected::group();
+            let before = c.last_up.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+            c.observe(&s);
+            assert_eq!(c.last_up.load(Ordering::Relaxed) > before, settled, "{:?}", s.cgrp);
+        }
+        // A broker watch does not read the group.
+        let c = Connected::default();
+        std::thread::sleep(Duration::from_millis(2));
+        c.observe(&stats("up", "steady"));
+        assert_eq!(c.last_up.load(Ordering::Relaxed), 0);
     }
 }

@@ -25,6 +25,7 @@ use arrow::datatypes::Schema;
 use deltalake::DeltaTable;
 use error::{Context, FetchError, WriterSchemaError};
 use metrics::SinkMetrics;
+use prometheus::IntGaugeVec;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -88,9 +89,13 @@ struct Ctx {
     core: Arc<Mutex<Core>>,
     /// Whether the consumer has a broker up, from its statistics.
     connected: Arc<Connected>,
+    /// Whether the consumer is a settled member of its group, from its statistics.
+    settled: Arc<Connected>,
     /// Partitions assigned now, and since when none are, once it has had some: kept by the
     /// rebalance callback, read by the watchdog without a call into librdkafka.
     assigned: Arc<Mutex<(usize, Option<Instant>)>>,
+    /// `sink_offset_lag_records`, set from the statistics.
+    lag: IntGaugeVec,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +105,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ClientContext for Ctx {
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.connected.observe(&statistics);
+        self.settled.observe(&statistics);
+        for (topic, partition, lag) in tributary_engine::watchdog::partition_lags(&statistics) {
+            // `<ns>.clean.<chain>`: the table is the chain, the topic's last part.
+            let table = topic.rsplit('.').next().unwrap_or_default();
+            self.lag.with_label_values(&[table, &partition.to_string()]).set(lag);
+        }
     }
 }
 
@@ -446,17 +457,18 @@ fn rows_for(table: &DeltaTable, chain: &str) -> Result<decode::Rows> {
     })
 }
 
-/// How often the loop checks what depends on time (see `run_loop`).
 /// How long the sink waits for partitions back after a revocation took them all (a lapsed
 /// session across a broker restart) before it stops, as a chain does (`REJOIN_LIMIT`).
 const REJOIN_LIMIT: Duration = Duration::from_secs(60);
-/// How long the consumer may report no broker up before the sink stops: the chains' default
-/// `STALL_LIMIT`.
+/// How long the consumer may report no broker up, or not be a settled member of its group,
+/// before the sink stops: the chains' default `STALL_LIMIT`.
 const BROKER_DOWN_LIMIT: Duration = Duration::from_secs(120);
+/// How often the loop checks what depends on time (see `run_loop`).
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Stops the process (exit status 3, as a chain's watchdog does) when its consumer is stuck:
-/// all partitions revoked and none assigned again within [`REJOIN_LIMIT`], no broker up for
+/// all partitions revoked and none assigned again within [`REJOIN_LIMIT`], no broker up or
+/// not a settled member of its group (joined, whether given partitions or not) for
 /// [`BROKER_DOWN_LIMIT`], or the main loop standing still past
 /// [`tributary_engine::metrics::STALL_AFTER`]. A thread of its own: `make chaos`
 /// (broker-restart at 1 M events) saw the sink's partitions revoked across a broker restart
@@ -466,6 +478,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(10);
 fn watch_stuck(
     assigned: Arc<Mutex<(usize, Option<Instant>)>>,
     connected: Arc<Connected>,
+    settled: Arc<Connected>,
     health: Health,
     stop: CancellationToken,
 ) -> Result<()> {
@@ -478,6 +491,11 @@ fn watch_stuck(
         }
         if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
             return Some(format!("the consumer has had no broker up for {down:.0?}"));
+        }
+        if let Some(out) = settled.down_past(now, BROKER_DOWN_LIMIT) {
+            return Some(format!(
+                "the consumer has not been a settled member of its group for {out:.0?}"
+            ));
         }
         health
             .stalled()
@@ -579,7 +597,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         health: health.clone(),
         fatal: None,
     }));
-    let connected = Arc::new(Connected::default());
+    let (connected, settled) = (Arc::new(Connected::default()), Arc::new(Connected::group()));
     let assigned = Arc::new(Mutex::new((0usize, None)));
     let mut consumer_config = client_config(&cfg);
     // librdkafka prefetches per partition up to 64 MiB of records (or 100 000) by default,
@@ -605,14 +623,15 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .create_with_context(Ctx {
             core: core_arc.clone(),
             connected: connected.clone(),
+            settled: settled.clone(),
             assigned: assigned.clone(),
+            lag: lock(&core_arc).metrics.lag.clone(),
         })
         .ctx("creating the consumer")?;
-    watch_stuck(assigned, connected, health.clone(), shutdown.clone())?;
+    watch_stuck(assigned, connected, settled, health.clone(), shutdown.clone())?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).ctx("subscribing to the clean topics")?;
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
-    let mut last_lag = Instant::now();
     let mut last_check = Instant::now();
     let mut unchecked = 0u32;
     while !shutdown.is_cancelled() {
@@ -698,10 +717,6 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         }
         for chain in core.due() {
             core.flush(&consumer, &chain, false)?;
-        }
-        if last_lag.elapsed() > Duration::from_secs(10) {
-            core.metrics.update_lag(&consumer);
-            last_lag = Instant::now();
         }
     }
     tracing::info!("Shutting down: committing what waits");

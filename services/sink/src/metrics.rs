@@ -9,7 +9,6 @@ use prometheus::{
     exponential_buckets, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::time::Duration;
 use tributary_lake::CommitSummary;
 
@@ -165,21 +164,5 @@ impl SinkMetrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.last_commit.with_label_values(&[table]).set(now);
-    }
-
-    pub fn update_lag<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
-        let Ok(pos) = consumer.position() else { return };
-        for el in pos.elements() {
-            if let (Some(at), Ok((_, high))) = (
-                el.offset().to_raw(),
-                consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(3)),
-            ) {
-                // `<ns>.clean.<chain>`: the table is the chain, the topic's last part.
-                let table = el.topic().rsplit('.').next().unwrap_or_default();
-                self.lag
-                    .with_label_values(&[table, &el.partition().to_string()])
-                    .set((high - at).max(0));
-            }
-        }
     }
 }
