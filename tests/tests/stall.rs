@@ -1,5 +1,6 @@
 //! A chain whose Kafka client cannot finish its transaction stops loudly (its watchdog,
-//! `STALL_LIMIT`) instead of standing still, and its restart loses and doubles nothing.
+//! `STALL_LIMIT`) instead of standing still, and its restart loses and doubles nothing; the
+//! gateway, whose Kafka stops answering for its `STALL_LIMIT`, stops loudly too.
 //!
 //! The test freezes the broker (SIGSTOP), so it is a test binary of its own: `cargo test` runs
 //! binaries one after another, and no other test talks to the broker meanwhile.
@@ -35,36 +36,40 @@ fn a_chain_stalled_past_its_limit_exits_and_its_restart_loses_nothing() -> Resul
         "the chain exited before the broker froze"
     );
 
+    let mut gateway = Ingest::start(&ns, &[("STALL_LIMIT", "5s")])?;
+
     let frozen = Instant::now();
     let paused = Component::Kafka.pause()?;
-    let status = loop {
-        if let Some(st) = svc.child.try_wait()? {
-            break st;
-        }
+    let (mut status, mut gateway_status) = (None, None);
+    while status.is_none() || gateway_status.is_none() {
+        status = status.or(svc.child.try_wait()?.map(|st| (st, frozen.elapsed())));
+        gateway_status = gateway_status.or(gateway.child.try_wait()?.map(|st| (st, frozen.elapsed())));
         ensure!(
             frozen.elapsed() < Duration::from_secs(40),
-            "the chain still runs {:?} after the broker froze, with a stall limit of 5 s",
+            "{:?} after the broker froze, with a stall limit of 5 s, the chain has exited: {status:?}, the gateway: {gateway_status:?}",
             frozen.elapsed()
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    let stopped_after = frozen.elapsed();
+    }
     drop(paused);
-    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("{ns}-{chain}-0.log")))?;
-    assert_eq!(
-        status.code(),
-        Some(tributary_engine::runner::STALLED_EXIT),
-        "exit status {status}; log tail: {}",
-        &log[log.len().saturating_sub(2_000)..]
+    let ((status, stopped_after), (gateway_status, gateway_after)) =
+        (status.expect("exited"), gateway_status.expect("exited"));
+    // Each stopped with the watchdog's status, saying why, and not before its limit (the
+    // chain's transaction was open for up to its 1 s interval before the freeze; the gateway
+    // checks every second, each check waiting up to 2 s).
+    assert_stalled(
+        status,
+        stopped_after,
+        &format!("{ns}-{chain}-0.log"),
+        "Stalled: a transaction has been open for",
+        3,
     );
-    assert!(
-        log.contains("Stalled: a transaction has been open for"),
-        "the log says why"
-    );
-    // The transaction was open for up to its 1 s interval before the freeze.
-    assert!(
-        stopped_after >= Duration::from_secs(3),
-        "stopped {stopped_after:?} after the freeze, well before its limit"
+    assert_stalled(
+        gateway_status,
+        gateway_after,
+        &format!("{ns}-ingest.log"),
+        "Stuck: Kafka has not answered for",
+        5,
     );
 
     // The restart (and any later one: the broker may fence itself for a moment after the
@@ -106,4 +111,21 @@ fn a_chain_stalled_past_its_limit_exits_and_its_restart_loses_nothing() -> Resul
     );
     assert_exact_clean(&ns, chain, &summary.expected).with_context(|| format!("after {restarts} restarts"))?;
     svc.stop().context("stopping the chain")
+}
+
+/// A process stopped by its watchdog: exit status 3, its log (`log`, in the temp folder)
+/// saying `why`, at least `limit_s` seconds after the broker froze.
+fn assert_stalled(status: std::process::ExitStatus, after: Duration, log: &str, why: &str, limit_s: u64) {
+    let text = std::fs::read_to_string(std::env::temp_dir().join(log)).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(tributary_engine::runner::STALLED_EXIT),
+        "{log}: exit status {status}; log tail: {}",
+        &text[text.len().saturating_sub(2_000)..]
+    );
+    assert!(text.contains(why), "{log} says why ({why})");
+    assert!(
+        after >= Duration::from_secs(limit_s),
+        "{log}: stopped {after:?} after the freeze, before its limit"
+    );
 }

@@ -81,6 +81,12 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = settings::duration)]
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How long Kafka may not answer before the gateway exits with status 3, so that its
+    /// restart gets a fresh client (a librdkafka producer can stay without a broker for good
+    /// after a broker restart). Longer than a broker restart.
+    #[arg(long, env = "STALL_LIMIT", default_value = "2m", value_parser = settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub stall_limit: Duration,
     /// API requests handled at once; the next one is answered 503 at once instead of queueing.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "256")]
     pub max_concurrent_requests: usize,
@@ -137,6 +143,8 @@ pub struct Settings {
     pub delivery_timeout: Duration,
     /// Longest webhook or one-click request (503 past it); longest pause in an upload's body.
     pub request_timeout: Duration,
+    /// How long Kafka may not answer before the process exits with status 3.
+    pub stall_limit: Duration,
     /// API requests handled at once (503 past it); `/metrics` and `/health/*` are not counted.
     pub max_concurrent_requests: usize,
     pub require_provider_signatures: bool,
@@ -201,6 +209,10 @@ impl Settings {
         let (max_body_bytes, max_record_bytes) = (file.max_body_bytes, file.max_record_bytes);
         if max_body_bytes == 0 || max_record_bytes == 0 || delivery_timeout.is_zero() {
             errors.push("MAX_BODY_BYTES, MAX_RECORD_BYTES and DELIVERY_TIMEOUT must be above zero".into());
+        }
+        let stall_limit = file.stall_limit;
+        if stall_limit < Duration::from_secs(1) {
+            errors.push("STALL_LIMIT must be at least 1s".into());
         }
         let mut kafka = file.kafka.clone();
         for fixed in ["enable.idempotence", "acks"] {
@@ -271,6 +283,7 @@ impl Settings {
             max_record_bytes,
             delivery_timeout,
             request_timeout,
+            stall_limit,
             max_concurrent_requests,
             signature_max_age,
             replay_cache_entries,

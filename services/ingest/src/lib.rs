@@ -527,8 +527,15 @@ async fn ready_handler(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// Keeps readiness in step with whether Kafka answers.
+/// Keeps readiness in step with whether Kafka answers. Past `stall_limit` (`STALL_LIMIT`)
+/// without an answer the process exits with status 3, as a chain's watchdog does: librdkafka 2.12 can keep
+/// a producer without a broker for good after a broker restart (see
+/// `tributary_engine::watchdog`), which only a fresh client mends, and readiness alone would
+/// keep such a gateway out of traffic without restarting it. Nothing accepted is lost: a
+/// request is answered 2xx only once Kafka has its records, and the others are retried by
+/// their senders.
 async fn watch_kafka(app: Arc<App>, shutdown: CancellationToken) {
+    let mut down_since: Option<Instant> = None;
     loop {
         let a = app.clone();
         let ok = tokio::task::spawn_blocking(move || a.publisher.reachable())
@@ -538,6 +545,17 @@ async fn watch_kafka(app: Arc<App>, shutdown: CancellationToken) {
             tracing::info!(ready = ok, "Kafka reachability changed");
         }
         app.metrics.set_ready(ok);
+        if ok {
+            down_since = None;
+        } else {
+            let down = down_since.get_or_insert_with(Instant::now).elapsed();
+            if down > app.settings.stall_limit {
+                tracing::error!(
+                    "Stuck: Kafka has not answered for {down:.0?}; exiting so that a restart gets a fresh client"
+                );
+                std::process::exit(tributary_engine::runner::STALLED_EXIT);
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
