@@ -2,7 +2,8 @@
 //! Kafka Streams peer (`bench/peers/kstreams-dedup`) on the same broker and the same
 //! preloaded data; dedup state memory per key; restore of 10 M keys from a changelog; the
 //! sink into a local directory and HDFS; latency raw → clean and raw → lake at half of the
-//! chain's measured peak rate and at that peak. Writes `bench/results/latest.md`,
+//! chain's measured peak rate and at that peak; the chain alone again at 3 M and 10 M events
+//! (growth: CPU per event should stay flat). Writes `bench/results/latest.md`,
 //! `latest.json`, appends to `history.csv` and redraws `history.svg`. Every topic it made is
 //! deleted at the end, whatever happened.
 //!
@@ -11,6 +12,7 @@
 //! bench/peers/kstreams-dedup), PEER_JAVA_OPTS its JVM options (default -Xmx1g);
 //! BENCH_RESTORE_KEYS the keys of the restore run (default 10 000 000; 0 skips it);
 //! BENCH_LATENCY_SECS the length of each latency phase (default 15; 0 skips them);
+//! BENCH_GROWTH the sizes of the growth runs (default 3000000,10000000; 0 skips them);
 //! BENCH_RESULTS the results folder (default bench/results))
 //!        bench --redraw   (only redraws history.svg from history.csv)
 
@@ -43,6 +45,19 @@ fn env_num(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().with_context(|| format!("{name}={v}")),
         _ => Ok(default),
+    }
+}
+
+/// A comma-separated list of numbers (`0` or empty: none).
+fn env_list(name: &str, default: &[u64]) -> Result<Vec<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty() && *x != "0")
+            .map(|x| x.parse().with_context(|| format!("{name}={v}")))
+            .collect(),
+        Err(_) => Ok(default.to_vec()),
     }
 }
 
@@ -123,35 +138,15 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
     let base_cpu = base["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
 
     eprintln!("bench: the {CHAIN} service");
-    let port = free_port()?;
-    let started = Instant::now();
-    let mut svc = spawn_chain(ctx, ns, port)?;
-    let pid = svc.id().to_string();
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let mut first: Option<(f64, f64)> = None;
-    loop {
-        let done = metric(port, "tributary_chain_records_total");
-        if done >= events as f64 {
-            break;
-        }
-        if first.is_none() && done > 0.0 {
-            first = Some((done, cpu_seconds(&pid).unwrap_or(f64::NAN)));
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the service did not drain the topic in 30 min"
-        );
-        anyhow::ensure!(svc.try_wait()?.is_none(), "the service exited");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let svc_wall = started.elapsed().as_secs_f64();
-    let svc_cpu = cpu_seconds(&pid).unwrap_or(f64::NAN);
-    let svc_steady_us = first.map_or(f64::NAN, |(n, c)| (svc_cpu - c) / (events as f64 - n) * 1e6);
-    let svc_rss = peak_rss_bytes(&pid).unwrap_or(0);
-    let state_keys = metric(port, "tributary_chain_dedup_state_keys");
-    let commit_p = metric(port, "tributary_chain_commit_duration_seconds_sum")
-        / metric(port, "tributary_chain_commit_duration_seconds_count").max(1.0);
-    stop(&mut svc);
+    let drain = drain_chain(ctx, ns, events)?;
+    let Drain {
+        wall: svc_wall,
+        cpu: svc_cpu,
+        steady_us: svc_steady_us,
+        rss: svc_rss,
+        keys: state_keys,
+        commit_s: commit_p,
+    } = drain;
 
     let peer = if env_num("BENCH_PEER", 1)? == 0 {
         None
@@ -190,6 +185,8 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
     } else {
         None
     };
+
+    let growth = growth_runs(ctx, &env_list("BENCH_GROWTH", &[3_000_000, 10_000_000])?)?;
 
     eprintln!("bench: the sink, into a local directory and into HDFS");
     let clean_count = expected_clean as f64;
@@ -328,6 +325,36 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
         }
     }
     o.insert("latency_phases".into(), serde_json::to_value(&lat)?);
+    let base_row = GrowthRow {
+        events,
+        cpu_us: svc_us,
+        steady_us: svc_steady_us,
+        rate: peak_rate,
+        rss: svc_rss,
+    };
+    if !growth.is_empty() {
+        let rows: Vec<Value> = std::iter::once(&base_row)
+            .chain(&growth)
+            .map(|g| {
+                json!({
+                    "events": g.events,
+                    "cpu_us_per_event": num(g.cpu_us),
+                    "cpu_us_per_event_after_first_commit": num(g.steady_us),
+                    "events_per_s": num(g.rate),
+                    "peak_rss_bytes": g.rss,
+                })
+            })
+            .collect();
+        o.insert("growth".into(), Value::Array(rows));
+        o.insert(
+            "growth_cpu_max_deviation".into(),
+            num(max_deviation(base_row.cpu_us, growth.iter().map(|g| g.cpu_us))),
+        );
+        o.insert(
+            "growth_cpu_after_first_commit_max_deviation".into(),
+            num(max_deviation(base_row.steady_us, growth.iter().map(|g| g.steady_us))),
+        );
+    }
 
     let md = format!(
         "# Benchmark: {CHAIN} chain service vs. bare rdkafka transactional pass-through and the Kafka Streams peer\n\n\
@@ -350,7 +377,8 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
          CPU is user + system time of the process from /proc, start-up included for every process.\n\
          {peer_table}\
          {sink_table}\
-         {lat_table}",
+         {lat_table}\
+         {growth_table}",
         short = commit.get(..7).unwrap_or(&commit),
         l0 = load_start.1,
         l1 = load_after_drains.1,
@@ -375,6 +403,7 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
         ),
         sink_table = sink_section(&sink_runs, clean_count, encode_rate),
         lat_table = latency_section(&lat, peak_rate),
+        growth_table = growth_section(&base_row, &growth),
         dups = summary.duplicates,
         inv = summary.invalid,
         preload = preload_s,
@@ -554,13 +583,18 @@ fn count_records(ctx: &Ctx, topic: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// Deletes every topic named `<ns>.…` or `<ns>-…` (the run's namespaces and the peer's
-/// internal topics) and every consumer group whose name holds `<ns>`; returns how many of each.
+/// Deletes every topic and consumer group of the run (see [`delete_namespace`]).
 fn delete_leftovers(ctx: &Ctx) -> Result<(usize, usize)> {
+    delete_namespace(ctx, &ctx.ns, true)
+}
+
+/// Deletes every topic named `<ns>.…` or `<ns>-…` (the namespace, the ones made from it and
+/// the peer's internal topics) and, with `groups`, every consumer group whose name holds
+/// `<ns>`; returns how many of each.
+fn delete_namespace(ctx: &Ctx, ns: &str, groups: bool) -> Result<(usize, usize)> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
     let c = client(ctx, &format!("{}-admin", ctx.ns))?;
-    let ns = ctx.ns.as_str();
     let topics: Vec<String> = c
         .fetch_metadata(None, Duration::from_secs(30))?
         .topics()
@@ -573,7 +607,7 @@ fn delete_leftovers(ctx: &Ctx) -> Result<(usize, usize)> {
         .groups()
         .iter()
         .map(|g| g.name().to_owned())
-        .filter(|n| n.contains(ns))
+        .filter(|n| groups && n.contains(ns))
         .collect();
     drop(c);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &ctx.kafka).create()?;
@@ -587,16 +621,171 @@ fn delete_leftovers(ctx: &Ctx) -> Result<(usize, usize)> {
             }
         }
     }
-    if !groups.is_empty() {
-        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    // A chain's static member stays in its group until its 10 s session lapses after the
+    // service stopped: such a group is tried again for 30 s.
+    let mut left: Vec<String> = groups.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !left.is_empty() {
+        let names: Vec<&str> = left.iter().map(String::as_str).collect();
+        let mut busy = Vec::new();
         for r in ctx.rt.block_on(admin.delete_groups(&names, &opts))? {
-            if let Err((n, e)) = r {
-                failed.push(format!("group {n}: {e}"));
+            match r {
+                Err((n, rdkafka::types::RDKafkaErrorCode::NonEmptyGroup)) if Instant::now() < deadline => busy.push(n),
+                Err((n, e)) => failed.push(format!("group {n}: {e}")),
+                Ok(_) => {}
             }
+        }
+        left = busy;
+        if !left.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
     anyhow::ensure!(failed.is_empty(), "{}", failed.join(", "));
     Ok((topics.len(), groups.len()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The chain service draining a preloaded raw topic, and the same at other sizes.
+
+/// One drain of a preloaded raw topic by the chain service, start-up included.
+struct Drain {
+    wall: f64,
+    cpu: f64,
+    /// CPU µs per event after the first record (start-up and the first fetch excluded).
+    steady_us: f64,
+    rss: u64,
+    keys: f64,
+    /// Mean transaction commit, seconds.
+    commit_s: f64,
+}
+
+/// Starts the chain service on namespace `ns` and waits until it has taken in `events`
+/// records.
+fn drain_chain(ctx: &Ctx, ns: &str, events: u64) -> Result<Drain> {
+    let port = free_port()?;
+    let started = Instant::now();
+    let mut svc = spawn_chain(ctx, ns, port)?;
+    let pid = svc.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut first: Option<(f64, f64)> = None;
+    let outcome = loop {
+        let done = metric(port, "tributary_chain_records_total");
+        if done >= events as f64 {
+            break Ok(());
+        }
+        if first.is_none() && done > 0.0 {
+            first = Some((done, cpu_seconds(&pid).unwrap_or(f64::NAN)));
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("the service did not drain the topic in 30 min"));
+        }
+        if svc.try_wait()?.is_some() {
+            break Err(anyhow::anyhow!("the service exited"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pid).unwrap_or(f64::NAN);
+    let drain = Drain {
+        wall,
+        cpu,
+        steady_us: first.map_or(f64::NAN, |(n, c)| (cpu - c) / (events as f64 - n) * 1e6),
+        rss: peak_rss_bytes(&pid).unwrap_or(0),
+        keys: metric(port, "tributary_chain_dedup_state_keys"),
+        commit_s: metric(port, "tributary_chain_commit_duration_seconds_sum")
+            / metric(port, "tributary_chain_commit_duration_seconds_count").max(1.0),
+    };
+    stop(&mut svc);
+    outcome.map(|()| drain)
+}
+
+/// The chain at one size of the growth runs.
+struct GrowthRow {
+    events: u64,
+    cpu_us: f64,
+    steady_us: f64,
+    rate: f64,
+    rss: u64,
+}
+
+/// The chain service alone at each of `sizes` events (`BENCH_GROWTH`), each preloaded as the
+/// main run's (same generator and seed) into a namespace of its own that is deleted right
+/// after, so that 10 M events never sit on the disk beside the next size.
+fn growth_runs(ctx: &Ctx, sizes: &[u64]) -> Result<Vec<GrowthRow>> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let ns = format!("{}-g{n}", ctx.ns);
+        create_topics(ctx, &ns, &[])?;
+        let raw = topics::namespaced(&ns, &topics::raw(CHAIN));
+        eprintln!("bench: growth: preloading {n} events into {raw}");
+        let mut spec = Spec::new(CHAIN, n);
+        spec.invalid_share = 0.01;
+        spec.seed = 2026;
+        let run = loadgen::send(&ctx.kafka, &raw, spec, |_| {}).and_then(|_| drain_chain(ctx, &ns, n));
+        // Its topics only: the chain's static member stays in its group until its session
+        // lapses, so the group goes with the run's at the end.
+        let deleted = delete_namespace(ctx, &ns, false);
+        let d = run?;
+        deleted?;
+        let row = GrowthRow {
+            events: n,
+            cpu_us: d.cpu / n as f64 * 1e6,
+            steady_us: d.steady_us,
+            rate: n as f64 / d.wall,
+            rss: d.rss,
+        };
+        eprintln!(
+            "bench: growth: {n} events: {:.2} µs/event ({:.2} after the first record), {:.0} events/s",
+            row.cpu_us, row.steady_us, row.rate
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The largest relative distance of `others` from `base`.
+fn max_deviation(base: f64, others: impl Iterator<Item = f64>) -> f64 {
+    others.map(|x| (x / base - 1.0).abs()).fold(0.0, f64::max)
+}
+
+fn growth_section(base: &GrowthRow, growth: &[GrowthRow]) -> String {
+    if growth.is_empty() {
+        return "\nThe growth runs were skipped (BENCH_GROWTH=0).\n".into();
+    }
+    let n = base.events;
+    let mut out = format!(
+        "\n## Growth: the chain at more events\n\n\
+         The chain service alone, as in the drain above, on raw topics of more events from the same \
+         generator (10 % duplicates, 1 % invalid: about 0.89 dedup keys per event), each in a namespace of \
+         its own, deleted after it. Target: CPU per event flat within 15 % of the {n}-event run.\n\n\
+         | events | own CPU per event | after the first record | vs. {n} events | throughput | peak RSS |\n\
+         |---|---|---|---|---|---|\n"
+    );
+    for g in std::iter::once(base).chain(growth) {
+        let vs = if std::ptr::eq(g, base) {
+            String::new()
+        } else {
+            format!(
+                "{:+.1} % ({:+.1} %)",
+                100.0 * (g.cpu_us / base.cpu_us - 1.0),
+                100.0 * (g.steady_us / base.steady_us - 1.0)
+            )
+        };
+        out.push_str(&format!(
+            "| {} | {:.2} µs | {:.2} µs | {vs} | {:.0} events/s | {:.0} MiB |\n",
+            g.events,
+            g.cpu_us,
+            g.steady_us,
+            g.rate,
+            g.rss as f64 / 1048576.0
+        ));
+    }
+    out.push_str(&format!(
+        "\nLargest distance from the {n}-event run: {:.1} % (after the first record {:.1} %); target ≤ 15 %.\n",
+        100.0 * max_deviation(base.cpu_us, growth.iter().map(|g| g.cpu_us)),
+        100.0 * max_deviation(base.steady_us, growth.iter().map(|g| g.steady_us)),
+    ));
+    out
 }
 
 // ---------------------------------------------------------------------------------------
