@@ -1,7 +1,8 @@
 //! `make chaos`: every scenario of the fault matrix, `CHAOS_RUNS` runs each (default 3), at
 //! `CHAOS_EVENTS` events a run (default 1 000 000 over the five chains); `CHAOS_SCENARIOS`
 //! (comma-separated names) picks some. Writes `bench/results/chaos.md` and `chaos.json` after
-//! every run (`CHAOS_KEEP=1`: keeping the earlier runs of the scenarios not run now); exits
+//! every run (`CHAOS_KEEP=1`: keeping the earlier runs of each scenario until this batch has
+//! run it; with `CHAOS_RUNS=0` it only writes the report again from `chaos.json`); exits
 //! non-zero when any run failed, naming where its history was kept.
 //!
 //! Runs against the infrastructure of `INFRA_DIR` (default `.infra`) and its port variables,
@@ -46,12 +47,17 @@ fn main() -> Result<()> {
     if gone > 0 {
         eprintln!("chaos: deleted {gone} topic(s) of earlier test namespaces");
     }
-    // CHAOS_KEEP=1: the report keeps the earlier runs of the scenarios not run now.
-    let earlier = if std::env::var("CHAOS_KEEP").is_ok_and(|v| v == "1") {
+    // CHAOS_KEEP=1: the report keeps the earlier runs of each scenario until this batch has run it.
+    let earlier = if runs == 0 || std::env::var("CHAOS_KEEP").is_ok_and(|v| v == "1") {
         tributary_tests::chaos::report::read_runs(&report)?
     } else {
         vec![]
     };
+    if runs == 0 {
+        tributary_tests::chaos::report::write(&report, &cfg, &earlier)?;
+        println!("{}", std::fs::read_to_string(report.join("chaos.md"))?);
+        return Ok(());
+    }
     let outcomes = scenario::run_matrix_after(earlier, &scenarios, runs, &cfg, Some(&report))?;
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
     println!("{}", std::fs::read_to_string(report.join("chaos.md"))?);

@@ -1119,11 +1119,10 @@ pub fn run_matrix_after(
     cfg: &Config,
     report: Option<&Path>,
 ) -> Result<Vec<Outcome>> {
-    let kept: Vec<Outcome> = earlier
-        .into_iter()
-        .filter(|o| !scenarios.iter().any(|s| s.name() == o.scenario))
-        .collect();
-    let mut out = Vec::new();
+    // An earlier run of a scenario stays in the report until this batch has run that scenario
+    // once: a batch stopped halfway keeps the earlier figures of the scenarios it never reached.
+    let kept = earlier;
+    let mut out: Vec<Outcome> = Vec::new();
     for s in scenarios {
         for r in 1..=runs {
             let o = run(*s, cfg, r)?;
@@ -1171,7 +1170,12 @@ pub fn run_matrix_after(
             }
             out.push(o);
             if let Some(p) = report {
-                let all: Vec<Outcome> = kept.iter().chain(&out).cloned().collect();
+                let all: Vec<Outcome> = kept
+                    .iter()
+                    .filter(|k| !out.iter().any(|o| o.scenario == k.scenario))
+                    .chain(&out)
+                    .cloned()
+                    .collect();
                 super::report::write(p, cfg, &all)?;
             }
         }
