@@ -1121,7 +1121,6 @@ pub fn run_matrix_after(
 ) -> Result<Vec<Outcome>> {
     // An earlier run of a scenario stays in the report until this batch has run that scenario
     // once: a batch stopped halfway keeps the earlier figures of the scenarios it never reached.
-    let kept = earlier;
     let mut out: Vec<Outcome> = Vec::new();
     for s in scenarios {
         for r in 1..=runs {
@@ -1170,7 +1169,7 @@ pub fn run_matrix_after(
             }
             out.push(o);
             if let Some(p) = report {
-                let all: Vec<Outcome> = kept
+                let all: Vec<Outcome> = earlier
                     .iter()
                     .filter(|k| !out.iter().any(|o| o.scenario == k.scenario))
                     .chain(&out)

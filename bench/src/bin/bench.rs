@@ -41,6 +41,15 @@ struct Ctx {
     rt: tokio::runtime::Runtime,
 }
 
+/// The preloaded raw events of `events` (10 % duplicates, 1 % invalid), the same for every
+/// run of the same size.
+fn preload_spec(events: u64) -> Spec {
+    let mut spec = Spec::new(CHAIN, events);
+    spec.invalid_share = 0.01;
+    spec.seed = 2026;
+    spec
+}
+
 fn env_num(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().with_context(|| format!("{name}={v}")),
@@ -115,11 +124,8 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
     let raw = t(topics::raw(CHAIN));
 
     eprintln!("bench: preloading {events} {CHAIN} events (10 % duplicates, 1 % invalid) into {raw}");
-    let mut spec = Spec::new(CHAIN, events);
-    spec.invalid_share = 0.01;
-    spec.seed = 2026;
     let started = Instant::now();
-    let summary = loadgen::send(&ctx.kafka, &raw, spec, |_| {})?;
+    let summary = loadgen::send(&ctx.kafka, &raw, preload_spec(events), |_| {})?;
     let preload_s = started.elapsed().as_secs_f64();
     let expected_clean = events - summary.duplicates - summary.invalid;
     let load_start = loadavg();
@@ -139,6 +145,7 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
 
     eprintln!("bench: the {CHAIN} service");
     let drain = drain_chain(ctx, ns, events)?;
+    let base_row = drain.row(events);
     let Drain {
         wall: svc_wall,
         cpu: svc_cpu,
@@ -222,7 +229,7 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
     let _ = std::fs::remove_dir_all(&local_lake);
 
     let ev = events as f64;
-    let peak_rate = ev / svc_wall;
+    let peak_rate = base_row.rate;
     let latency_secs = env_num("BENCH_LATENCY_SECS", 15)? as f64;
     let lat = if latency_secs > 0.0 {
         latency_run(ctx, peak_rate, latency_secs)?
@@ -248,7 +255,7 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
 
     // ----------------------------------------------------------------------------------
     // Reports.
-    let svc_us = svc_cpu / ev * 1e6;
+    let svc_us = base_row.cpu_us;
     let base_us = base_cpu / ev * 1e6;
     let date = utc_now();
     let commit = git_head();
@@ -325,13 +332,6 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
         }
     }
     o.insert("latency_phases".into(), serde_json::to_value(&lat)?);
-    let base_row = GrowthRow {
-        events,
-        cpu_us: svc_us,
-        steady_us: svc_steady_us,
-        rate: peak_rate,
-        rss: svc_rss,
-    };
     if !growth.is_empty() {
         let rows: Vec<Value> = std::iter::once(&base_row)
             .chain(&growth)
@@ -602,13 +602,16 @@ fn delete_namespace(ctx: &Ctx, ns: &str, groups: bool) -> Result<(usize, usize)>
         .map(|t| t.name().to_owned())
         .filter(|n| n.strip_prefix(ns).is_some_and(|rest| rest.starts_with(['.', '-'])))
         .collect();
-    let groups: Vec<String> = c
-        .fetch_group_list(None, Duration::from_secs(30))?
-        .groups()
-        .iter()
-        .map(|g| g.name().to_owned())
-        .filter(|n| groups && n.contains(ns))
-        .collect();
+    let groups: Vec<String> = if groups {
+        c.fetch_group_list(None, Duration::from_secs(30))?
+            .groups()
+            .iter()
+            .map(|g| g.name().to_owned())
+            .filter(|n| n.contains(ns))
+            .collect()
+    } else {
+        Vec::new()
+    };
     drop(c);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &ctx.kafka).create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
@@ -623,7 +626,8 @@ fn delete_namespace(ctx: &Ctx, ns: &str, groups: bool) -> Result<(usize, usize)>
     }
     // A chain's static member stays in its group until its 10 s session lapses after the
     // service stopped: such a group is tried again for 30 s.
-    let mut left: Vec<String> = groups.clone();
+    let group_count = groups.len();
+    let mut left = groups;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !left.is_empty() {
         let names: Vec<&str> = left.iter().map(String::as_str).collect();
@@ -641,7 +645,7 @@ fn delete_namespace(ctx: &Ctx, ns: &str, groups: bool) -> Result<(usize, usize)>
         }
     }
     anyhow::ensure!(failed.is_empty(), "{}", failed.join(", "));
-    Ok((topics.len(), groups.len()))
+    Ok((topics.len(), group_count))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -699,6 +703,19 @@ fn drain_chain(ctx: &Ctx, ns: &str, events: u64) -> Result<Drain> {
     outcome.map(|()| drain)
 }
 
+impl Drain {
+    /// The drain of `events` as a row of the growth table.
+    fn row(&self, events: u64) -> GrowthRow {
+        GrowthRow {
+            events,
+            cpu_us: self.cpu / events as f64 * 1e6,
+            steady_us: self.steady_us,
+            rate: events as f64 / self.wall,
+            rss: self.rss,
+        }
+    }
+}
+
 /// The chain at one size of the growth runs.
 struct GrowthRow {
     events: u64,
@@ -718,22 +735,12 @@ fn growth_runs(ctx: &Ctx, sizes: &[u64]) -> Result<Vec<GrowthRow>> {
         create_topics(ctx, &ns, &[])?;
         let raw = topics::namespaced(&ns, &topics::raw(CHAIN));
         eprintln!("bench: growth: preloading {n} events into {raw}");
-        let mut spec = Spec::new(CHAIN, n);
-        spec.invalid_share = 0.01;
-        spec.seed = 2026;
-        let run = loadgen::send(&ctx.kafka, &raw, spec, |_| {}).and_then(|_| drain_chain(ctx, &ns, n));
+        let run = loadgen::send(&ctx.kafka, &raw, preload_spec(n), |_| {}).and_then(|_| drain_chain(ctx, &ns, n));
         // Its topics only: the chain's static member stays in its group until its session
         // lapses, so the group goes with the run's at the end.
         let deleted = delete_namespace(ctx, &ns, false);
-        let d = run?;
+        let row = run?.row(n);
         deleted?;
-        let row = GrowthRow {
-            events: n,
-            cpu_us: d.cpu / n as f64 * 1e6,
-            steady_us: d.steady_us,
-            rate: n as f64 / d.wall,
-            rss: d.rss,
-        };
         eprintln!(
             "bench: growth: {n} events: {:.2} µs/event ({:.2} after the first record), {:.0} events/s",
             row.cpu_us, row.steady_us, row.rate

@@ -100,8 +100,8 @@ pub struct Connected {
     /// Milliseconds from `origin` to the last report with a broker up; the client's creation
     /// counts as one.
     last_up: AtomicU64,
-    /// Whether the group's state is watched rather than the brokers'.
-    group: bool,
+    /// Whether a report counts: a broker up, or (a group watch) the member settled.
+    counts: fn(&rdkafka::Statistics) -> bool,
 }
 
 impl Default for Connected {
@@ -109,7 +109,12 @@ impl Default for Connected {
         Self {
             origin: Instant::now(),
             last_up: AtomicU64::new(0),
-            group: false,
+            counts: |stats| {
+                stats
+                    .brokers
+                    .values()
+                    .any(|b| matches!(b.source.as_str(), "learned" | "configured") && b.state == "UP")
+            },
         }
     }
 }
@@ -120,25 +125,19 @@ impl Connected {
     /// good, its broker up and its loop turning.
     pub fn group() -> Self {
         Self {
-            group: true,
+            counts: |stats| {
+                stats
+                    .cgrp
+                    .as_ref()
+                    .is_some_and(|g| g.state == "up" && g.join_state == "steady")
+            },
             ..Self::default()
         }
     }
 
     /// Takes one statistics report of the client.
     pub fn observe(&self, stats: &rdkafka::Statistics) {
-        let up = if self.group {
-            stats
-                .cgrp
-                .as_ref()
-                .is_some_and(|g| g.state == "up" && g.join_state == "steady")
-        } else {
-            stats
-                .brokers
-                .values()
-                .any(|b| matches!(b.source.as_str(), "learned" | "configured") && b.state == "UP")
-        };
-        if up {
+        if (self.counts)(stats) {
             self.mark_up(Instant::now());
         }
     }
