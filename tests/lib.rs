@@ -656,15 +656,28 @@ pub fn hdfs() -> String {
     std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into())
 }
 
-/// `tenant/event_id` of every row of a chain's table, counted.
+/// `tenant/event_id` of every row of a chain's table, counted; no rows while there is no
+/// table yet. A table that cannot be read is an error, never "no rows": `make chaos` once
+/// counted every row of a table as lost while HDFS refused its reads after a restart.
 pub fn table_rows(lake_uri: &str, chain: &str) -> Result<BTreeMap<String, u32>> {
+    read_table_rows(lake_uri, chain, true)
+}
+
+/// [`table_rows`] of a table that must exist (the sink created it): no table is an error too.
+pub fn existing_table_rows(lake_uri: &str, chain: &str) -> Result<BTreeMap<String, u32>> {
+    read_table_rows(lake_uri, chain, false)
+}
+
+fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<BTreeMap<String, u32>> {
     use arrow::array::{Array, StringArray};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let lake = tributary_lake::Lake::new(lake_uri)?;
     let url = lake.table_url(chain)?;
     let mut out = BTreeMap::new();
-    let Ok(table) = rt.block_on(deltalake::open_table(url)) else {
-        return Ok(out);
+    let table = match rt.block_on(deltalake::open_table(url)) {
+        Ok(t) => t,
+        Err(deltalake::DeltaTableError::NotATable(_)) if none_is_empty => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("opening the {chain} table of {lake_uri}")),
     };
     for f in rt.block_on(tributary_lake::table::read_all(&table))? {
         let tenant = f.partition.get("tenant_id").cloned().unwrap_or_default();

@@ -2,7 +2,7 @@
 //! reader that runs during the whole scenario, and the final reads the checker compares.
 
 use super::checker::{At, Audit, ChainHistory, Sent};
-use crate::{decode_clean, kafka, read_all_with, table_rows, topic, watermarks, Record};
+use crate::{decode_clean, existing_table_rows, kafka, read_all_with, topic, watermarks, Record};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -117,6 +117,22 @@ impl Drop for LiveReader {
     }
 }
 
+/// The rows of a chain's table, read again for up to 2 minutes while the read fails (HDFS
+/// just back from a restart can refuse reads until its datanode has reported its blocks).
+fn lake_rows(lake: &str, chain: &str) -> Result<std::collections::BTreeMap<String, u32>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match existing_table_rows(lake, chain) {
+            Ok(rows) => return Ok(rows),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("chaos: {chain}: reading the lake failed, trying again: {e:#}");
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads one chain's history: raw, audit, DLQ, clean (committed and uncommitted), the lake.
 pub fn chain_history(ns: &str, chain: &str, lake: &str, sent: Vec<Sent>, observed: Vec<At>) -> Result<ChainHistory> {
     let raw = read_all_with(&topic(ns, topics::raw(chain)), "read_committed")?;
@@ -166,7 +182,7 @@ pub fn chain_history(ns: &str, chain: &str, lake: &str, sent: Vec<Sent>, observe
         .into_iter()
         .map(|(p, (_, h))| (p, h))
         .collect();
-    let lake_rows = table_rows(lake, chain)?.into_iter().collect();
+    let lake_rows = lake_rows(lake, chain)?.into_iter().collect();
     let lake_txn = lake_txn(lake, chain, &clean_topic)?;
     Ok(ChainHistory {
         chain: chain.to_owned(),

@@ -373,6 +373,12 @@ pub fn run(scenario: Scenario, cfg: &Config, run_no: usize) -> Result<Outcome> {
     restored?;
     outcome.fencing = fencing_in_logs(&ns);
     if outcome.passed {
+        // A passed run in which a service exited keeps the services' logs (not the topics), so
+        // an exit nobody injected can still be explained afterwards.
+        if !outcome.service_exits.is_empty() {
+            let dir = keep_history(cfg, scenario, run_no, &ns, &outcome)?;
+            outcome.history = Some(format!("{} (logs only: the run passed)", dir.display()));
+        }
         cleanup(&ns, &lake);
     } else {
         let dir = keep_history(cfg, scenario, run_no, &ns, &outcome)?;
@@ -648,7 +654,11 @@ fn run_in(
             // metadata request for a while) is tried again until the deadline.
             let quiet = audit_sums(&topic(ns, topics::audit(c))).and_then(|sums| {
                 Ok(sums.received >= want
-                    && crate::table_rows(lake, c)?.values().map(|n| u64::from(*n)).sum::<u64>() >= sums.clean)
+                    && crate::existing_table_rows(lake, c)?
+                        .values()
+                        .map(|n| u64::from(*n))
+                        .sum::<u64>()
+                        >= sums.clean)
             });
             match quiet {
                 Ok(true) => break,
