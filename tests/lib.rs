@@ -656,6 +656,24 @@ pub fn hdfs() -> String {
     std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into())
 }
 
+/// The one runtime every lake read and write of the tests runs on. hdfs-native keeps DataNode
+/// connections in a process-wide cache (`DATANODE_CACHE`, 3 s): a connection made on one
+/// runtime and taken from the cache by another waits on a reactor that nobody drives, or fails
+/// once its runtime is gone ("A Tokio 1.x context was found, but it is being shutdown").
+/// `make chaos` hung there for good (its five history threads, each with a current-thread
+/// runtime of its own, reading an HDFS lake), and its drain's reads failed for 300 s.
+pub fn lake_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lake-io")
+            .enable_all()
+            .build()
+            .expect("starting the lake runtime")
+    })
+}
+
 /// `tenant/event_id` of every row of a chain's table, counted; no rows while there is no
 /// table yet. A table that cannot be read is an error, never "no rows": `make chaos` once
 /// counted every row of a table as lost while HDFS refused its reads after a restart.
@@ -670,7 +688,7 @@ pub fn existing_table_rows(lake_uri: &str, chain: &str) -> Result<BTreeMap<Strin
 
 fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<BTreeMap<String, u32>> {
     use arrow::array::{Array, StringArray};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = lake_runtime();
     let lake = tributary_lake::Lake::new(lake_uri)?;
     let url = lake.table_url(chain)?;
     let mut out = BTreeMap::new();

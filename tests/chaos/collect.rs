@@ -203,7 +203,7 @@ pub fn chain_history(ns: &str, chain: &str, lake: &str, sent: Vec<Sent>, observe
 /// exist or has no version for a partition).
 pub fn lake_txn(lake: &str, chain: &str, clean_topic: &str) -> Result<BTreeMap<i32, i64>> {
     let parts: Vec<i32> = watermarks(clean_topic)?.into_keys().collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = crate::lake_runtime();
     let l = tributary_lake::Lake::new(lake)?;
     let Some(table) = rt.block_on(tributary_lake::open_existing(&l, chain))? else {
         return Ok(BTreeMap::new());

@@ -1044,17 +1044,14 @@ fn cleanup(ns: &str, lake: &str) {
         eprintln!("chaos: deleting the topics of {ns}: {e:#}");
     }
     if lake.starts_with("hdfs://") {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        if let Ok(rt) = rt {
-            let _ = rt.block_on(async {
-                let client = hdfs_native::ClientBuilder::new().with_url(hdfs()).build()?;
-                let path = lake
-                    .split_once("://")
-                    .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
-                    .unwrap_or("/tributary-chaos/none");
-                client.delete(path, true).await
-            });
-        }
+        let _ = crate::lake_runtime().block_on(async {
+            let client = hdfs_native::ClientBuilder::new().with_url(hdfs()).build()?;
+            let path = lake
+                .split_once("://")
+                .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+                .unwrap_or("/tributary-chaos/none");
+            client.delete(path, true).await
+        });
     } else {
         let _ = std::fs::remove_dir_all(Path::new(lake));
     }
