@@ -692,6 +692,12 @@ fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<B
     let lake = tributary_lake::Lake::new(lake_uri)?;
     let url = lake.table_url(chain)?;
     let mut out = BTreeMap::new();
+    // No table yet: a local table's directory not made yet, or a directory without a log.
+    let no_dir = url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists());
+    if no_dir {
+        anyhow::ensure!(none_is_empty, "the {chain} table of {lake_uri} does not exist");
+        return Ok(out);
+    }
     let table = match rt.block_on(deltalake::open_table(url)) {
         Ok(t) => t,
         Err(deltalake::DeltaTableError::NotATable(_)) if none_is_empty => return Ok(out),
@@ -1273,4 +1279,28 @@ pub fn assert_exact_clean(
         "{chain}: missing {missing:?}, unexpected {extra:?}"
     );
     Ok(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    /// No table yet is no rows for `table_rows` and an error for `existing_table_rows`; a
+    /// table that cannot be read is an error for both (never "no rows").
+    #[test]
+    fn a_lake_read_fails_loudly_unless_there_is_no_table_yet() {
+        let dir = std::env::temp_dir().join(format!("tributary-table-rows-{}", std::process::id()));
+        let lake = dir.to_string_lossy().into_owned();
+        assert!(super::table_rows(&lake, "users").unwrap().is_empty());
+        assert!(super::existing_table_rows(&lake, "users").is_err());
+        std::fs::create_dir_all(dir.join("users")).unwrap();
+        assert!(
+            super::table_rows(&lake, "users").unwrap().is_empty(),
+            "a directory without a log"
+        );
+        // A log that is not a Delta log: the read fails, and says so.
+        let log = dir.join("users").join("_delta_log");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(log.join("00000000000000000000.json"), "not json").unwrap();
+        assert!(super::table_rows(&lake, "users").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
