@@ -690,18 +690,13 @@ fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<B
     use arrow::array::{Array, StringArray};
     let rt = lake_runtime();
     let lake = tributary_lake::Lake::new(lake_uri)?;
-    let url = lake.table_url(chain)?;
     let mut out = BTreeMap::new();
-    // No table yet: a local table's directory not made yet, or a directory without a log.
-    let no_dir = url.scheme() == "file" && url.to_file_path().is_ok_and(|p| !p.exists());
-    if no_dir {
+    let opened = rt
+        .block_on(tributary_lake::open_existing(&lake, chain))
+        .with_context(|| format!("opening the {chain} table of {lake_uri}"))?;
+    let Some(table) = opened else {
         anyhow::ensure!(none_is_empty, "the {chain} table of {lake_uri} does not exist");
         return Ok(out);
-    }
-    let table = match rt.block_on(deltalake::open_table(url)) {
-        Ok(t) => t,
-        Err(deltalake::DeltaTableError::NotATable(_)) if none_is_empty => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("opening the {chain} table of {lake_uri}")),
     };
     for f in rt.block_on(tributary_lake::table::read_all(&table))? {
         let tenant = f.partition.get("tenant_id").cloned().unwrap_or_default();
