@@ -5,7 +5,8 @@
 # service with a bare rdkafka transactional pass-through and with the Kafka Streams peer
 # (bench/peers/kstreams-dedup, built here with Maven; BENCH_PEER=0 skips it), restores 10 M
 # keys (BENCH_RESTORE_KEYS), runs the sink, and measures latency raw -> clean and raw -> lake
-# at half of the chain's peak rate and at the peak (BENCH_LATENCY_SECS per phase, default 15),
+# at the pipeline's peak (asked for the chain's drain rate, or BENCH_LATENCY_PEAK), at half of
+# that peak and at half of the chain's drain rate (BENCH_LATENCY_SECS per phase, default 15),
 # and runs the chain alone at 3 M and 10 M events (BENCH_GROWTH: the sizes; 0 skips them).
 # Figures go to bench/results/latest.md and latest.json; each run adds a row to history.csv
 # and redraws history.svg. It deletes the topics it made.

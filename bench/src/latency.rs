@@ -54,6 +54,59 @@ pub struct PhaseResult {
     pub p50_raw_to_lake_ms: f64,
     pub p99_raw_to_lake_ms: f64,
     pub max_raw_to_lake_ms: f64,
+    /// CPU used per second of the phase (its start until every record is in the lake), in
+    /// cores: each watched process's, and the whole machine's (`/proc/stat`).
+    pub cores: std::collections::BTreeMap<String, f64>,
+}
+
+/// Busy and total CPU time of the whole machine (jiffies, `/proc/stat`'s first line).
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3)? + f.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The CPU counters a phase starts from: each watched process's CPU seconds and the machine's.
+struct CpuMark {
+    at: Instant,
+    procs: Vec<Option<f64>>,
+    machine: Option<(u64, u64)>,
+}
+
+impl CpuMark {
+    fn new(watched: &[(String, String)]) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            procs: watched.iter().map(|(_, pid)| crate::cpu_seconds(pid)).collect(),
+            machine: machine_jiffies(),
+        }
+    }
+
+    /// Cores used since the mark, by name; `machine` is the machine's busy share times its cores.
+    fn cores(&self, watched: &[(String, String)]) -> std::collections::BTreeMap<String, f64> {
+        let wall = self.at.elapsed().as_secs_f64();
+        let mut out = std::collections::BTreeMap::new();
+        for ((name, pid), start) in watched.iter().zip(&self.procs) {
+            if let (Some(a), Some(b)) = (start, crate::cpu_seconds(pid)) {
+                out.insert(name.clone(), (b - a) / wall);
+            }
+        }
+        if let (Some((b0, t0)), Some((b1, t1))) = (self.machine, machine_jiffies()) {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            if t1 > t0 {
+                out.insert("machine".into(), (b1 - b0) as f64 / (t1 - t0) as f64 * n);
+            }
+        }
+        out
+    }
 }
 
 fn now_us() -> i64 {
@@ -103,9 +156,19 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Runs the phases one after the other against a chain service reading `raw` and a sink
-/// writing the Delta table at `table_dir` (both already running), and measures each.
-pub fn run(kafka: &str, raw: &str, clean: &str, table_dir: &Path, phases: &[Phase]) -> Result<Vec<PhaseResult>> {
+/// Runs phases one after the other against a chain service reading `raw` and a sink
+/// writing the Delta table at `table_dir` (both already running), and measures each: `next`
+/// gives the next phase from the results so far (so a phase's rate may follow a measured
+/// one), `None` ends. `watched`: (name, pid or `self`) of the processes whose CPU each phase
+/// reports.
+pub fn run(
+    kafka: &str,
+    raw: &str,
+    clean: &str,
+    table_dir: &Path,
+    watched: &[(String, String)],
+    mut next: impl FnMut(&[PhaseResult]) -> Option<Phase>,
+) -> Result<Vec<PhaseResult>> {
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Seen = Arc::default();
     let commits: Commits = Arc::default();
@@ -171,7 +234,7 @@ pub fn run(kafka: &str, raw: &str, clean: &str, table_dir: &Path, phases: &[Phas
         .create()?;
     let mut results = Vec::new();
     let outcome = (|| -> Result<()> {
-        for phase in phases {
+        while let Some(phase) = next(&results) {
             let count = (phase.rate * phase.secs).round() as u64;
             let mut spec = Spec::new("mailings", count);
             spec.invalid_share = 0.01;
@@ -180,6 +243,7 @@ pub fn run(kafka: &str, raw: &str, clean: &str, table_dir: &Path, phases: &[Phas
             eprintln!("bench: latency, {}: {count} events at {:.0}/s", phase.label, phase.rate);
             let started = Instant::now();
             let start_us = now_us();
+            let cpu = CpuMark::new(watched);
             for (i, g) in Generator::new(spec).enumerate() {
                 let due = started + Duration::from_secs_f64(i as f64 / phase.rate);
                 let now = Instant::now();
@@ -212,6 +276,7 @@ pub fn run(kafka: &str, raw: &str, clean: &str, table_dir: &Path, phases: &[Phas
                 }
                 std::thread::sleep(Duration::from_millis(250));
             };
+            let cores = cpu.cores(watched);
             let last_seen = seen
                 .lock()
                 .expect("seen")
@@ -234,6 +299,7 @@ pub fn run(kafka: &str, raw: &str, clean: &str, table_dir: &Path, phases: &[Phas
                 p50_raw_to_lake_ms: pct(&lake_ms, 0.5),
                 p99_raw_to_lake_ms: pct(&lake_ms, 0.99),
                 max_raw_to_lake_ms: lake_ms.last().copied().unwrap_or(f64::NAN),
+                cores,
             };
             eprintln!(
                 "bench: latency, {}: raw → clean p50 {:.0} / p99 {:.0} ms ({} of {}), raw → lake p50 {:.0} / p99 {:.0} ms ({})",

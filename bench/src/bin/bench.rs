@@ -12,6 +12,8 @@
 //! bench/peers/kstreams-dedup), PEER_JAVA_OPTS its JVM options (default -Xmx1g);
 //! BENCH_RESTORE_KEYS the keys of the restore run (default 10 000 000; 0 skips it);
 //! BENCH_LATENCY_SECS the length of each latency phase (default 15; 0 skips them);
+//! BENCH_LATENCY_PEAK the rate (events/s) the latency's peak phase asks for (default: the
+//! chain's drain rate);
 //! BENCH_GROWTH the sizes of the growth runs (default 3000000,10000000; 0 skips them);
 //! BENCH_RESULTS the results folder (default bench/results))
 //!        bench --redraw   (only redraws history.svg from history.csv)
@@ -229,7 +231,10 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
     let _ = std::fs::remove_dir_all(&local_lake);
 
     let ev = events as f64;
-    let peak_rate = base_row.rate;
+    let peak_rate = match env_num("BENCH_LATENCY_PEAK", 0)? {
+        0 => base_row.rate,
+        r => r as f64,
+    };
     let latency_secs = env_num("BENCH_LATENCY_SECS", 15)? as f64;
     let lat = if latency_secs > 0.0 {
         latency_run(ctx, peak_rate, latency_secs)?
@@ -322,7 +327,14 @@ fn run(ctx: &Ctx, events: u64) -> Result<()> {
             o.insert("peer_dlq_records".into(), json!(d));
         }
     }
-    for (label, suffix) in [("half load", "half_load"), ("peak", "peak")] {
+    if let Some(p) = phase("peak") {
+        o.insert("latency_pipeline_peak_rate".into(), num(pipeline_peak(p)));
+    }
+    for (label, suffix) in [
+        ("half load", "half_load"),
+        ("peak", "peak"),
+        ("half of the chain's drain rate", "half_chain_rate"),
+    ] {
         if let Some(p) = phase(label) {
             o.insert(format!("p50_raw_to_clean_ms_{suffix}"), num(p.p50_raw_to_clean_ms));
             o.insert(format!("p99_raw_to_clean_ms_{suffix}"), num(p.p99_raw_to_clean_ms));
@@ -1038,34 +1050,45 @@ fn latency_run(ctx: &Ctx, peak: f64, secs: f64) -> Result<Vec<PhaseResult>> {
     let result = (|| {
         wait_ready(&mut chain, cport, "the chain service")?;
         wait_ready(&mut sink, sport, "the sink")?;
-        let phases = [
-            // Not reported: the first seconds of a new chain and sink (connections, the
-            // first Delta commits) are not the steady state the target is about.
-            Phase {
-                label: "warm-up".into(),
-                rate: peak / 2.0,
-                secs: 3.0,
-                seed: 500,
-            },
-            Phase {
-                label: "half load".into(),
-                rate: peak / 2.0,
-                secs,
-                seed: 501,
-            },
-            Phase {
-                label: "peak".into(),
-                rate: peak,
-                secs,
-                seed: 502,
-            },
-        ];
+        // The chain's drain (`peak`) is the chain alone on a preloaded topic. Here the producer,
+        // the chain, the sink and Kafka share the machine, so the pipeline's own peak is
+        // measured first (the chain's drain rate asked of it; what it sustains is the peak),
+        // and half load is half of that. Half of the chain's drain rate is measured last, as
+        // before 2026-12-02 ("half load" in the history until then).
+        let watched = {
+            let mut w = vec![
+                ("chain".to_owned(), chain.id().to_string()),
+                ("sink".to_owned(), sink.id().to_string()),
+                ("bench (producer, consumer)".to_owned(), "self".to_owned()),
+            ];
+            if let Some(pid) = kafka_pid() {
+                w.push(("Kafka".to_owned(), pid));
+            }
+            w
+        };
         latency::run(
             &ctx.kafka,
             &topics::namespaced(&ns, &topics::raw(CHAIN)),
             &topics::namespaced(&ns, &topics::clean(CHAIN)),
             &lake.join(CHAIN),
-            &phases,
+            &watched,
+            |done| {
+                let phase = |label: &str, rate: f64, secs: f64, seed: u64| Phase {
+                    label: label.into(),
+                    rate,
+                    secs,
+                    seed,
+                };
+                match done.len() {
+                    // Not reported: the first seconds of a new chain and sink (connections,
+                    // the first Delta commits) are not the steady state the target is about.
+                    0 => Some(phase("warm-up", peak / 4.0, 3.0, 500)),
+                    1 => Some(phase("peak", peak, secs, 502)),
+                    2 => Some(phase("half load", pipeline_peak(&done[1]) / 2.0, secs, 501)),
+                    3 => Some(phase("half of the chain's drain rate", peak / 2.0, secs, 503)),
+                    _ => None,
+                }
+            },
         )
     })();
     stop(&mut chain);
@@ -1074,27 +1097,50 @@ fn latency_run(ctx: &Ctx, peak: f64, secs: f64) -> Result<Vec<PhaseResult>> {
     result
 }
 
+/// What the whole pipeline sustained in a phase asked for more than it could take: the lower
+/// of the rate produced and the rate at which the clean records came out.
+fn pipeline_peak(p: &PhaseResult) -> f64 {
+    p.produced_rate.min(p.drained_rate)
+}
+
+/// The broker's pid, from the local infrastructure's pid file (`$INFRA_DIR/pids/kafka.pid`,
+/// default `.infra`): its CPU is reported beside the services'.
+fn kafka_pid() -> Option<String> {
+    let dir = std::env::var("INFRA_DIR").unwrap_or_else(|_| ".infra".into());
+    let pid = std::fs::read_to_string(PathBuf::from(dir).join("pids/kafka.pid")).ok()?;
+    let pid = pid.trim().to_owned();
+    std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
 fn latency_section(lat: &[PhaseResult], peak: f64) -> String {
     if lat.is_empty() {
         return "\nLatency was not measured (BENCH_LATENCY_SECS=0).\n".into();
     }
+    let pipeline = lat.iter().find(|p| p.label == "peak").map_or(f64::NAN, pipeline_peak);
     let mut s = format!(
         "\n## Latency: raw → clean and raw → lake\n\n\
          The chain service and the sink (local lake, `FLUSH_MAX_AGE` 1 s) run together on a fresh namespace; \
          a producer in the bench writes raw `mailings` events (canonical JSON, 10 % duplicates, 1 % invalid) \
-         paced at a fixed rate, first at half of the peak the chain reached in the drain above ({peak:.0} events/s), \
-         then at that peak, each phase after the previous one is fully in the lake (a 3 s warm-up at half load first, not counted). Start: the wall-clock time the producer hands a record to librdkafka (also its Kafka \
-         timestamp). Raw → clean ends when a `read_committed` consumer in the bench receives the clean record \
-         (`fetch.wait.max.ms` 10): the chain's transaction has committed. Raw → lake ends when the bench sees the \
-         sink's Delta commit file (`_delta_log/N.json`, polled every 10 ms) whose `txn` offset for the record's clean \
-         partition lies beyond the record. First copies of valid events only. Producer, chain, sink, Kafka and the \
-         bench share the 2 cores.\n\n\
-         | load | target rate | produced | produced until the last clean record | raw → clean p50 / p99 / max | raw → lake p50 / p99 / max | seen clean / in lake / valid sent | target |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         paced at a fixed rate. The phases, each after the previous one is fully in the lake (a 3 s warm-up at a \
+         quarter of the peak phase's rate first, not counted): **peak**, asking for the rate the chain reached alone in \
+         the drain above ({peak:.0} events/s, unless `BENCH_LATENCY_PEAK` sets it); what the pipeline sustains there (producer, chain, sink, \
+         Kafka and the bench on the same 2 cores: {pipeline:.0} events/s, the lower of produced and drained) is its \
+         peak; **half load**, half of that peak (the target's row); then half of the chain's drain rate (what \
+         \"half load\" meant in the history before 2026-12-02: beyond what this machine sustains with everything \
+         on it, when that half is above the pipeline's peak). Start: the wall-clock time the producer hands a \
+         record to librdkafka (also its Kafka timestamp). Raw → clean ends when a `read_committed` consumer in \
+         the bench receives the clean record (`fetch.wait.max.ms` 10): the chain's transaction has committed. \
+         Raw → lake ends when the bench sees the sink's Delta commit file (`_delta_log/N.json`, polled every \
+         10 ms) whose `txn` offset for the record's clean partition lies beyond the record. First copies of valid \
+         events only. Cores: CPU seconds per second of the phase (its start until its last record is in the \
+         lake) of each process, and the machine's busy share of its 2 cores.\n\n\
+         | load | target rate | produced | produced until the last clean record | raw → clean p50 / p99 / max | raw → lake p50 / p99 / max | seen clean / in lake / valid sent | cores: chain / sink / Kafka / bench / machine | target |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for p in lat.iter().filter(|p| p.label != "warm-up") {
+        let core = |k: &str| p.cores.get(k).map_or("–".to_owned(), |c| format!("{c:.2}"));
         s.push_str(&format!(
-            "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {:.0} / **{:.0}** / {:.0} ms | {:.0} / **{:.0}** / {:.0} ms | {} / {} / {} | {} |\n",
+            "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {:.0} / **{:.0}** / {:.0} ms | {:.0} / **{:.0}** / {:.0} ms | {} / {} / {} | {} / {} / {} / {} / {} | {} |\n",
             p.label,
             p.target_rate,
             p.produced_rate,
@@ -1108,6 +1154,11 @@ fn latency_section(lat: &[PhaseResult], peak: f64) -> String {
             p.seen_clean,
             p.in_lake,
             p.valid,
+            core("chain"),
+            core("sink"),
+            core("Kafka"),
+            core("bench (producer, consumer)"),
+            core("machine"),
             if p.label == "half load" {
                 "p99 raw → clean ≤ 2 × commit interval (100 ms) = 200 ms"
             } else {
