@@ -213,6 +213,7 @@ fn every_help_lists_every_setting_with_its_variable() -> Result<()> {
         "FLUSH_MAX_BYTES",
         "FLUSH_MAX_AGE",
         "TARGET_FILE_SIZE",
+        "STALL_LIMIT",
     ] {
         ensure!(vars.contains(&v), "sink --help lacks {v}: {vars:?}");
     }

@@ -142,6 +142,14 @@ impl Connected {
         }
     }
 
+    /// Counts now as a report with a broker up (or the member settled), for a loop that knows
+    /// why its client cannot report: librdkafka serves statistics on a poll, and a loop that
+    /// waits on something else (the sink retrying a lake commit) does not poll. Without it the
+    /// wait reads as a lost broker.
+    pub fn excuse(&self) {
+        self.mark_up(Instant::now());
+    }
+
     fn mark_up(&self, now: Instant) {
         let at = now.saturating_duration_since(self.origin).as_millis() as u64;
         self.last_up.fetch_max(at, Ordering::Relaxed);
@@ -184,6 +192,20 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
     use std::sync::Arc;
+
+    #[test]
+    fn an_excused_wait_is_not_a_lost_broker() {
+        let c = Connected::default();
+        let past = MIN_DOWN_LIMIT + Duration::from_secs(5);
+        // No report since the client's creation: down past the limit.
+        assert!(c.down_past(Instant::now() + past, MIN_DOWN_LIMIT).is_some());
+        // The loop excuses the silence (it waited on the lake): counted from the excuse on.
+        c.excuse();
+        assert!(c
+            .down_past(Instant::now() + MIN_DOWN_LIMIT / 2, MIN_DOWN_LIMIT)
+            .is_none());
+        assert!(c.down_past(Instant::now() + past, MIN_DOWN_LIMIT).is_some());
+    }
 
     #[test]
     fn progress_reports_the_open_work_from_its_first_mark() {

@@ -56,6 +56,12 @@ pub struct SinkConfig {
     /// Parquet files roll at this size.
     #[arg(long, env = "TARGET_FILE_SIZE", default_value = "134217728")]
     pub target_file_size: u64,
+    /// How long the consumer may report no broker up, or not be a settled member of its
+    /// group, before the sink stops (status 3) so that a restart gets a fresh client; the
+    /// chains' `STALL_LIMIT` default. A commit waiting on the lake does not count.
+    #[arg(long, env = "STALL_LIMIT", default_value = "120s", value_parser = settings::duration)]
+    #[serde(with = "humantime_serde")]
+    pub stall_limit: Duration,
     /// librdkafka properties passed through: the file's `[kafka]` table, `KAFKA_PROP_<NAME>`.
     #[arg(skip)]
     pub kafka: BTreeMap<String, String>,

@@ -83,6 +83,11 @@ struct Core {
     metrics: SinkMetrics,
     health: Health,
     fatal: Option<Error>,
+    /// The consumer's `connected` and `settled` watches (see [`Ctx`]), excused while a commit
+    /// waits on the lake: the loop does not poll then, so no statistics arrive, and
+    /// `make chaos` (namenode-stopped) saw every such wait end the sink as "no broker up for
+    /// 120s" with Kafka up.
+    client_watches: [Arc<Connected>; 2],
 }
 
 struct Ctx {
@@ -415,10 +420,16 @@ impl Core {
                         return Err(e);
                     }
                     tracing::warn!(chain, error = %e, retry_in_ms = delay.as_millis() as u64, "Commit failed; retrying");
+                    for w in &self.client_watches {
+                        w.excuse();
+                    }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(10));
                     // The table may have moved (or the namenode restarted): reload before retrying.
                     let _ = self.rt.block_on(t.table.update_incremental(None));
+                    for w in &self.client_watches {
+                        w.excuse();
+                    }
                 }
             }
         }
@@ -460,16 +471,14 @@ fn rows_for(table: &DeltaTable, chain: &str) -> Result<decode::Rows> {
 /// How long the sink waits for partitions back after a revocation took them all (a lapsed
 /// session across a broker restart) before it stops, as a chain does (`REJOIN_LIMIT`).
 const REJOIN_LIMIT: Duration = Duration::from_secs(60);
-/// How long the consumer may report no broker up, or not be a settled member of its group,
-/// before the sink stops: the chains' default `STALL_LIMIT`.
-const BROKER_DOWN_LIMIT: Duration = Duration::from_secs(120);
 /// How often the loop checks what depends on time (see `run_loop`).
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Stops the process (exit status 3, as a chain's watchdog does) when its consumer is stuck:
 /// all partitions revoked and none assigned again within [`REJOIN_LIMIT`], no broker up or
 /// not a settled member of its group (joined, whether given partitions or not) for
-/// [`BROKER_DOWN_LIMIT`], or the main loop standing still past
+/// `STALL_LIMIT` (`limit`, 120 s; a commit waiting on the lake excuses the silence, see
+/// `Core::client_watches`), or the main loop standing still past
 /// [`tributary_engine::metrics::STALL_AFTER`]. A thread of its own: `make chaos`
 /// (broker-restart at 1 M events) saw the sink's partitions revoked across a broker restart
 /// and never assigned again, twice, and its main loop blocked for good (it never saw the
@@ -479,6 +488,7 @@ fn watch_stuck(
     assigned: Arc<Mutex<(usize, Option<Instant>)>>,
     connected: Arc<Connected>,
     settled: Arc<Connected>,
+    limit: Duration,
     health: Health,
     stop: CancellationToken,
 ) -> Result<()> {
@@ -489,10 +499,10 @@ fn watch_stuck(
                 return Some(format!("all partitions revoked and none assigned again for {none:.0?}"));
             }
         }
-        if let Some(down) = connected.down_past(now, BROKER_DOWN_LIMIT) {
+        if let Some(down) = connected.down_past(now, limit) {
             return Some(format!("the consumer has had no broker up for {down:.0?}"));
         }
-        if let Some(out) = settled.down_past(now, BROKER_DOWN_LIMIT) {
+        if let Some(out) = settled.down_past(now, limit) {
             return Some(format!(
                 "the consumer has not been a settled member of its group for {out:.0?}"
             ));
@@ -586,6 +596,7 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         .create()
         .ctx("creating the dlq.sink producer")?;
     let topics_: Vec<String> = tables.values().map(|t| t.topic.clone()).collect();
+    let (connected, settled) = (Arc::new(Connected::default()), Arc::new(Connected::group()));
     let core_arc = Arc::new(Mutex::new(Core {
         dlq_topic: topics::namespaced(&cfg.topic_namespace, "dlq.sink"),
         cfg: cfg.clone(),
@@ -596,8 +607,8 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
         metrics,
         health: health.clone(),
         fatal: None,
+        client_watches: [connected.clone(), settled.clone()],
     }));
-    let (connected, settled) = (Arc::new(Connected::default()), Arc::new(Connected::group()));
     let assigned = Arc::new(Mutex::new((0usize, None)));
     let mut consumer_config = client_config(&cfg);
     // librdkafka prefetches per partition up to 64 MiB of records (or 100 000) by default,
@@ -628,7 +639,14 @@ fn run_loop(cfg: SinkConfig, metrics: SinkMetrics, health: Health, shutdown: Can
             lag: lock(&core_arc).metrics.lag.clone(),
         })
         .ctx("creating the consumer")?;
-    watch_stuck(assigned, connected, settled, health.clone(), shutdown.clone())?;
+    watch_stuck(
+        assigned,
+        connected,
+        settled,
+        cfg.stall_limit,
+        health.clone(),
+        shutdown.clone(),
+    )?;
     let refs: Vec<&str> = topics_.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).ctx("subscribing to the clean topics")?;
     tracing::info!(topics = ?topics_, lake = %cfg.lake_uri, "Sink consuming");
