@@ -656,22 +656,10 @@ pub fn hdfs() -> String {
     std::env::var("HDFS_URL").unwrap_or_else(|_| "hdfs://localhost:9000".into())
 }
 
-/// The one runtime every lake read and write of the tests runs on. hdfs-native keeps DataNode
-/// connections in a process-wide cache (`DATANODE_CACHE`, 3 s): a connection made on one
-/// runtime and taken from the cache by another waits on a reactor that nobody drives, or fails
-/// once its runtime is gone ("A Tokio 1.x context was found, but it is being shutdown").
-/// `make chaos` hung there for good (its five history threads, each with a current-thread
-/// runtime of its own, reading an HDFS lake), and its drain's reads failed for 300 s.
+/// The one runtime every lake read and write of the tests runs on:
+/// [`tributary_lake::io_runtime`] (why one, not one per thread: there).
 pub fn lake_runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lake-io")
-            .enable_all()
-            .build()
-            .expect("starting the lake runtime")
-    })
+    tributary_lake::io_runtime()
 }
 
 /// `tenant/event_id` of every row of a chain's table, counted; no rows while there is no

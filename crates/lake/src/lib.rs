@@ -67,6 +67,27 @@ pub async fn registry_schema(registry_url: &str, id: u32) -> Result<String> {
     })
 }
 
+/// The one runtime a process's lake reads and writes share, where several threads of it
+/// touch an HDFS lake. hdfs-native keeps DataNode connections in a process-wide cache
+/// (`DATANODE_CACHE`, 3 s): a connection made on one runtime and taken from the cache by
+/// another waits on a reactor that nobody drives (a current-thread runtime drives its IO only
+/// inside its own `block_on`), or fails once its runtime is gone ("A Tokio 1.x context was
+/// found, but it is being shutdown"). `make chaos` hung there for good (five threads, each with
+/// a current-thread runtime of its own, reading an HDFS lake). A multi-thread runtime drives
+/// its reactor on its workers whoever waits; `block_on` may be called from any thread that is
+/// not itself inside a runtime.
+pub fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lake-io")
+            .enable_all()
+            .build()
+            .expect("starting the lake runtime")
+    })
+}
+
 /// The unified Avro schema of a chain (`schemas/<chain>.avsc`, from the chain registry).
 pub fn chain_schema(chain: &str) -> Option<&'static str> {
     tributary_engine::chains::get(chain).map(|c| c.schema)

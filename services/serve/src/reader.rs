@@ -135,7 +135,8 @@ impl Schemas {
 /// returned only for what cannot be handled (a clean record that cannot be typed); the
 /// caller stops the service loudly.
 pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The lake's runtime, shared with the sharing refresher: see `tributary_lake::io_runtime`.
+    let rt = tributary_lake::io_runtime();
     let c = consumer(&app)?;
     let topics = clean_topics(&app.settings.topic_namespace);
     let Some(parts) = partitions(&c, &topics, &shutdown)? else {
@@ -262,7 +263,7 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
                             m.offset()
                         )
                     })?;
-                    let schema = schemas.get(&rt, id, &shutdown)?;
+                    let schema = schemas.get(rt, id, &shutdown)?;
                     let e = event::from_avro(chain, schema, payload)
                         .with_context(|| format!("{}[{}]@{}", m.topic(), m.partition(), m.offset()))?;
                     if let Some(i) = CHAINS.iter().position(|c| *c == chain) {

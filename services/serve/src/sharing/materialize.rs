@@ -567,7 +567,8 @@ pub fn run(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
         return Ok(());
     };
     tracing::info!(every = ?every, "Refreshing the shared tables");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The lake's runtime, shared with the reader: see `tributary_lake::io_runtime`.
+    let rt = tributary_lake::io_runtime();
     let mut store: Option<Arc<dyn ObjectStore>> = None;
     let mut next = Instant::now();
     while !shutdown.is_cancelled() {
