@@ -659,14 +659,8 @@ fn run_in(
             fleet.check()?;
             // A read that fails (the broker just back from a fault can refuse a new client's
             // metadata request for a while) is tried again until the deadline.
-            let quiet = audit_sums(&topic(ns, topics::audit(c))).and_then(|sums| {
-                Ok(sums.received >= want
-                    && crate::existing_table_rows(lake, c)?
-                        .values()
-                        .map(|n| u64::from(*n))
-                        .sum::<u64>()
-                        >= sums.clean)
-            });
+            let quiet = audit_sums(&topic(ns, topics::audit(c)))
+                .and_then(|sums| Ok(sums.received >= want && crate::existing_table_row_count(lake, c)? >= sums.clean));
             match quiet {
                 Ok(true) => break,
                 Ok(false) => {}

@@ -29,6 +29,11 @@ fn end_to_end_into_a_table_on_hdfs() -> Result<()> {
     let s = loadgen::send(&kafka(), &topic(&ns, topics::raw(chain)), spec, |_| {})?;
     let rows = wait_table(&lake, chain, s.expected.len(), Duration::from_secs(120))?;
     assert_exact_table(&rows, &s.expected);
+    // The count `make chaos` waits on, from the log's per-file record counts: the rows read.
+    assert_eq!(
+        existing_table_row_count(&lake, chain)?,
+        rows.values().map(|n| u64::from(*n)).sum::<u64>()
+    );
     sink.stop()?;
     svc.stop()
 }
