@@ -679,37 +679,39 @@ pub fn existing_table_rows(lake_uri: &str, chain: &str) -> Result<BTreeMap<Strin
 /// file has no count). What a wait for the lake to catch up polls: reading every row of
 /// every table every 500 ms to count them was the slow part of `make chaos`'s drain on HDFS.
 pub fn existing_table_row_count(lake_uri: &str, chain: &str) -> Result<u64> {
-    let lake = tributary_lake::Lake::new(lake_uri)?;
-    let opened = lake_runtime()
-        .block_on(tributary_lake::open_existing(&lake, chain))
-        .with_context(|| format!("opening the {chain} table of {lake_uri}"))?;
-    let table = opened.with_context(|| format!("the {chain} table of {lake_uri} does not exist"))?;
+    let table =
+        open_table(lake_uri, chain)?.with_context(|| format!("the {chain} table of {lake_uri} does not exist"))?;
     let counts: Option<Vec<usize>> = tributary_lake::table::live_files(&table)?
         .iter()
         .map(|f| f.num_records)
         .collect();
     match counts {
         Some(c) => Ok(c.iter().map(|n| *n as u64).sum()),
-        None => Ok(existing_table_rows(lake_uri, chain)?
-            .values()
-            .map(|n| u64::from(*n))
-            .sum()),
+        None => Ok(rows_of(&table)?.values().map(|n| u64::from(*n)).sum()),
     }
 }
 
-fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<BTreeMap<String, u32>> {
-    use arrow::array::{Array, StringArray};
-    let rt = lake_runtime();
+/// The table of `chain` in the lake, `None` when there is none yet; any other failure is an error.
+fn open_table(lake_uri: &str, chain: &str) -> Result<Option<tributary_lake::DeltaTable>> {
     let lake = tributary_lake::Lake::new(lake_uri)?;
-    let mut out = BTreeMap::new();
-    let opened = rt
+    lake_runtime()
         .block_on(tributary_lake::open_existing(&lake, chain))
-        .with_context(|| format!("opening the {chain} table of {lake_uri}"))?;
-    let Some(table) = opened else {
+        .with_context(|| format!("opening the {chain} table of {lake_uri}"))
+}
+
+fn read_table_rows(lake_uri: &str, chain: &str, none_is_empty: bool) -> Result<BTreeMap<String, u32>> {
+    let Some(table) = open_table(lake_uri, chain)? else {
         anyhow::ensure!(none_is_empty, "the {chain} table of {lake_uri} does not exist");
-        return Ok(out);
+        return Ok(BTreeMap::new());
     };
-    for f in rt.block_on(tributary_lake::table::read_all(&table))? {
+    rows_of(&table)
+}
+
+/// `tenant/event_id` of every row of an open table, counted.
+fn rows_of(table: &tributary_lake::DeltaTable) -> Result<BTreeMap<String, u32>> {
+    use arrow::array::{Array, StringArray};
+    let mut out = BTreeMap::new();
+    for f in lake_runtime().block_on(tributary_lake::table::read_all(table))? {
         let tenant = f.partition.get("tenant_id").cloned().unwrap_or_default();
         for b in &f.batches {
             let ids = b
